@@ -1,0 +1,14 @@
+"""ltu_fast: fused multi-objective gradient harmonization and Learning-to-Unlearn for PyTorch."""
+
+from .aggregators import MGDA, PCGrad, Project, Sum, make_aggregator
+from .backends import available_backends, resolve_backend
+from .functional import StepStats, axpy, harmonize, harmonize_rows
+from .optim import HarmonizedSGD
+from .plan import SegmentPlan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HarmonizedSGD", "SegmentPlan", "StepStats", "harmonize", "harmonize_rows", "axpy",
+    "Sum", "PCGrad", "Project", "MGDA", "make_aggregator", "available_backends", "resolve_backend",
+]

@@ -1,0 +1,65 @@
+"""The contract every backend implements (reference, cpu, cuda, triton).
+
+Four ops over flat rows laid out by a :class:`~ltu_fast.plan.SegmentPlan`; all tensors are on one
+device and owned by torch (backends never allocate behind torch's back):
+
+``gram(rows[K, P], plan) -> stats[L, K, K]``
+    Per-segment Gram matrix of the K rows, accumulated in at least float32, summed over each
+    segment's tensors in a fixed order (bitwise repeatable run to run).
+``combine(rows, beta[L, K], plan) -> out[P]``
+    ``out[e] = sum_k beta[seg(e), k] * rows[k, e]`` (rows' dtype; padding left zero).
+``sgd_apply(rows, beta, plan, param[P], momentum[P], hyper[G, 6], ready[G], found_inf[1])``
+    The fused update, in place on ``param`` and ``momentum``. With ``g`` the combined gradient of
+    an element in group ``q``, ``h = hyper[q]`` (columns ``HYPER_*``) and ``r = ready[q]``:
+        g = -g if maximize;   g += weight_decay * p
+        if momentum != 0:     buf = (r ? momentum : 0) * buf + (r ? 1 - dampening : 1) * g
+                              g = g + momentum * buf if nesterov else buf
+        p -= lr * g
+    exactly ``torch.optim.SGD``'s semantics (``r = 0`` is its first step, buffer := gradient).
+    ``momentum`` may be empty (numel 0) when no group uses momentum.
+    If ``found_inf[0] != 0`` nothing is written (read on the device: no host sync).
+``axpy(acc[P], x[P], alpha)``
+    ``acc += alpha * x`` for meta-gradient accumulation; ``alpha`` a float or a 0-dim tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from ..plan import SegmentPlan
+
+__all__ = ["Backend", "HYPER_COLUMNS", "HYPER_LR", "HYPER_WEIGHT_DECAY", "HYPER_MOMENTUM",
+           "HYPER_DAMPENING", "HYPER_NESTEROV", "HYPER_MAXIMIZE"]
+
+HYPER_COLUMNS = ("lr", "weight_decay", "momentum", "dampening", "nesterov", "maximize")
+HYPER_LR, HYPER_WEIGHT_DECAY, HYPER_MOMENTUM, HYPER_DAMPENING, HYPER_NESTEROV, HYPER_MAXIMIZE = range(6)
+
+
+class Backend(Protocol):
+    name: str
+
+    def availability(self) -> str | None:
+        """None when usable in this process, else the reason it is not (shown in errors)."""
+
+    def supports(self, device: torch.device, row_dtype: torch.dtype, param_dtype: torch.dtype | None) -> bool:
+        """Whether the ops run for these tensors (``param_dtype`` None: no parameter involved)."""
+
+    def gram(self, rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor: ...
+
+    def combine(self, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor: ...
+
+    def sgd_apply(
+        self,
+        rows: torch.Tensor,
+        beta: torch.Tensor,
+        plan: SegmentPlan,
+        param: torch.Tensor,
+        momentum: torch.Tensor,
+        hyper: torch.Tensor,
+        ready: torch.Tensor,
+        found_inf: torch.Tensor,
+    ) -> None: ...
+
+    def axpy(self, acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None: ...

@@ -1,0 +1,182 @@
+"""Functional core: Gram -> coefficients -> one fused pass, without owning an optimizer.
+
+``HarmonizedSGD`` is a thin stateful shell around :func:`sgd_step`; other stacks (a custom
+training loop, a meta-learning inner step, DDP/FSDP code) can call these functions directly on
+their own flat rows or on per-parameter gradient lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .aggregators import Aggregator, as_weights, make_aggregator
+from .backends import Backend, resolve_backend
+from .plan import SegmentPlan
+
+__all__ = ["StepStats", "coefficients", "harmonize_rows", "harmonize", "sgd_step", "axpy", "segment_labels"]
+
+
+@dataclass
+class StepStats:
+    """Per-segment statistics of one harmonization, all device tensors (read them when needed)."""
+
+    gram: torch.Tensor  # [L, K, K]
+    beta: torch.Tensor  # [L, K] coefficients applied (objective weights and grad scale included)
+    found_inf: torch.Tensor  # [1] float, nonzero: a gradient was not finite and the step was skipped
+
+    def cosine(self) -> torch.Tensor:
+        """[L, K, K] cosine similarity between objectives per segment (0 where a gradient is zero)."""
+        norms = torch.diagonal(self.gram, dim1=1, dim2=2).clamp_min(0).sqrt()
+        den = norms[:, :, None] * norms[:, None, :]
+        return torch.where(den > 0, self.gram / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(den))
+
+    def conflicts(self) -> torch.Tensor:
+        """[L] bool: some pair of objectives has a negative inner product in this segment."""
+        k = self.gram.shape[1]
+        off_diagonal = ~torch.eye(k, dtype=torch.bool, device=self.gram.device)
+        return ((self.gram < 0) & off_diagonal).flatten(1).any(1)
+
+    def conflict_rate(self) -> float:
+        """Share of segments in conflict (synchronises: call it for logging, not inside the step)."""
+        return self.conflicts().float().mean().item()
+
+    @property
+    def skipped(self) -> bool:
+        """Whether this step was skipped for non-finite gradients (synchronises)."""
+        return bool(self.found_inf.item())
+
+
+def coefficients(
+    gram: torch.Tensor,
+    aggregator: Aggregator,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coefficients ``beta [L, K]`` and the ``found_inf [1]`` flag, computed on the device.
+
+    Non-finite statistics mean a non-finite gradient somewhere in that segment: the whole step is
+    flagged (as GradScaler does). ``grad_scale`` (a loss scale) is divided out of ``beta`` so the
+    fused pass unscales for free: every aggregator here is invariant to a common gradient scale.
+    An incoming ``found_inf`` (e.g. GradScaler's) is OR-ed in.
+    """
+    beta = aggregator(gram, weights)
+    bad = ~(torch.isfinite(gram).all() & torch.isfinite(beta).all())
+    if grad_scale is not None:
+        beta = beta / grad_scale.to(beta)
+    flag = bad.to(torch.float32).reshape(1)
+    if found_inf is not None:
+        flag = torch.maximum(flag, (found_inf.reshape(1) != 0).to(flag))
+    return beta.to(torch.float32) if gram.dtype != torch.float64 else beta, flag
+
+
+def harmonize_rows(
+    rows: torch.Tensor,
+    plan: SegmentPlan,
+    aggregator: str | Aggregator = "pcgrad",
+    weights: Sequence[float] | torch.Tensor | None = None,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, StepStats]:
+    """Combine flat rows ``[K, P]`` laid out by ``plan`` into one harmonized flat gradient ``[P]``."""
+    _check_rows(rows, plan)
+    agg = make_aggregator(aggregator)
+    agg.validate(rows.shape[0])
+    impl = resolve_backend(backend, rows.device, rows.dtype)
+    stats_plan = plan.to(rows.device)
+    gram = impl.gram(rows, stats_plan)
+    w = as_weights(weights, rows.shape[0])
+    beta, found_inf = coefficients(gram, agg, None if w is None else w.to(rows.device))
+    return impl.combine(rows, beta, stats_plan), StepStats(gram, beta, found_inf)
+
+
+def segment_labels(shapes_count: int, granularity: str | Sequence[int]) -> list[int]:
+    """Segment label per tensor for ``"layer"`` / ``"global"`` or an explicit sequence."""
+    if isinstance(granularity, str):
+        if granularity == "layer":
+            return list(range(shapes_count))
+        if granularity == "global":
+            return [0] * shapes_count
+        raise ValueError(f"granularity: {granularity!r} needs parameter names or is unknown; "
+                         "use 'layer', 'global', or a sequence of segment ids")
+    labels = list(granularity)
+    if len(labels) != shapes_count:
+        raise ValueError(f"granularity: expected {shapes_count} segment ids, got {len(labels)}")
+    return labels
+
+
+def harmonize(
+    grads: Sequence[Sequence[torch.Tensor]],
+    aggregator: str | Aggregator = "pcgrad",
+    weights: Sequence[float] | torch.Tensor | None = None,
+    granularity: str | Sequence[int] = "layer",
+    backend: str = "auto",
+) -> list[torch.Tensor]:
+    """Harmonize per-parameter gradient lists: ``grads[k][i]`` is objective k's gradient of tensor i.
+
+    Returns one combined gradient per tensor. Copies into flat rows once; use
+    :func:`harmonize_rows` on rows you already own to avoid the copy.
+    """
+    if len(grads) == 0:
+        raise ValueError("grads: need at least one objective")
+    first = list(grads[0])
+    if not first:
+        raise ValueError("grads[0]: empty gradient list")
+    for k, per_objective in enumerate(grads):
+        if len(per_objective) != len(first):
+            raise ValueError(f"grads[{k}]: expected {len(first)} tensors like grads[0], got {len(per_objective)}")
+        for i, (g, ref) in enumerate(zip(per_objective, first)):
+            if g.is_sparse:
+                raise TypeError(f"grads[{k}][{i}]: sparse gradients are not supported")
+            if g.shape != ref.shape or g.dtype != ref.dtype or g.device != ref.device:
+                raise ValueError(f"grads[{k}][{i}]: shape/dtype/device {tuple(g.shape)}/{g.dtype}/{g.device} "
+                                 f"differs from grads[0][{i}] {tuple(ref.shape)}/{ref.dtype}/{ref.device}")
+    dtype, device = first[0].dtype, first[0].device
+    plan = SegmentPlan.build([g.numel() for g in first], segment_labels(len(first), granularity),
+                             element_size=first[0].element_size(), device=device)
+    rows = torch.stack([plan.flatten(list(per_objective), dtype=dtype) for per_objective in grads])
+    combined, _ = harmonize_rows(rows, plan, aggregator, weights, backend)
+    return [v.clone() for v in plan.views(combined, [g.shape for g in first])]
+
+
+def sgd_step(
+    rows: torch.Tensor,
+    plan: SegmentPlan,
+    param: torch.Tensor,
+    momentum: torch.Tensor,
+    hyper: torch.Tensor,
+    ready: torch.Tensor,
+    aggregator: Aggregator,
+    backend: Backend,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+) -> StepStats:
+    """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
+
+    ``ready [G]`` marks groups whose momentum buffer holds history; it is set after a step that
+    was not skipped (SGD's "first step copies the gradient" rule survives skipped steps).
+    """
+    gram = backend.gram(rows, plan)
+    beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
+    backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)
+    torch.maximum(ready, 1 - flag.to(ready), out=ready)
+    return StepStats(gram, beta, flag)
+
+
+def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, backend: str = "auto") -> None:
+    """``acc += alpha * x`` on flat buffers (meta-gradient accumulation), in place."""
+    if acc.shape != x.shape or acc.device != x.device:
+        raise ValueError(f"x: shape/device {tuple(x.shape)}/{x.device} must match acc {tuple(acc.shape)}/{acc.device}")
+    resolve_backend(backend, acc.device, x.dtype, acc.dtype).axpy(acc, x, alpha)
+
+
+def _check_rows(rows: torch.Tensor, plan: SegmentPlan) -> None:
+    if rows.dim() != 2 or rows.shape[1] != plan.total or rows.shape[0] < 1:
+        raise ValueError(f"rows: expected shape [K >= 1, {plan.total}], got {tuple(rows.shape)}")
+    if rows.is_sparse:
+        raise TypeError("rows: sparse tensors are not supported")
+    if not rows.is_contiguous():
+        raise ValueError("rows: must be contiguous")

@@ -1,0 +1,364 @@
+"""``HarmonizedSGD``: SGD on the harmonized combination of K objectives' gradients.
+
+The optimizer owns three flat buffers laid out by one :class:`~ltu_fast.plan.SegmentPlan`:
+parameters ``[P]`` (each ``param.data`` becomes a view, as FSDP's FlatParameter does), momentum
+``[P]``, and gradient rows ``[K, P]``. Each parameter's ``.grad`` is a view into the row of the
+active objective, so ``backward()`` accumulates straight into that row:
+
+    opt = HarmonizedSGD(model.parameters(), lr=0.1, momentum=0.9, objectives=("forget", "retain"))
+    opt.zero_grad()
+    with opt.objective("forget"):
+        loss_f.backward()
+    with opt.objective("retain"):
+        loss_r.backward()
+    opt.step()        # Gram per layer -> coefficients -> one fused update pass
+
+With one objective and ``aggregator="sum"`` it is ``torch.optim.SGD``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from .aggregators import Aggregator, as_weights, make_aggregator
+from .backends import resolve_backend
+from .backends.base import HYPER_COLUMNS
+from .functional import StepStats, segment_labels, sgd_step
+from .plan import SegmentPlan
+
+__all__ = ["HarmonizedSGD"]
+
+GRANULARITIES = ("layer", "module", "global")
+
+
+def _check_hyper(name: str, value: Any, where: str) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name}{where}: a tensor {name} must have one element, got shape {tuple(value.shape)}")
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name}{where}: expected a number, got {type(value).__name__}")
+    if not value >= 0.0:  # also rejects NaN
+        raise ValueError(f"{name}{where}: must be >= 0, got {value}")
+
+
+def _objective_names(objectives: int | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(objectives, int) and not isinstance(objectives, bool):
+        if objectives < 1:
+            raise ValueError(f"objectives: need K >= 1 objectives, got {objectives}")
+        return tuple(f"objective{k}" for k in range(objectives)) if objectives > 1 else ("loss",)
+    names = tuple(objectives)
+    if not names:
+        raise ValueError("objectives: need K >= 1 objectives, got an empty list")
+    if any(not isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"objectives: expected distinct names, got {names}")
+    return names
+
+
+class HarmonizedSGD(Optimizer):
+    """SGD (momentum, dampening, Nesterov, weight decay, maximize) on harmonized gradients.
+
+    Args:
+        params: parameters, param groups, or ``model.named_parameters()`` (names are needed for
+            ``granularity="module"``). All must be dense, floating point, on one device, one dtype.
+        lr, momentum, dampening, weight_decay, nesterov, maximize: as ``torch.optim.SGD``
+            (per param group too); ``lr`` may be a float or a one-element tensor.
+        objectives: K, or K distinct names (e.g. ``("forget", "retain")``).
+        aggregator: ``"sum"``, ``"pcgrad"``, ``"project"``, ``"mgda"`` or an
+            :class:`~ltu_fast.aggregators.Aggregator` instance (e.g. ``Project(protect=1)``).
+        granularity: ``"layer"`` (one segment per tensor), ``"module"`` (per owning module),
+            ``"global"`` (the whole model), or a sequence of segment ids, one per parameter.
+        weights: K non-negative objective weights (as if each loss were scaled).
+        backend: ``"auto"``, ``"reference"``, ``"cpu"``, ``"cuda"`` or ``"triton"``.
+        align_bytes: alignment of each tensor in the flat buffers.
+
+    After ``step()``, ``last_stats`` holds per-segment device tensors (Gram, coefficients,
+    skip flag); ``conflict_rate()`` and ``skipped_steps`` read them on demand. A step whose
+    gradients contain NaN/Inf in any row leaves parameters and momentum untouched.
+    """
+
+    _step_supports_amp_scaling = True  # GradScaler passes grad_scale / found_inf; we unscale in-kernel
+
+    def __init__(
+        self,
+        params,
+        lr: float | torch.Tensor = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        objectives: int | Sequence[str] = 1,
+        aggregator: str | Aggregator = "pcgrad",
+        granularity: str | Sequence[int] = "layer",
+        weights: Sequence[float] | torch.Tensor | None = None,
+        backend: str = "auto",
+        align_bytes: int = 64,
+    ):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, maximize=maximize)
+        self.objectives = _objective_names(objectives)
+        self.aggregator = make_aggregator(aggregator)
+        self.aggregator.validate(len(self.objectives))
+        self.weights = as_weights(weights, len(self.objectives))
+        if isinstance(granularity, str) and granularity not in GRANULARITIES:
+            raise ValueError(f"granularity: unknown {granularity!r}; choose one of {GRANULARITIES} or a sequence of ids")
+        self.granularity = granularity
+        self.backend_name = backend
+        self.align_bytes = align_bytes
+        self._layout_ready = False
+        super().__init__(params, defaults)
+        self._build_layout()
+
+    # ----------------------------------------------------------------- construction and layout
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        where = f" (param group {len(self.param_groups) - 1})"
+        for name in ("lr", "momentum", "dampening", "weight_decay"):
+            _check_hyper(name, group[name], where)
+        if group["nesterov"] and (_scalar(group["momentum"]) <= 0 or _scalar(group["dampening"]) != 0):
+            raise ValueError(f"nesterov{where}: requires momentum > 0 and zero dampening")
+        if self._layout_ready:  # a group added after construction: re-lay the buffers out
+            self._build_layout()
+
+    def _named_params(self) -> list[tuple[str, torch.nn.Parameter, int]]:
+        """(display name, param, group index) for every trainable parameter, in layout order."""
+        out = []
+        for g, group in enumerate(self.param_groups):
+            names = group.get("param_names")
+            for i, p in enumerate(group["params"]):
+                if p.requires_grad:
+                    out.append((names[i] if names else f"param_groups[{g}]['params'][{i}]", p, g))
+        return out
+
+    def _validate_params(self, named: list[tuple[str, torch.nn.Parameter, int]]) -> None:
+        if not named:
+            raise ValueError("params: no trainable parameters (empty list, or none requires grad)")
+        ref_name, ref, _ = named[0]
+        for name, p, _ in named:
+            if p.layout != torch.strided:
+                raise TypeError(f"params: {name} has layout {p.layout}; only dense tensors are supported")
+            if not p.dtype.is_floating_point:
+                raise TypeError(f"params: {name} has dtype {p.dtype}; parameters must be floating point")
+            if p.device != ref.device or p.dtype != ref.dtype:
+                raise ValueError(f"params: {name} is {p.dtype} on {p.device} but {ref_name} is {ref.dtype} on "
+                                 f"{ref.device}; HarmonizedSGD needs one device and one dtype")
+
+    def _segment_labels(self, named) -> list:
+        if self.granularity == "module":
+            if any(name.startswith("param_groups[") for name, _, _ in named):
+                raise ValueError("granularity='module' needs parameter names: pass model.named_parameters()")
+            return [name.rpartition(".")[0] for name, _, _ in named]
+        return segment_labels(len(named), self.granularity)
+
+    def _build_layout(self) -> None:
+        """Move parameters, momentum and gradient rows into flat buffers (keeping any values)."""
+        named = self._named_params()
+        self._validate_params(named)
+        params = [p for _, p, _ in named]
+        ref = params[0]
+        old_rows = getattr(self, "_row_views", None)
+        old_index = {id(p): i for i, p in enumerate(getattr(self, "_params", []))}
+        plan = SegmentPlan.build([p.numel() for p in params], self._segment_labels(named),
+                                 [g for _, _, g in named], element_size=ref.element_size(),
+                                 align_bytes=self.align_bytes, device=ref.device)
+        shapes = [p.shape for p in params]
+        k = len(self.objectives)
+        flat = plan.flatten([p.detach() for p in params])
+        rows = torch.zeros(k, plan.total, dtype=ref.dtype, device=ref.device)
+        row_views = [plan.views(rows[j], shapes) for j in range(k)]
+        uses_momentum = any(_scalar(g["momentum"]) != 0 for g in self.param_groups)
+        momentum = torch.zeros(plan.total if uses_momentum else 0, dtype=ref.dtype, device=ref.device)
+        momentum_views = plan.views(momentum, shapes) if uses_momentum else [None] * len(params)
+        for i, p in enumerate(params):
+            j = old_index.get(id(p))
+            if j is not None:  # re-layout: keep gradient rows and momentum history
+                for obj in range(k):
+                    row_views[obj][i].copy_(old_rows[obj][j])
+            buf = self.state.get(p, {}).get("momentum_buffer")
+            if buf is not None and momentum_views[i] is not None:
+                momentum_views[i].copy_(buf)
+        for i, p in enumerate(params):
+            p.data = plan.views(flat, shapes)[i]
+            if momentum_views[i] is not None:
+                self.state[p]["momentum_buffer"] = momentum_views[i]
+        self.plan, self._params, self._shapes = plan, params, shapes
+        self._flat_params, self._rows, self._row_views, self._momentum = flat, rows, row_views, momentum
+        if not self._layout_ready:
+            self._ready = torch.zeros(plan.num_groups, dtype=torch.float32, device=ref.device)
+            self._skipped = torch.zeros(1, dtype=torch.int64, device=ref.device)
+            self._active = 0
+            self.last_stats: StepStats | None = None
+        else:
+            self._ready = torch.cat([self._ready, self._ready.new_zeros(plan.num_groups - len(self._ready))])
+        self._backend = resolve_backend(self.backend_name, ref.device, ref.dtype, ref.dtype)
+        self._hyper_key = None
+        self._layout_ready = True
+        self._point_grads()
+
+    # ----------------------------------------------------------------------- objectives and grads
+    def _objective_index(self, which: int | str) -> int:
+        if isinstance(which, str):
+            if which not in self.objectives:
+                raise ValueError(f"objective: unknown {which!r}; this optimizer has {self.objectives}")
+            return self.objectives.index(which)
+        if not isinstance(which, int) or not 0 <= which < len(self.objectives):
+            raise ValueError(f"objective: expected a name or an index in [0, {len(self.objectives)}), got {which!r}")
+        return which
+
+    def _point_grads(self) -> None:
+        for p, view in zip(self._params, self._row_views[self._active]):
+            p.grad = view
+
+    def _absorb_foreign_grads(self) -> None:
+        """Bring any ``.grad`` that is no longer our row view back into the active row.
+
+        Code outside the optimizer may replace ``.grad`` (``model.zero_grad()`` sets it to None,
+        ``create_graph=True`` backward assigns a new tensor): None means zero, a new tensor is
+        copied in, so nothing written to ``.grad`` is lost.
+        """
+        for i, (p, view) in enumerate(zip(self._params, self._row_views[self._active])):
+            g = p.grad
+            if g is view:
+                continue
+            if g is None:
+                view.zero_()
+            elif g.layout != torch.strided:
+                raise TypeError(f"params: a sparse gradient was assigned to parameter {i} ({tuple(g.shape)}); "
+                                "HarmonizedSGD supports dense gradients only")
+            else:
+                view.copy_(g)
+            p.grad = view
+
+    def set_objective(self, which: int | str) -> None:
+        """Route subsequent ``backward()`` calls into the row of objective ``which``."""
+        k = self._objective_index(which)
+        self._absorb_foreign_grads()
+        self._active = k
+        self._point_grads()
+
+    @contextmanager
+    def objective(self, which: int | str) -> Iterator[torch.Tensor]:
+        """Context manager: gradients inside accumulate into ``which``'s row (yielded)."""
+        previous = self._active
+        self.set_objective(which)
+        try:
+            yield self._rows[self._active]
+        finally:
+            self.set_objective(previous)
+
+    @property
+    def active_objective(self) -> str:
+        return self.objectives[self._active]
+
+    @property
+    def grad_rows(self) -> torch.Tensor:
+        """The flat gradient rows ``[K, P]`` (live: writes go straight to the optimizer)."""
+        return self._rows
+
+    def grad_row(self, which: int | str) -> torch.Tensor:
+        return self._rows[self._objective_index(which)]
+
+    @property
+    def flat_params(self) -> torch.Tensor:
+        """The flat parameter buffer ``[P]`` every parameter is a view of."""
+        return self._flat_params
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero every objective's row in one fill. ``set_to_none`` is accepted for compatibility:
+        ``.grad`` stays a view (None would disconnect autograd from the flat rows)."""
+        self._rows.zero_()
+        self._point_grads()
+
+    # -------------------------------------------------------------------------------- the step
+    def _hyper(self) -> torch.Tensor:
+        """[G, 6] hyper-parameters on the device; re-uploaded only when a value changed."""
+        values = [[g[c] for c in HYPER_COLUMNS] for g in self.param_groups]
+        device = self._flat_params.device
+        if any(isinstance(v, torch.Tensor) for row in values for v in row):
+            return torch.stack([torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device).reshape(())
+                                             for v in row]) for row in values])
+        key = tuple(float(v) for row in values for v in row)
+        if key != self._hyper_key:
+            if self._momentum.numel() == 0 and any(float(g["momentum"]) != 0 for g in self.param_groups):
+                self._build_layout()  # momentum switched on after construction: allocate its buffer
+            self._hyper_tensor = torch.tensor(values, dtype=torch.float32).to(device)
+            self._hyper_key = key
+        return self._hyper_tensor
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Harmonize the K rows per segment and apply one SGD update. No host sync."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._absorb_foreign_grads()
+        grad_scale = getattr(self, "grad_scale", None)  # set by torch.amp.GradScaler.step
+        found_inf = getattr(self, "found_inf", None)
+        weights = None if self.weights is None else self.weights.to(self._flat_params.device)
+        stats = sgd_step(self._rows, self.plan, self._flat_params, self._momentum, self._hyper(),
+                         self._ready, self.aggregator, self._backend, weights, grad_scale, found_inf)
+        self._skipped += stats.found_inf.to(torch.int64)
+        self.last_stats = stats
+        return loss
+
+    # -------------------------------------------------------------------------------- reporting
+    @property
+    def step_skipped(self) -> torch.Tensor:
+        """Device flag [1]: nonzero if the last step was skipped for non-finite gradients."""
+        return self.last_stats.found_inf if self.last_stats is not None else torch.zeros(1)
+
+    @property
+    def skipped_steps(self) -> int:
+        """How many steps were skipped for non-finite gradients so far (synchronises)."""
+        return int(self._skipped.item())
+
+    def conflict_rate(self) -> float:
+        """Share of segments whose objectives conflicted in the last step (synchronises)."""
+        if self.last_stats is None:
+            raise RuntimeError("conflict_rate: no step has been taken yet")
+        return self.last_stats.conflict_rate()
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["harmonized"] = {
+            "objectives": list(self.objectives),
+            "active": self._active,
+            "ready": self._ready.clone(),
+            "skipped": self._skipped.clone(),
+            "aggregator": self.aggregator.state_dict(),
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("harmonized", None)
+        if extra is not None and list(extra["objectives"]) != list(self.objectives):
+            raise ValueError(f"state_dict: saved objectives {extra['objectives']} differ from {list(self.objectives)}")
+        super().load_state_dict(state_dict)
+        for p, view in zip(self._params, self.plan.views(self._momentum, self._shapes) if self._momentum.numel() else []):
+            buf = self.state[p].get("momentum_buffer")
+            if buf is not None and buf is not view:
+                view.copy_(buf)
+            self.state[p]["momentum_buffer"] = view
+        if extra is not None:
+            self._ready.copy_(extra["ready"])
+            self._skipped.copy_(extra["skipped"])
+            self.aggregator.load_state_dict(extra["aggregator"])
+            self._active = extra["active"]
+        self._hyper_key = None
+        self._point_grads()
+
+
+def _scalar(value: float | torch.Tensor) -> float:
+    """Host value of a hyper-parameter (only called on construction, never in step)."""
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
