@@ -1,0 +1,101 @@
+"""The contract between data, methods and evaluation in ``ltu_fast.unlearn``.
+
+Data access rules (the same for LTU and every baseline):
+  * ``forget``        the samples to unlearn (always available to the method);
+  * ``retain_access`` the *accessible* subset of the retain set (e.g. 10% of it, as in the LTU
+                      paper): the only retain data an approximate method may read;
+  * ``heldout``       non-member samples drawn from the training distribution but never trained on
+                      (a validation split), for methods that need a reference of "unseen" (LTU's
+                      MIA models); never the test set;
+  * ``retain_full``   the whole retain set: only ``Retrain`` (the gold standard) reads it.
+The test split is for evaluation only and is not part of the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["ArraySplit", "UnlearnTask", "UnlearnResult", "UnlearnMethod", "METHODS", "register_method"]
+
+
+@dataclass
+class ArraySplit:
+    """A labelled set held as tensors: ``x`` [N, ...] float32 (normalised), ``y`` [N] int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"x has {self.x.shape[0]} samples but y has {self.y.shape[0]}")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, index: torch.Tensor) -> ArraySplit:
+        return ArraySplit(self.x[index], self.y[index])
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
+                device: torch.device | str | None = None, drop_last: bool = False):
+        """Iterate (x, y) mini-batches, optionally shuffled by ``generator`` (deterministic)."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for start in range(0, stop, batch_size):
+            idx = order[start:start + batch_size]
+            yield self.x[idx].to(device), self.y[idx].to(device)
+
+
+@dataclass
+class UnlearnTask:
+    """Everything an unlearning method may use (see the module docstring for the rules)."""
+
+    forget: ArraySplit
+    retain_access: ArraySplit
+    heldout: ArraySplit
+    retain_full: ArraySplit
+    num_classes: int
+    model_factory: Callable[[], nn.Module]  # a fresh, untrained model of the same architecture
+    train_recipe: dict[str, Any] = field(default_factory=dict)  # epochs, lr, batch_size... of the original
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+
+
+@dataclass
+class UnlearnResult:
+    """An unlearned model plus what the method observed (e.g. gradient-conflict rate)."""
+
+    model: nn.Module
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class UnlearnMethod:
+    """Base class: one small class per method, its hyper-parameters as constructor arguments.
+
+    ``unlearn`` receives a *copy* of the original model (it may modify it in place) and returns
+    the unlearned model; it must be deterministic given ``task.seed``.
+    """
+
+    name = "method"
+    uses_full_retain = False  # True only for Retrain
+
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded next to results."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+METHODS: dict[str, type[UnlearnMethod]] = {}
+
+
+def register_method(cls: type[UnlearnMethod]) -> type[UnlearnMethod]:
+    """Class decorator: make a method available by its ``name`` to the runner and the CLI."""
+    METHODS[cls.name] = cls
+    return cls
