@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["Aggregator", "Sum", "PCGrad", "Project", "MGDA", "make_aggregator", "AGGREGATORS"]
+__all__ = ["AGGREGATORS", "MGDA", "Aggregator", "PCGrad", "Project", "Sum", "make_aggregator"]
 
 
 def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -185,6 +185,8 @@ AGGREGATORS: dict[str, type[Aggregator]] = {cls.name: cls for cls in (Sum, PCGra
 def make_aggregator(spec: str | Aggregator, **options) -> Aggregator:
     """An aggregator from its name (``"sum"``, ``"pcgrad"``, ``"project"``, ``"mgda"``) or instance."""
     if isinstance(spec, Aggregator):
+        if options:
+            raise ValueError(f"aggregator: options {sorted(options)} given with an instance; configure the instance")
         return spec
     if not isinstance(spec, str) or spec not in AGGREGATORS:
         raise ValueError(f"aggregator: unknown {spec!r}; choose one of {sorted(AGGREGATORS)} or pass an Aggregator")

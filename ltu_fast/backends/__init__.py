@@ -16,7 +16,7 @@ import torch
 
 from .base import Backend
 
-__all__ = ["Backend", "BACKEND_NAMES", "get_backend", "resolve_backend", "available_backends"]
+__all__ = ["BACKEND_NAMES", "Backend", "available_backends", "get_backend", "resolve_backend"]
 
 BACKEND_NAMES = ("reference", "cpu", "cuda", "triton")
 _AUTO_ORDER = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "reference")}
