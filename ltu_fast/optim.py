@@ -223,6 +223,7 @@ class HarmonizedSGD(Optimizer):
         for p, view in zip(self._params, self._row_views[self._active]):
             p.grad = view
 
+    @torch.no_grad()
     def _absorb_foreign_grads(self) -> None:
         """Bring any ``.grad`` that is no longer our row view back into the active row.
 
