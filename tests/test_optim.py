@@ -284,3 +284,23 @@ def test_conflict_rate_reports_the_last_step():
     _harmonized_step(model, opt, x, y, 2)
     g = opt.grad_rows
     assert opt.conflict_rate() == float((g[0] @ g[1]) < 0)
+
+
+def test_grad_scaler_unscales_every_row_in_the_fused_pass():
+    batches = _batches(3, torch.float32)
+    model_a, model_b = _mlp(dtype=torch.float32), _mlp(dtype=torch.float32)
+    opt_a = HarmonizedSGD(model_a.parameters(), lr=0.05, momentum=0.9, objectives=2)
+    opt_b = HarmonizedSGD(model_b.parameters(), lr=0.05, momentum=0.9, objectives=2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    for x, y in batches:
+        _harmonized_step(model_a, opt_a, x, y, 2)
+        opt_b.zero_grad()
+        for j, loss in zip(range(2), _losses(model_b, x, y)):
+            with opt_b.objective(j):
+                scaler.scale(loss).backward()
+        scaler.step(opt_b)
+        scaler.update()
+    torch.testing.assert_close(_flat(model_b), _flat(model_a), rtol=1e-5, atol=1e-6)
+    scaler.unscale_(opt_b)
+    with pytest.raises(RuntimeError, match="unscale_"):
+        scaler.step(opt_b)
