@@ -125,7 +125,7 @@ class Project(Aggregator):
         self.protect = protect
 
     def validate(self, num_objectives: int) -> None:
-        if not 0 <= self.protect < num_objectives:
+        if isinstance(self.protect, bool) or not isinstance(self.protect, int) or not 0 <= self.protect < num_objectives:
             raise ValueError(f"protect={self.protect} is not an objective index in [0, {num_objectives})")
 
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:

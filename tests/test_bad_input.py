@@ -34,6 +34,7 @@ def _params(*shapes, dtype=torch.float32):
     ({"objectives": 2, "weights": [1.0]}, ValueError, "weights"),
     ({"objectives": 2, "weights": [1.0, -1.0]}, ValueError, "weights"),
     ({"objectives": 2, "aggregator": Project(protect=2)}, ValueError, "protect"),
+    ({"objectives": 2, "aggregator": Project(protect="retain")}, ValueError, "protect"),
 ])
 def test_optimizer_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
