@@ -40,6 +40,13 @@ def _harmonized_step(model, opt, x, y, k):
     opt.step()
 
 
+def _single_step(model, opt, x, y):
+    """One plain step on the first objective (works for torch.optim.SGD and HarmonizedSGD alike)."""
+    opt.zero_grad()
+    next(_losses(model, x, y)).backward()
+    opt.step()
+
+
 def _flat(model) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
@@ -56,9 +63,7 @@ def test_single_objective_equals_torch_sgd(hs, aggregator):
     ours = HarmonizedSGD(_groups(b, hs), aggregator=aggregator)
     for x, y in _batches(5):
         for model, opt in ((a, sgd), (b, ours)):
-            opt.zero_grad()
-            next(_losses(model, x, y)).backward()
-            opt.step()
+            _single_step(model, opt, x, y)
         torch.testing.assert_close(_flat(b), _flat(a), rtol=1e-12, atol=1e-12)
     for pa, pb in zip(a.parameters(), b.parameters()):
         if sgd.state[pa].get("momentum_buffer") is not None:
@@ -119,17 +124,13 @@ def test_loads_a_torch_sgd_state_dict_and_continues_like_it():
     a, b = _mlp(), _mlp()
     sgd = torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9)
     for x, y in batches[:3]:
-        sgd.zero_grad()
-        next(_losses(a, x, y)).backward()
-        sgd.step()
+        _single_step(a, sgd, x, y)
     b.load_state_dict(a.state_dict())
     ours = HarmonizedSGD(b.parameters(), lr=0.1, momentum=0.9, aggregator="sum")
     ours.load_state_dict(copy.deepcopy(sgd.state_dict()))
     for x, y in batches[3:]:
         for model, opt in ((a, sgd), (b, ours)):
-            opt.zero_grad()
-            next(_losses(model, x, y)).backward()
-            opt.step()
+            _single_step(model, opt, x, y)
     torch.testing.assert_close(_flat(b), _flat(a), rtol=1e-12, atol=1e-12)
 
 
@@ -146,9 +147,7 @@ def test_lr_schedulers_match_torch_sgd(make_scheduler, momentum):
     scheds = [make_scheduler(sgd), make_scheduler(ours)]
     for x, y in _batches(8):
         for model, opt, sched in ((a, sgd, scheds[0]), (b, ours, scheds[1])):
-            opt.zero_grad()
-            next(_losses(model, x, y)).backward()
-            opt.step()
+            _single_step(model, opt, x, y)
             sched.step()
         torch.testing.assert_close(_flat(b), _flat(a), rtol=1e-12, atol=1e-12)
         assert ours.param_groups[0]["lr"] == sgd.param_groups[0]["lr"]
@@ -166,9 +165,7 @@ def test_momentum_switched_on_later_and_group_added_later_match_torch_sgd():
             sgd.add_param_group({"params": a[2].parameters(), "lr": 0.3, "momentum": 0.5, "nesterov": True})
             ours.add_param_group({"params": b[2].parameters(), "lr": 0.3, "momentum": 0.5, "nesterov": True})
         for model, opt in ((a, sgd), (b, ours)):
-            opt.zero_grad()
-            next(_losses(model, x, y)).backward()
-            opt.step()
+            _single_step(model, opt, x, y)
         torch.testing.assert_close(_flat(b), _flat(a), rtol=1e-12, atol=1e-12)
 
 
@@ -248,9 +245,7 @@ def test_non_finite_gradient_skips_the_whole_step():
     assert opt.skipped_steps == 1 and torch.equal(_flat(model), _flat(ref_model))
     for x, y in batches[1:]:
         for m, o in ((model, opt), (ref_model, ref)):
-            o.zero_grad()
-            next(_losses(m, x, y)).backward()
-            o.step()
+            _single_step(m, o, x, y)
         torch.testing.assert_close(_flat(model), _flat(ref_model), rtol=1e-12, atol=1e-12)
     assert opt.skipped_steps == 1 and opt.step_skipped.item() == 0
 
