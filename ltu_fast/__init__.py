@@ -9,6 +9,17 @@ from .plan import SegmentPlan
 __version__ = "0.1.0"
 
 __all__ = [
-    "HarmonizedSGD", "SegmentPlan", "StepStats", "harmonize", "harmonize_rows", "axpy",
-    "Sum", "PCGrad", "Project", "MGDA", "make_aggregator", "available_backends", "resolve_backend",
+    "MGDA",
+    "HarmonizedSGD",
+    "PCGrad",
+    "Project",
+    "SegmentPlan",
+    "StepStats",
+    "Sum",
+    "available_backends",
+    "axpy",
+    "harmonize",
+    "harmonize_rows",
+    "make_aggregator",
+    "resolve_backend",
 ]

@@ -9,11 +9,12 @@ are multiplied by ``w`` again.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 import torch
 
-__all__ = ["Aggregator", "Sum", "PCGrad", "Project", "MGDA", "make_aggregator", "AGGREGATORS"]
+__all__ = ["AGGREGATORS", "MGDA", "Aggregator", "PCGrad", "Project", "Sum", "make_aggregator"]
 
 
 def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -68,8 +69,9 @@ class PCGrad(Aggregator):
     a fresh random permutation per i and per step (``order="random"``, as in the paper). Each
     projected gradient stays a linear combination of the originals, so the method runs on the
     coefficient matrix C [L, K, K] (row i: coefficients of projected g_i) using only G.
-    The random permutations are drawn on the host from a seeded generator (no device sync) and
-    are part of :meth:`state_dict`, so a resumed run replays the same orders.
+    The random permutations come from a seeded host ``random.Random`` (``shuffle`` of the others,
+    objective by objective; no tensor op, no device sync) whose state is part of
+    :meth:`state_dict`, so a resumed run replays the same orders.
     """
 
     name = "pcgrad"
@@ -79,13 +81,12 @@ class PCGrad(Aggregator):
             raise ValueError(f"order must be 'fixed' or 'random', got {order!r}")
         self.order = order
         self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed)
+        self._rng = random.Random(seed)
 
     def _visit_order(self, i: int, k: int) -> list[int]:
         others = [j for j in range(k) if j != i]
         if self.order == "random":
-            perm = torch.randperm(len(others), generator=self._generator).tolist()
-            others = [others[p] for p in perm]
+            self._rng.shuffle(others)
         return others
 
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
@@ -102,11 +103,11 @@ class PCGrad(Aggregator):
         return torch.stack(rows, 1).sum(1)
 
     def state_dict(self) -> dict:
-        return {"order": self.order, "seed": self.seed, "generator": self._generator.get_state()}
+        return {"order": self.order, "seed": self.seed, "rng": self._rng.getstate()}
 
     def load_state_dict(self, state: dict) -> None:
         self.order, self.seed = state["order"], state["seed"]
-        self._generator.set_state(state["generator"])
+        self._rng.setstate(state["rng"])
 
     def __repr__(self) -> str:
         return f"PCGrad(order={self.order!r}, seed={self.seed})"
@@ -124,7 +125,7 @@ class Project(Aggregator):
         self.protect = protect
 
     def validate(self, num_objectives: int) -> None:
-        if not 0 <= self.protect < num_objectives:
+        if isinstance(self.protect, bool) or not isinstance(self.protect, int) or not 0 <= self.protect < num_objectives:
             raise ValueError(f"protect={self.protect} is not an objective index in [0, {num_objectives})")
 
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
@@ -185,6 +186,8 @@ AGGREGATORS: dict[str, type[Aggregator]] = {cls.name: cls for cls in (Sum, PCGra
 def make_aggregator(spec: str | Aggregator, **options) -> Aggregator:
     """An aggregator from its name (``"sum"``, ``"pcgrad"``, ``"project"``, ``"mgda"``) or instance."""
     if isinstance(spec, Aggregator):
+        if options:
+            raise ValueError(f"aggregator: options {sorted(options)} given with an instance; configure the instance")
         return spec
     if not isinstance(spec, str) or spec not in AGGREGATORS:
         raise ValueError(f"aggregator: unknown {spec!r}; choose one of {sorted(AGGREGATORS)} or pass an Aggregator")

@@ -14,9 +14,10 @@ import torch
 
 from .aggregators import Aggregator, as_weights, make_aggregator
 from .backends import Backend, resolve_backend
+from .backends.base import HYPER_MOMENTUM
 from .plan import SegmentPlan
 
-__all__ = ["StepStats", "coefficients", "harmonize_rows", "harmonize", "sgd_step", "axpy", "segment_labels"]
+__all__ = ["StepStats", "axpy", "coefficients", "harmonize", "harmonize_rows", "segment_labels", "sgd_step"]
 
 
 @dataclass
@@ -156,13 +157,15 @@ def sgd_step(
 ) -> StepStats:
     """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
 
-    ``ready [G]`` marks groups whose momentum buffer holds history; it is set after a step that
-    was not skipped (SGD's "first step copies the gradient" rule survives skipped steps).
+    ``ready [G]`` marks groups whose momentum buffer holds history; it is set for the groups with
+    momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
+    survives skipped steps and momentum switched on later.
     """
     gram = backend.gram(rows, plan)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
     backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)
-    torch.maximum(ready, 1 - flag.to(ready), out=ready)
+    stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
+    torch.maximum(ready, stepped, out=ready)
     return StepStats(gram, beta, flag)
 
 
@@ -174,9 +177,11 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, 
 
 
 def _check_rows(rows: torch.Tensor, plan: SegmentPlan) -> None:
+    if rows.layout != torch.strided:
+        raise TypeError(f"rows: only dense tensors are supported, got layout {rows.layout}")
+    if not rows.dtype.is_floating_point:
+        raise TypeError(f"rows: expected a floating point dtype, got {rows.dtype}")
     if rows.dim() != 2 or rows.shape[1] != plan.total or rows.shape[0] < 1:
         raise ValueError(f"rows: expected shape [K >= 1, {plan.total}], got {tuple(rows.shape)}")
-    if rows.is_sparse:
-        raise TypeError("rows: sparse tensors are not supported")
     if not rows.is_contiguous():
         raise ValueError("rows: must be contiguous")

@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 
 from .aggregators import Aggregator, as_weights, make_aggregator
 from .backends import resolve_backend
-from .backends.base import HYPER_COLUMNS
+from .backends.base import HYPER_COLUMNS, HYPER_LR, HYPER_MOMENTUM
 from .functional import StepStats, segment_labels, sgd_step
 from .plan import SegmentPlan
 
@@ -37,7 +37,8 @@ GRANULARITIES = ("layer", "module", "global")
 
 
 def _check_hyper(name: str, value: Any, where: str) -> None:
-    if isinstance(value, torch.Tensor):
+    """Numbers >= 0; only ``lr`` may be a one-element tensor (read on the device, e.g. for graph capture)."""
+    if isinstance(value, torch.Tensor) and name == "lr":
         if value.numel() != 1:
             raise ValueError(f"{name}{where}: a tensor {name} must have one element, got shape {tuple(value.shape)}")
         return
@@ -67,7 +68,7 @@ class HarmonizedSGD(Optimizer):
         params: parameters, param groups, or ``model.named_parameters()`` (names are needed for
             ``granularity="module"``). All must be dense, floating point, on one device, one dtype.
         lr, momentum, dampening, weight_decay, nesterov, maximize: as ``torch.optim.SGD``
-            (per param group too); ``lr`` may be a float or a one-element tensor.
+            (per param group too); ``lr`` may be a float or a one-element tensor, the others are numbers.
         objectives: K, or K distinct names (e.g. ``("forget", "retain")``).
         aggregator: ``"sum"``, ``"pcgrad"``, ``"project"``, ``"mgda"`` or an
             :class:`~ltu_fast.aggregators.Aggregator` instance (e.g. ``Project(protect=1)``).
@@ -101,8 +102,8 @@ class HarmonizedSGD(Optimizer):
         backend: str = "auto",
         align_bytes: int = 64,
     ):
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                        nesterov=nesterov, maximize=maximize)
+        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
+                    "nesterov": nesterov, "maximize": maximize}
         self.objectives = _objective_names(objectives)
         self.aggregator = make_aggregator(aggregator)
         self.aggregator.validate(len(self.objectives))
@@ -123,7 +124,7 @@ class HarmonizedSGD(Optimizer):
         where = f" (param group {len(self.param_groups) - 1})"
         for name in ("lr", "momentum", "dampening", "weight_decay"):
             _check_hyper(name, group[name], where)
-        if group["nesterov"] and (_scalar(group["momentum"]) <= 0 or _scalar(group["dampening"]) != 0):
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(f"nesterov{where}: requires momentum > 0 and zero dampening")
         if self._layout_ready:  # a group added after construction: re-lay the buffers out
             self._build_layout()
@@ -174,7 +175,7 @@ class HarmonizedSGD(Optimizer):
         flat = plan.flatten([p.detach() for p in params])
         rows = torch.zeros(k, plan.total, dtype=ref.dtype, device=ref.device)
         row_views = [plan.views(rows[j], shapes) for j in range(k)]
-        uses_momentum = any(_scalar(g["momentum"]) != 0 for g in self.param_groups)
+        uses_momentum = any(g["momentum"] != 0 for g in self.param_groups)
         momentum = torch.zeros(plan.total if uses_momentum else 0, dtype=ref.dtype, device=ref.device)
         momentum_views = plan.views(momentum, shapes) if uses_momentum else [None] * len(params)
         for i, p in enumerate(params):
@@ -185,19 +186,24 @@ class HarmonizedSGD(Optimizer):
             buf = self.state.get(p, {}).get("momentum_buffer")
             if buf is not None and momentum_views[i] is not None:
                 momentum_views[i].copy_(buf)
-        for i, p in enumerate(params):
-            p.data = plan.views(flat, shapes)[i]
-            if momentum_views[i] is not None:
-                self.state[p]["momentum_buffer"] = momentum_views[i]
+        for p, view, buf in zip(params, plan.views(flat, shapes), momentum_views):
+            p.data = view
+            if buf is not None:
+                self.state[p]["momentum_buffer"] = buf
         self.plan, self._params, self._shapes = plan, params, shapes
         self._flat_params, self._rows, self._row_views, self._momentum = flat, rows, row_views, momentum
         if not self._layout_ready:
-            self._ready = torch.zeros(plan.num_groups, dtype=torch.float32, device=ref.device)
+            # ready[g]: group g's momentum buffers hold history (torch.optim.SGD's "buffer is not None")
+            self._ready = torch.zeros(len(self.param_groups), dtype=torch.float32, device=ref.device)
             self._skipped = torch.zeros(1, dtype=torch.int64, device=ref.device)
             self._active = 0
             self.last_stats: StepStats | None = None
+            if self.weights is not None:  # moved once, so step() uploads nothing
+                self.weights = self.weights.to(ref.device)
         else:
-            self._ready = torch.cat([self._ready, self._ready.new_zeros(plan.num_groups - len(self._ready))])
+            self._ready = torch.cat([self._ready, self._ready.new_zeros(len(self.param_groups) - len(self._ready))])
+        # float64 parameters get float64 hyper-parameters: a float32 lr would perturb every float64 step
+        self._hyper_dtype = torch.float64 if ref.dtype == torch.float64 else torch.float32
         self._backend = resolve_backend(self.backend_name, ref.device, ref.dtype, ref.dtype)
         self._hyper_key = None
         self._layout_ready = True
@@ -217,19 +223,23 @@ class HarmonizedSGD(Optimizer):
         for p, view in zip(self._params, self._row_views[self._active]):
             p.grad = view
 
+    @torch.no_grad()
     def _absorb_foreign_grads(self) -> None:
         """Bring any ``.grad`` that is no longer our row view back into the active row.
 
-        Code outside the optimizer may replace ``.grad`` (``model.zero_grad()`` sets it to None,
-        ``create_graph=True`` backward assigns a new tensor): None means zero, a new tensor is
-        copied in, so nothing written to ``.grad`` is lost.
+        Code outside the optimizer may replace ``.grad``. None comes from ``model.zero_grad()``:
+        that parameter's gradient is cleared in *every* objective's row (so the usual loop
+        ``model.zero_grad(); with opt.objective(...): backward()`` per objective sees no stale
+        rows). A new tensor (a backward after that, or ``create_graph=True``) is copied into the
+        active row, so nothing written to ``.grad`` is lost.
         """
         for i, (p, view) in enumerate(zip(self._params, self._row_views[self._active])):
             g = p.grad
             if g is view:
                 continue
             if g is None:
-                view.zero_()
+                for row_views in self._row_views:
+                    row_views[i].zero_()
             elif g.layout != torch.strided:
                 raise TypeError(f"params: a sparse gradient was assigned to parameter {i} ({tuple(g.shape)}); "
                                 "HarmonizedSGD supports dense gradients only")
@@ -261,10 +271,12 @@ class HarmonizedSGD(Optimizer):
     @property
     def grad_rows(self) -> torch.Tensor:
         """The flat gradient rows ``[K, P]`` (live: writes go straight to the optimizer)."""
+        self._absorb_foreign_grads()
         return self._rows
 
     def grad_row(self, which: int | str) -> torch.Tensor:
-        return self._rows[self._objective_index(which)]
+        """One objective's flat gradient row ``[P]`` (live)."""
+        return self.grad_rows[self._objective_index(which)]
 
     @property
     def flat_params(self) -> torch.Tensor:
@@ -279,19 +291,29 @@ class HarmonizedSGD(Optimizer):
 
     # -------------------------------------------------------------------------------- the step
     def _hyper(self) -> torch.Tensor:
-        """[G, 6] hyper-parameters on the device; re-uploaded only when a value changed."""
-        values = [[g[c] for c in HYPER_COLUMNS] for g in self.param_groups]
-        device = self._flat_params.device
-        if any(isinstance(v, torch.Tensor) for row in values for v in row):
-            return torch.stack([torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device).reshape(())
-                                             for v in row]) for row in values])
-        key = tuple(float(v) for row in values for v in row)
+        """[G, 6] hyper-parameters on the device.
+
+        Host values are uploaded only when one changed (a scheduler), from pinned memory without
+        blocking; a tensor ``lr`` is copied on the device every step. May re-lay the buffers out
+        (momentum switched on after construction), so call it before reading them.
+        """
+        tensor_lrs = [(g, group["lr"]) for g, group in enumerate(self.param_groups)
+                      if isinstance(group["lr"], torch.Tensor)]
+        key = tuple(tuple(0.0 if c == "lr" and isinstance(group[c], torch.Tensor) else float(group[c])
+                          for c in HYPER_COLUMNS) for group in self.param_groups)
         if key != self._hyper_key:
-            if self._momentum.numel() == 0 and any(float(g["momentum"]) != 0 for g in self.param_groups):
+            if self._momentum.numel() == 0 and any(row[HYPER_MOMENTUM] != 0 for row in key):
                 self._build_layout()  # momentum switched on after construction: allocate its buffer
-            self._hyper_tensor = torch.tensor(values, dtype=torch.float32).to(device)
+            device = self._flat_params.device
+            host = torch.tensor(key, dtype=self._hyper_dtype, pin_memory=device.type == "cuda")
+            self._hyper_tensor = host.to(device, non_blocking=True)
             self._hyper_key = key
-        return self._hyper_tensor
+        if not tensor_lrs:
+            return self._hyper_tensor
+        hyper = self._hyper_tensor.clone()
+        for g, lr in tensor_lrs:
+            hyper[g, HYPER_LR] = lr.reshape(())
+        return hyper
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -303,9 +325,12 @@ class HarmonizedSGD(Optimizer):
         self._absorb_foreign_grads()
         grad_scale = getattr(self, "grad_scale", None)  # set by torch.amp.GradScaler.step
         found_inf = getattr(self, "found_inf", None)
-        weights = None if self.weights is None else self.weights.to(self._flat_params.device)
-        stats = sgd_step(self._rows, self.plan, self._flat_params, self._momentum, self._hyper(),
-                         self._ready, self.aggregator, self._backend, weights, grad_scale, found_inf)
+        if found_inf is not None and grad_scale is None and len(self.objectives) > 1:
+            raise RuntimeError("GradScaler.unscale_ reaches only the active objective's row (.grad); with several "
+                               "objectives let scaler.step() unscale in the fused pass instead")
+        hyper = self._hyper()  # first: it may re-lay out the buffers read below
+        stats = sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper,
+                         self._ready, self.aggregator, self._backend, self.weights, grad_scale, found_inf)
         self._skipped += stats.found_inf.to(torch.int64)
         self.last_stats = stats
         return loss
@@ -345,6 +370,10 @@ class HarmonizedSGD(Optimizer):
         if extra is not None and list(extra["objectives"]) != list(self.objectives):
             raise ValueError(f"state_dict: saved objectives {extra['objectives']} differ from {list(self.objectives)}")
         super().load_state_dict(state_dict)
+        if extra is None:  # e.g. torch.optim.SGD's: a group whose buffers all exist has momentum history
+            for g, group in enumerate(self.param_groups):
+                has = [self.state[p].get("momentum_buffer") is not None for p in group["params"] if p.requires_grad]
+                self._ready[g] = float(bool(has) and all(has))
         for p, view in zip(self._params, self.plan.views(self._momentum, self._shapes) if self._momentum.numel() else []):
             buf = self.state[p].get("momentum_buffer")
             if buf is not None and buf is not view:
@@ -357,8 +386,3 @@ class HarmonizedSGD(Optimizer):
             self._active = extra["active"]
         self._hyper_key = None
         self._point_grads()
-
-
-def _scalar(value: float | torch.Tensor) -> float:
-    """Host value of a hyper-parameter (only called on construction, never in step)."""
-    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["SegmentPlan", "TABLE_OFFSET", "TABLE_NUMEL", "TABLE_SEGMENT", "TABLE_GROUP"]
+__all__ = ["TABLE_GROUP", "TABLE_NUMEL", "TABLE_OFFSET", "TABLE_SEGMENT", "SegmentPlan"]
 
 # Columns of ``SegmentPlan.table`` (int64 [T, 4]) shared by every compiled backend.
 TABLE_OFFSET, TABLE_NUMEL, TABLE_SEGMENT, TABLE_GROUP = range(4)
@@ -111,10 +111,13 @@ class SegmentPlan:
         device = torch.device(device)
         if device == self.device:
             return self
-        return SegmentPlan(
-            self.numels, self.segments, self.groups, self.offsets, self.total,
-            self.num_segments, self.num_groups, device, self.align,
-        )
+        key = ("to", device)  # cached: a per-step call must not re-upload the tables
+        if key not in self.cache:
+            self.cache[key] = SegmentPlan(
+                self.numels, self.segments, self.groups, self.offsets, self.total,
+                self.num_segments, self.num_groups, device, self.align,
+            )
+        return self.cache[key]
 
     def views(self, flat: torch.Tensor, shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
         """Per-tensor views into a flat buffer of length ``total`` (no copy)."""

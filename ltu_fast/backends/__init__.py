@@ -16,7 +16,7 @@ import torch
 
 from .base import Backend
 
-__all__ = ["Backend", "BACKEND_NAMES", "get_backend", "resolve_backend", "available_backends"]
+__all__ = ["BACKEND_NAMES", "Backend", "available_backends", "get_backend", "resolve_backend"]
 
 BACKEND_NAMES = ("reference", "cpu", "cuda", "triton")
 _AUTO_ORDER = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "reference")}
@@ -24,15 +24,23 @@ ENV_VAR = "LTU_FAST_BACKEND"
 
 
 def get_backend(name: str) -> Backend:
-    """The backend module called ``name`` (imported on first use)."""
+    """The backend module called ``name`` (imported on first use); ImportError if it is not installed."""
     if name not in BACKEND_NAMES:
         raise ValueError(f"backend: unknown {name!r}; choose 'auto' or one of {list(BACKEND_NAMES)}")
     return importlib.import_module(f".{name}", __name__)
 
 
+def _unavailable(name: str) -> str | None:
+    """None when backend ``name`` is usable, else why not (a module missing from this build included)."""
+    try:
+        return get_backend(name).availability()
+    except ImportError as exc:
+        return f"not installed in this build ({exc})"
+
+
 def available_backends() -> dict[str, str | None]:
     """Each backend's name mapped to None (usable) or the reason it is not."""
-    return {name: get_backend(name).availability() for name in BACKEND_NAMES}
+    return {name: _unavailable(name) for name in BACKEND_NAMES}
 
 
 def resolve_backend(
@@ -50,14 +58,13 @@ def resolve_backend(
     device = torch.device(device)
     if name == "auto":
         for candidate in _AUTO_ORDER.get(device.type, ("reference",)):
-            backend = get_backend(candidate)
-            if backend.availability() is None and backend.supports(device, row_dtype, param_dtype):
-                return backend
+            if _unavailable(candidate) is None and get_backend(candidate).supports(device, row_dtype, param_dtype):
+                return get_backend(candidate)
         raise ValueError(f"backend: no backend supports {device.type} tensors of dtype {row_dtype}")
-    backend = get_backend(name)
-    reason = backend.availability()
+    reason = _unavailable(name)  # ValueError for an unknown name
     if reason is not None:
         raise ValueError(f"backend={name!r} is not available: {reason}")
+    backend = get_backend(name)
     if not backend.supports(device, row_dtype, param_dtype):
         raise ValueError(
             f"backend={name!r} does not support {device.type} tensors with gradients of dtype {row_dtype}"

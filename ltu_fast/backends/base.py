@@ -16,7 +16,8 @@ device and owned by torch (backends never allocate behind torch's back):
                               g = g + momentum * buf if nesterov else buf
         p -= lr * g
     exactly ``torch.optim.SGD``'s semantics (``r = 0`` is its first step, buffer := gradient).
-    ``momentum`` may be empty (numel 0) when no group uses momentum.
+    ``hyper`` and ``ready`` are float32, except ``hyper`` is float64 for float64 parameters.
+    ``momentum`` may be empty (numel 0) only when no group uses momentum.
     If ``found_inf[0] != 0`` nothing is written (read on the device: no host sync).
 ``axpy(acc[P], x[P], alpha)``
     ``acc += alpha * x`` for meta-gradient accumulation; ``alpha`` a float or a 0-dim tensor.
@@ -30,8 +31,16 @@ import torch
 
 from ..plan import SegmentPlan
 
-__all__ = ["Backend", "HYPER_COLUMNS", "HYPER_LR", "HYPER_WEIGHT_DECAY", "HYPER_MOMENTUM",
-           "HYPER_DAMPENING", "HYPER_NESTEROV", "HYPER_MAXIMIZE"]
+__all__ = [
+    "HYPER_COLUMNS",
+    "HYPER_DAMPENING",
+    "HYPER_LR",
+    "HYPER_MAXIMIZE",
+    "HYPER_MOMENTUM",
+    "HYPER_NESTEROV",
+    "HYPER_WEIGHT_DECAY",
+    "Backend",
+]
 
 HYPER_COLUMNS = ("lr", "weight_decay", "momentum", "dampening", "nesterov", "maximize")
 HYPER_LR, HYPER_WEIGHT_DECAY, HYPER_MOMENTUM, HYPER_DAMPENING, HYPER_NESTEROV, HYPER_MAXIMIZE = range(6)

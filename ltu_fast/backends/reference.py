@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..plan import SegmentPlan
-from .base import (HYPER_DAMPENING, HYPER_LR, HYPER_MAXIMIZE, HYPER_MOMENTUM, HYPER_NESTEROV,
-                   HYPER_WEIGHT_DECAY)
+from .base import HYPER_DAMPENING, HYPER_LR, HYPER_MAXIMIZE, HYPER_MOMENTUM, HYPER_NESTEROV, HYPER_WEIGHT_DECAY
 
 name = "reference"
 
