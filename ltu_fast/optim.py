@@ -83,6 +83,7 @@ class HarmonizedSGD(Optimizer):
     """
 
     _step_supports_amp_scaling = True  # GradScaler passes grad_scale / found_inf; we unscale in-kernel
+    _statistics = None  # subclasses (sharded training) set a ``(rows, plan) -> gram`` to see all ranks
 
     def __init__(
         self,
@@ -305,7 +306,8 @@ class HarmonizedSGD(Optimizer):
         found_inf = getattr(self, "found_inf", None)
         weights = None if self.weights is None else self.weights.to(self._flat_params.device)
         stats = sgd_step(self._rows, self.plan, self._flat_params, self._momentum, self._hyper(),
-                         self._ready, self.aggregator, self._backend, weights, grad_scale, found_inf)
+                         self._ready, self.aggregator, self._backend, weights, grad_scale, found_inf,
+                         self._statistics)
         self._skipped += stats.found_inf.to(torch.int64)
         self.last_stats = stats
         return loss
