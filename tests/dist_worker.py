@@ -1,15 +1,17 @@
-"""One rank of a distributed test: ``python dist_worker.py SCENARIO`` with RANK/WORLD_SIZE/MASTER_* set.
+"""One rank of a distributed test: ``python dist_worker.py SCENARIO...`` with RANK/WORLD_SIZE/MASTER_* set.
 
-Launched by tests/test_distributed.py (one process per rank, 127.0.0.1 only). Each scenario
-raises on failure, so a non-zero exit code is a failed check.
+Launched by tests/test_distributed.py (one process per rank, 127.0.0.1 only). Several scenarios
+share one launch (process start-up dominates the cost); each prints ``PASS name`` or
+``FAIL name`` and the exit code is non-zero if any failed. An exception that escapes a scenario
+(``rank_raises``) ends the process with it.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
 import os
 import sys
+import traceback
 
 import torch
 import torch.distributed as dist
@@ -22,7 +24,7 @@ from ltu_fast import HarmonizedSGD
 from ltu_fast.distributed import ShardedHarmonizedSGD, check_ddp, shard_batch
 
 STEPS = 4
-OPTIONS = dict(lr=0.1, momentum=0.9, weight_decay=1e-3, objectives=("forget", "retain"), aggregator="pcgrad")
+OPTIONS = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3, "objectives": ("forget", "retain"), "aggregator": "pcgrad"}
 
 
 class TwoHeads(nn.Module):
@@ -172,7 +174,22 @@ def rank_raises() -> None:
     opt.step()
 
 
-if __name__ == "__main__":
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=float(os.environ.get("PG_TIMEOUT", 30))))
-    globals()[sys.argv[1]]()
+def main(names: list[str]) -> int:
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=float(os.environ.get("PG_TIMEOUT", "30"))))
+    failed = 0
+    for name in names:
+        if name == "rank_raises":
+            rank_raises()
+            continue
+        try:
+            globals()[name]()
+            print(f"PASS {name}", flush=True)
+        except AssertionError:  # a failed check: report it and go on (collectives stay matched)
+            failed += 1
+            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
     dist.destroy_process_group()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,104 @@
+"""Distributed tests on CPU: 2 processes, gloo, 127.0.0.1 only, every launch bounded by a timeout.
+
+The multi-process scenarios live in ``dist_worker.py``; one launch runs all the parity and
+bad-input scenarios, a second one checks that a crashing rank brings the other down.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from ltu_fast import HarmonizedSGD
+from ltu_fast.distributed import ShardedHarmonizedSGD, check_ddp, rank0_only, shard_batch, shard_split
+from ltu_fast.unlearn.api import ArraySplit
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+ROOT = Path(__file__).resolve().parents[1]
+WORLD = 2
+LAUNCH_TIMEOUT_S = 120  # a hang fails the test instead of blocking CI
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(*scenarios: str, pg_timeout_s: int = 30) -> list[tuple[int, str]]:
+    """Run ``dist_worker.py scenarios`` on WORLD local ranks; (exit code, output) per rank."""
+    env = dict(os.environ, WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+               GLOO_SOCKET_IFNAME="lo", PG_TIMEOUT=str(pg_timeout_s), OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    procs = [subprocess.Popen([sys.executable, str(WORKER), *scenarios], env=dict(env, RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(WORLD)]
+    results = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=LAUNCH_TIMEOUT_S)
+            results.append((p.returncode, out))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return results
+
+
+@pytest.fixture(scope="module")
+def scenarios() -> list[tuple[int, str]]:
+    return launch("ddp_parity", "fsdp_parity", "bad_inputs")
+
+
+@pytest.mark.parametrize("name", ["ddp_parity", "fsdp_parity", "bad_inputs"])
+def test_scenario(scenarios, name):
+    """DDP / FSDP2 match a single process on the union of the batches; bad set-ups raise clearly."""
+    for rank, (_, out) in enumerate(scenarios):
+        assert f"PASS {name}" in out, f"rank {rank}:\n{out}"
+
+
+def test_crashing_rank_does_not_hang_the_others():
+    results = launch("rank_raises", pg_timeout_s=10)
+    (rc0, out0), (rc1, out1) = results
+    assert rc1 != 0 and "rank 1 failed on purpose" in out1, out1
+    assert rc0 != 0, f"rank 0 should fail when its peer dies:\n{out0}"
+
+
+def test_no_process_group_is_a_clear_error():
+    assert not dist.is_initialized()
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        ShardedHarmonizedSGD(model.parameters(), module=model, lr=0.1)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        check_ddp(model, HarmonizedSGD(model.parameters(), lr=0.1))
+    with pytest.raises(RuntimeError, match="not initialised"):
+        shard_split(ArraySplit(torch.zeros(4, 1), torch.zeros(4, dtype=torch.int64)))
+
+
+def test_shard_split_is_an_equal_partition():
+    split = ArraySplit(torch.arange(11.0)[:, None], torch.arange(11))
+    parts = [shard_split(split, r, 3) for r in range(3)]
+    assert [len(p) for p in parts] == [3, 3, 3]
+    assert sorted(torch.cat([p.y for p in parts]).tolist()) == list(range(9))
+    with pytest.raises(ValueError, match="rank=3"):
+        shard_split(split, 3, 3)
+
+
+def test_shard_batch_slices_the_global_batch():
+    x, y = torch.arange(8.0), torch.arange(8)
+    got = [shard_batch([x, y], r, 2) for r in range(2)]
+    assert torch.equal(torch.cat([g[0] for g in got]), x) and torch.equal(got[1][1], y[4:])
+    with pytest.raises(ValueError, match="evenly"):
+        shard_batch([torch.zeros(5)], 0, 2)
+
+
+def test_rank0_only_runs_without_a_process_group():
+    assert rank0_only(lambda: 7)() == 7
