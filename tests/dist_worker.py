@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+import time
 import traceback
 
 import torch
@@ -182,8 +183,9 @@ def main(names: list[str]) -> int:
             rank_raises()
             continue
         try:
+            start = time.perf_counter()
             globals()[name]()
-            print(f"PASS {name}", flush=True)
+            print(f"PASS {name} ({time.perf_counter() - start:.1f} s)", flush=True)
         except AssertionError:  # a failed check: report it and go on (collectives stay matched)
             failed += 1
             print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
