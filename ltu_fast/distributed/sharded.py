@@ -95,6 +95,9 @@ class ShardedHarmonizedSGD(HarmonizedSGD):
             if p.device_mesh.ndim != 1 or tuple(p.placements) != (Shard(0),):
                 raise ValueError(f"params: {name or 'a parameter'} has placements {p.placements} on a "
                                  f"{p.device_mesh.ndim}-D mesh; only 1-D Shard(0) (FSDP2's default) is supported")
+            if fp.offload_to_cpu:
+                raise NotImplementedError(f"params: {name or 'a parameter'} uses FSDP CPU offload, which re-creates "
+                                          "the shard storage the optimizer updates in place")
             if p.device_mesh.size() != self.world_size:
                 raise ValueError(f"group: has {self.world_size} ranks but FSDP shards over {p.device_mesh.size()}")
             proxy = nn.Parameter(fp._sharded_param_data.view(fp.padded_sharded_param_size), p.requires_grad)
