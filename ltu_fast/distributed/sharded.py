@@ -88,7 +88,7 @@ class ShardedHarmonizedSGD(HarmonizedSGD):
     def _local(self, item, fsdp: dict[int, object]):
         """The tensor laid out for ``item``: a padded local proxy for a shard, the parameter itself if replicated."""
         name, p = item if isinstance(item, tuple) else (None, item)
-        if isinstance(p, DTensor):
+        if isinstance(p, DTensor) and p.requires_grad:  # frozen parameters are skipped by the layout
             fp = fsdp.get(id(p))
             if fp is None:
                 raise ValueError(f"params: DTensor parameter {name or ''} is not managed by fully_shard under module")
@@ -100,14 +100,13 @@ class ShardedHarmonizedSGD(HarmonizedSGD):
                                           "the shard storage the optimizer updates in place")
             if p.device_mesh.size() != self.world_size:
                 raise ValueError(f"group: has {self.world_size} ranks but FSDP shards over {p.device_mesh.size()}")
-            proxy = nn.Parameter(fp._sharded_param_data.view(fp.padded_sharded_param_size), p.requires_grad)
+            proxy = nn.Parameter(fp._sharded_param_data.view(fp.padded_sharded_param_size))
             self._shards.append((p, proxy, fp))
             p = proxy
         return (name, p) if name is not None else p
 
     def _build_layout(self) -> None:
         super()._build_layout()
-        self._grad_wrappers = None
         for p, proxy, fp in self._shards:  # point FSDP's shard storage into the flat parameter buffer
             fp._sharded_param_data = proxy.detach().view(-1)
             p._local_tensor = proxy.detach().narrow(0, 0, p._local_tensor.size(0))
