@@ -81,17 +81,23 @@ def train(model: nn.Module, opt: HarmonizedSGD, classes: bool, shard: bool) -> N
         opt.step()
 
 
-def reference(factory, classes: bool) -> dict[str, torch.Tensor]:
+def reference(factory, classes: bool, **options) -> dict[str, torch.Tensor]:
     """Single-process run on the union of the ranks' batches."""
     torch.manual_seed(0)
     model = factory()
-    train(model, HarmonizedSGD(model.named_parameters(), **OPTIONS), classes, shard=False)
+    train(model, HarmonizedSGD(model.named_parameters(), **OPTIONS, **options), classes, shard=False)
     return dict(model.named_parameters())
 
 
 def assert_close(name: str, got: torch.Tensor, want: torch.Tensor) -> None:
     if not torch.allclose(got, want, rtol=1e-5, atol=1e-6):
         raise AssertionError(f"{name}: max |diff| {(got - want).abs().max().item():.3g}\n{got}\n{want}")
+
+
+def assert_projected(opt: HarmonizedSGD) -> None:
+    """The parity checks mean something only if PCGrad actually projected in some segment."""
+    if not opt.last_stats.conflicts().any():
+        raise AssertionError("no segment had conflicting gradients: the test exercises no projection")
 
 
 def assert_same_on_all_ranks(flat: torch.Tensor) -> None:
@@ -113,6 +119,7 @@ def ddp_parity() -> None:
         train(model, opt, classes=True, shard=True)
         for name, p in model.module.named_parameters():
             assert_close(f"ddp(gradient_as_bucket_view={bucket_view}) {name}", p.detach(), want[name].detach())
+        assert_projected(opt)
         assert_same_on_all_ranks(opt.flat_params)
 
 
@@ -127,16 +134,18 @@ def fsdp_model() -> nn.Module:
 
 
 def fsdp_parity() -> None:
-    want = reference(Tower, classes=False)
-    model = fsdp_model()
-    opt = ShardedHarmonizedSGD(model.named_parameters(), module=model, **OPTIONS)
-    if dist.get_rank() == 1 and model.layers[4].weight.to_local().numel() != 0:
-        raise AssertionError("the test model should leave rank 1 an empty shard")
-    train(model, opt, classes=False, shard=True)
-    for name, p in model.named_parameters():
-        full = p.full_tensor() if hasattr(p, "full_tensor") else p
-        assert_close(f"fsdp {name}", full.detach(), want[name].detach())
-    assert_same_on_all_ranks(opt.last_stats.beta)
+    for granularity in ("layer", "module"):  # "module": segments span a weight and a bias shard
+        want = reference(Tower, classes=False, granularity=granularity)
+        model = fsdp_model()
+        opt = ShardedHarmonizedSGD(model.named_parameters(), module=model, granularity=granularity, **OPTIONS)
+        if dist.get_rank() == 1 and model.layers[4].weight.to_local().numel() != 0:
+            raise AssertionError("the test model should leave rank 1 an empty shard")
+        train(model, opt, classes=False, shard=True)
+        for name, p in model.named_parameters():
+            full = p.full_tensor() if hasattr(p, "full_tensor") else p
+            assert_close(f"fsdp({granularity}) {name}", full.detach(), want[name].detach())
+        assert_projected(opt)
+        assert_same_on_all_ranks(opt.last_stats.beta)
 
 
 def expect_error(kind: type[Exception], text: str, fn) -> None:
