@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import traceback
+from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
@@ -70,14 +71,17 @@ def loss_of(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor) -> to
     return -loss if name == "forget" else loss  # ascent on the forget set: conflicts with retain
 
 
-def train(model: nn.Module, opt: HarmonizedSGD, classes: bool, shard: bool) -> None:
+def train(model: nn.Module, opt: HarmonizedSGD, classes: bool, shard: bool, micro: int = 1) -> None:
+    """STEPS steps; each objective's batch in ``micro`` micro-batches, all but the last under DDP's no_sync."""
     for step in range(STEPS):
         opt.zero_grad()
         for name, (x, y) in batches(step, classes).items():
             if shard:
                 x, y = shard_batch([x, y])
             with opt.objective(name):
-                loss_of(model, name, x, y).backward()
+                for i, (xs, ys) in enumerate(zip(x.chunk(micro), y.chunk(micro))):
+                    with nullcontext() if i == micro - 1 else model.no_sync():
+                        (loss_of(model, name, xs, ys) / micro).backward()
         opt.step()
 
 
@@ -107,18 +111,25 @@ def assert_same_on_all_ranks(flat: torch.Tensor) -> None:
         raise AssertionError("parameters differ across ranks")
 
 
+DDP_VARIANTS = ({"bucket_view": False, "optimizer_first": False, "micro": 1},
+                {"bucket_view": True, "optimizer_first": False, "micro": 1},
+                {"bucket_view": False, "optimizer_first": True, "micro": 2})
+
+
 def ddp_parity() -> None:
     want = reference(TwoHeads, classes=True)
-    for bucket_view in (False, True):
-        torch.manual_seed(1 + dist.get_rank())  # different init per rank: DDP must broadcast rank 0's
-        model = DDP(TwoHeads(), find_unused_parameters=True, gradient_as_bucket_view=bucket_view)
-        torch.manual_seed(0)
-        model.module.load_state_dict(TwoHeads().state_dict())
-        opt = HarmonizedSGD(model.module.named_parameters(), **OPTIONS)
+    for variant in DDP_VARIANTS:
+        torch.manual_seed(dist.get_rank())  # rank 1 starts elsewhere: DDP broadcasts rank 0's (seed 0) weights
+        net = TwoHeads()
+        if variant["optimizer_first"]:  # DDP's broadcast then writes into the optimizer's flat buffer
+            opt = HarmonizedSGD(net.named_parameters(), **OPTIONS)
+        model = DDP(net, find_unused_parameters=True, gradient_as_bucket_view=variant["bucket_view"])
+        if not variant["optimizer_first"]:
+            opt = HarmonizedSGD(model.module.named_parameters(), **OPTIONS)
         check_ddp(model, opt)
-        train(model, opt, classes=True, shard=True)
+        train(model, opt, classes=True, shard=True, micro=variant["micro"])
         for name, p in model.module.named_parameters():
-            assert_close(f"ddp(gradient_as_bucket_view={bucket_view}) {name}", p.detach(), want[name].detach())
+            assert_close(f"ddp{variant} {name}", p.detach(), want[name].detach())
         assert_projected(opt)
         assert_same_on_all_ranks(opt.flat_params)
 
