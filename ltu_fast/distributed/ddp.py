@@ -51,7 +51,8 @@ def check_ddp(model: nn.Module, optimizer: HarmonizedSGD, group: dist.ProcessGro
         raise TypeError(f"optimizer: expected a HarmonizedSGD, got {type(optimizer).__name__}")
     synced = {id(p) for p in model.parameters() if p.requires_grad}
     synced -= {id(p) for n, p in model.module.named_parameters() if n in model.parameters_to_ignore}
-    stray = [i for i, p in enumerate(optimizer._params) if id(p) not in synced]
+    trained = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+    stray = [i for i, p in enumerate(trained) if id(p) not in synced]
     if stray:
         raise ValueError(f"optimizer: parameters {stray} are not synchronised by this DDP model "
                          "(not in it, or in parameters_to_ignore); their gradients would differ across ranks")

@@ -170,7 +170,10 @@ class ShardedHarmonizedSGD(HarmonizedSGD):
 
     # ------------------------------------------------------------------------------- the step
     def _statistics(self, rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
-        """Global Gram: replicated rows averaged first, then local partials summed over ranks."""
+        """Global Gram: replicated rows averaged first, then local partials summed over ranks.
+
+        ``plan`` is the full local layout; the partials use this rank's owned plan instead, so a
+        replicated parameter is counted once (on rank 0)."""
         if self._replicated_index.numel():
             flat = rows.view(-1)
             packed = flat.index_select(0, self._replicated_index)
