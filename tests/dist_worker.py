@@ -178,6 +178,9 @@ def bad_inputs() -> None:
     sharded = fsdp_model()
     expect_error(ValueError, "objectives differ across ranks",
                  lambda: ShardedHarmonizedSGD(sharded.named_parameters(), module=sharded, lr=0.1, objectives=names))
+    other = TwoHeads()
+    expect_error(ValueError, "not synchronised", lambda: check_ddp(model, HarmonizedSGD(other.parameters())))
+    expect_error(TypeError, "DistributedDataParallel", lambda: check_ddp(other, HarmonizedSGD(other.parameters())))
     even = nn.Linear(4, 4)
     fully_shard(even)  # without init_sync=False, DDP's own constructor fails on DTensors
     expect_error(TypeError, "FSDP", lambda: check_ddp(DDP(even, init_sync=False), HarmonizedSGD(model.parameters())))
