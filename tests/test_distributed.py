@@ -88,7 +88,8 @@ def test_crashing_rank_does_not_hang_the_others(launch):
 
 
 def test_no_process_group_is_a_clear_error():
-    assert not dist.is_initialized()
+    if dist.is_initialized():
+        pytest.skip("another test initialised a process group in this pytest process")
     model = torch.nn.Linear(3, 2)
     with pytest.raises(RuntimeError, match="not initialised"):
         ShardedHarmonizedSGD(model.parameters(), module=model, lr=0.1)
