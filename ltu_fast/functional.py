@@ -7,7 +7,7 @@ their own flat rows or on per-parameter gradient lists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -154,14 +154,17 @@ def sgd_step(
     weights: torch.Tensor | None = None,
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
+    statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
 ) -> StepStats:
     """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
 
     ``ready [G]`` marks groups whose momentum buffer holds history; it is set for the groups with
     momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
     survives skipped steps and momentum switched on later.
+    ``statistics(rows, plan) -> [L, K, K]`` replaces ``backend.gram`` where the Gram must see more
+    than the local rows (sharded training sums per-rank partials across processes).
     """
-    gram = backend.gram(rows, plan)
+    gram = backend.gram(rows, plan) if statistics is None else statistics(rows, plan)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
     backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)
     stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)

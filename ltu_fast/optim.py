@@ -84,6 +84,7 @@ class HarmonizedSGD(Optimizer):
     """
 
     _step_supports_amp_scaling = True  # GradScaler passes grad_scale / found_inf; we unscale in-kernel
+    _statistics = None  # subclasses (sharded training) set a ``(rows, plan) -> gram`` to see all ranks
 
     def __init__(
         self,
@@ -330,7 +331,8 @@ class HarmonizedSGD(Optimizer):
                                "objectives let scaler.step() unscale in the fused pass instead")
         hyper = self._hyper()  # first: it may re-lay out the buffers read below
         stats = sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper,
-                         self._ready, self.aggregator, self._backend, self.weights, grad_scale, found_inf)
+                         self._ready, self.aggregator, self._backend, self.weights, grad_scale, found_inf,
+                         self._statistics)
         self._skipped += stats.found_inf.to(torch.int64)
         self.last_stats = stats
         return loss
