@@ -44,7 +44,8 @@ _METHOD_MODULES = ("ltu_fast.unlearn.baselines", "ltu_fast.unlearn.ltu")
 METHOD_ORDER = ("ft", "ga", "neggrad_plus", "rl", "l1_sparse", "salun", "scrub", "ssd", "ltu")
 REFERENCE_ROWS = ("original", "retrain")  # computed by the runner itself (cached training)
 # Fields that do not change the numbers: they may differ between a run and its resumption.
-_VOLATILE = ("methods", "seeds", "device", "threads", "out", "cache_dir", "progress", "fresh")
+# method_kwargs is checked per entry instead: changing one method's settings reruns only that method.
+_VOLATILE = ("method_kwargs", "methods", "seeds", "device", "threads", "out", "cache_dir", "progress", "fresh")
 
 
 def available_methods() -> list[str]:
@@ -158,7 +159,12 @@ class _Experiment:
         self.runs = _load_previous(self.json_path, config)
 
     def done(self, method: str, seed: int) -> bool:
-        return str(seed) in self.runs.get(method, {})
+        """Finished, and (for a method) with the hyper-parameters asked for now."""
+        entry = self.runs.get(method, {}).get(str(seed))
+        if entry is None or method in REFERENCE_ROWS:
+            return entry is not None
+        wanted = METHODS[method](**self.config.method_kwargs.get(method, {})).config()
+        return entry.get("method_config") == json.loads(json.dumps(wanted, default=str))
 
     def record(self, method: str, seed: int, entry: dict[str, Any]) -> None:
         self.runs.setdefault(method, {})[str(seed)] = entry
