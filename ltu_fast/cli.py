@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .unlearn.models import MODELS
 
     p = argparse.ArgumentParser(prog="ltu-fast unlearn",
-                                description="Compare unlearning methods (original, Retrain, LTU, baselines).")
+                                description="Compare unlearning methods (original, Retrain, LTU, baselines).",
+                                epilog="Also: `ltu-fast bench ...` runs the harmonization benchmarks.")
     p.add_argument("--dataset", choices=sorted(DATASETS), help="default mnist5k (embedded; --quick: digits)")
     p.add_argument("--data-root", help="folder (cifar10/100, imagefolder) or .npz file for on-disk datasets")
     p.add_argument("--model", choices=sorted(MODELS), help="default cnn")

@@ -79,3 +79,11 @@ def test_mean_std_by_hand():
     assert mean_std([5.0]) == (5.0, 0.0)
     assert mean_std([None, float("nan"), 4.0, 6.0]) == pytest.approx((5.0, math.sqrt(2.0)))
     assert mean_std([None]) is None
+
+
+def test_diverged_model_is_scored_not_crashed():
+    model = _FixedLogits([[float("nan"), 0.0]] * 4)
+    split = _split(4, [0, 1, 0, 1])
+    _, prob, loss = model_outputs(model, split)
+    assert np.isfinite(prob).all() and np.isfinite(loss).all()
+    assert 0.0 <= evaluate_model(model, split, split, split)["MIA"] <= 100.0

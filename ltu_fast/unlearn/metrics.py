@@ -39,12 +39,17 @@ __all__ = [
 ]
 
 GAP_KEYS = ("UA", "RA", "TA", "MIA")
+MAX_LOSS = 1e4  # stands in for non-finite per-sample losses
 
 
 @torch.no_grad()
 def model_outputs(model: nn.Module, data: ArraySplit, device: str | torch.device = "cpu",
                   batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(correct [N] bool, true-class probability [N], cross-entropy loss [N]) in one eval pass."""
+    """(correct [N] bool, true-class probability [N], cross-entropy loss [N]) in one eval pass.
+
+    A diverged model (non-finite logits) must still be scored, not crash the attack models: its
+    non-finite probabilities count as 0 and its losses as ``MAX_LOSS``.
+    """
     was_training = model.training
     model.eval()
     correct, prob, loss = [], [], []
@@ -54,7 +59,9 @@ def model_outputs(model: nn.Module, data: ArraySplit, device: str | torch.device
         prob.append(F.softmax(logits, 1).gather(1, y[:, None])[:, 0].cpu())
         loss.append(F.cross_entropy(logits, y, reduction="none").cpu())
     model.train(was_training)
-    return tuple(torch.cat(t).numpy() for t in (correct, prob, loss))
+    prob_all = torch.cat(prob).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    loss_all = torch.cat(loss).nan_to_num(nan=MAX_LOSS, posinf=MAX_LOSS).clamp(max=MAX_LOSS)
+    return torch.cat(correct).numpy(), prob_all.numpy(), loss_all.numpy()
 
 
 def accuracy(correct: np.ndarray) -> float:

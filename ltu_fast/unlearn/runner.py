@@ -209,12 +209,12 @@ def _run_seed(exp: _Experiment, seed: int, bar: tqdm) -> None:
         if not exp.done(method, seed):
             try:
                 result = unlearn(trained["original"], task, method, **cfg.method_kwargs.get(method, {}))
+                metrics = _evaluate(result.model, splits, cfg.device)
             except Exception as err:  # noqa: BLE001 -- one broken baseline must not sink a long comparison
                 warnings.warn(f"method {method!r} failed on seed {seed}: {err!r}", stacklevel=2)
                 exp.record(method, seed, {"error": repr(err)})
                 bar.update(1)
                 continue
-            metrics = _evaluate(result.model, splits, cfg.device)
             info = {k: v for k, v in result.info.items() if k not in ("rte", "config")}
             exp.record(method, seed, {**metrics, "gap": avg_gap(metrics, reference), "RTE": result.info["rte"],
                                       "conflict_rate": info.pop("conflict_rate", None),
