@@ -115,7 +115,7 @@ def test_unlearn_api_copies_model(tmp_path):
 def test_cli_quick_writes_outputs(tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["unlearn", "--quick", "--methods", "noop_test", "--out", str(out), "--cache-dir",
-                 str(tmp_path / "cache"), "--no-progress", "--seeds", "0,1"])
+                 str(tmp_path / "cache"), "--no-progress", "--seeds", "1"])
     assert code == 0
     assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "results.png"}
     table = capsys.readouterr().out
