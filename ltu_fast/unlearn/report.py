@@ -13,6 +13,7 @@ __all__ = ["COLUMNS", "markdown_table", "plot_gaps", "write_results"]
 COLUMNS = (("UA", "UA", 1.0), ("RA", "RA", 1.0), ("TA", "TA", 1.0), ("MIA", "MIA-eff.", 1.0),
            ("gap", "Avg. Gap ↓", 1.0), ("RTE", "RTE (s)", 1.0), ("MIA_LR", "MIA-LR", 1.0),
            ("conflict_rate", "Conflict %", 100.0))
+CLASSWISE_COLUMN = ("UA_test", "UA (test, forgotten classes)", 1.0)  # only in class-wise forgetting
 GAP_BARS = ("UA", "RA", "TA", "MIA", "gap")
 
 
@@ -24,15 +25,18 @@ def _cell(stat: dict[str, float] | None, scale: float) -> str:
 
 def markdown_table(results: dict[str, Any]) -> str:
     """Methods × metrics, mean ± std over seeds; a method with no successful run reads 'failed'."""
-    head = "| Method | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    columns = COLUMNS
+    if any(CLASSWISE_COLUMN[0] in stats for stats in results["summary"].values()):
+        columns = (*COLUMNS[:3], CLASSWISE_COLUMN, *COLUMNS[3:])
+    head = "| Method | " + " | ".join(title for _, title, _ in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
     for method in results["methods"]:
         stats = results["summary"].get(method, {})
         if not stats:
             state = "failed" if results["runs"].get(method) else "pending"
-            lines.append(f"| {method} | " + " | ".join(state for _ in COLUMNS) + " |")
+            lines.append(f"| {method} | " + " | ".join(state for _ in columns) + " |")
             continue
-        lines.append(f"| {method} | " + " | ".join(_cell(stats.get(k), s) for k, _, s in COLUMNS) + " |")
+        lines.append(f"| {method} | " + " | ".join(_cell(stats.get(k), s) for k, _, s in columns) + " |")
     seeds = results["config"].get("seeds")
     return "\n".join(lines) + f"\n\nMean ± std over seeds {seeds}. Avg. Gap = mean |Δ| to Retrain over UA/RA/TA/MIA.\n"
 
