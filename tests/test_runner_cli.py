@@ -75,6 +75,8 @@ def test_runner_resumes_without_recomputing(tmp_path):
     CALLS.clear()  # new hyper-parameters for one method rerun that method only
     run_comparison(_config(tmp_path, ("noop_test", "ascent_test"), method_kwargs={"ascent_test": {"steps": 1}}))
     assert CALLS == ["ascent_test"]
+    only_noop = run_comparison(_config(tmp_path, ("noop_test",)))  # earlier methods stay in the table
+    assert only_noop["methods"] == ["original", "retrain", "noop_test", "ascent_test"]
     # A fresh run re-trains nothing: original and Retrain come from the disk cache.
     third = run_comparison(_config(tmp_path, ("noop_test",), out=str(tmp_path / "other")))
     assert third["runs"]["original"]["0"]["cached"] is True and third["runs"]["retrain"]["0"]["cached"] is True

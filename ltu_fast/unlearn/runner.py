@@ -166,6 +166,11 @@ class _Experiment:
         wanted = METHODS[method](**self.config.method_kwargs.get(method, {})).config()
         return entry.get("method_config") == json.loads(json.dumps(wanted, default=str))
 
+    def rows(self) -> list[str]:
+        """Table rows: references, the methods asked for now, then methods kept from earlier runs."""
+        rows = [*REFERENCE_ROWS, *self.methods]
+        return rows + [m for m in self.runs if m not in rows]
+
     def record(self, method: str, seed: int, entry: dict[str, Any]) -> None:
         self.runs.setdefault(method, {})[str(seed)] = entry
         self.save()
@@ -173,7 +178,7 @@ class _Experiment:
     def save(self) -> dict[str, Any]:
         results = {"identity": self.config.identity(), "config": json.loads(json.dumps(asdict(self.config),
                                                                                       default=str)),
-                   "methods": list(REFERENCE_ROWS) + self.methods, "runs": self.runs,
+                   "methods": self.rows(), "runs": self.runs,
                    "summary": summarise(self.runs)}
         write_results(results, self.out, tables=False)
         return results
