@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", default=[], metavar="METHOD.KEY=VALUE", dest="method_args",
                    help="method hyper-parameters, e.g. ltu.iterations=50 ga.lr=1e-4")
     p.add_argument("--fresh", action="store_true", help="ignore results already in --out")
-    p.add_argument("--quick", action="store_true", help="tiny smoke configuration (digits, 1 seed, 2 epochs)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke configuration (digits, 1 seed, 5 epochs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

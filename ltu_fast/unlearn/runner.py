@@ -87,8 +87,8 @@ class ExperimentConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> ExperimentConfig:
-        """A tiny smoke configuration: 8×8 digits, MLP-sized work, one seed, two epochs."""
-        base = {"dataset": "digits", "seeds": (0,), "recipe": TrainRecipe(epochs=2, batch_size=64, lr=0.05)}
+        """A tiny smoke configuration: 8×8 digits, one seed, five epochs (seconds per model)."""
+        base = {"dataset": "digits", "seeds": (0,), "recipe": TrainRecipe(epochs=5, batch_size=64, lr=0.05)}
         return cls(**{**base, **overrides})
 
     def split_config(self) -> SplitConfig:
