@@ -111,8 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``ltu-fast [unlearn|bench] ...``; no subcommand means ``unlearn``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
-        from .bench import main as bench_main  # written separately; imported only when asked for
-
+        try:  # written separately; imported only when asked for
+            from .bench import main as bench_main
+        except ModuleNotFoundError as err:
+            if err.name != "ltu_fast.bench":
+                raise
+            print("ltu-fast bench: not available in this build (ltu_fast/bench.py is missing)", file=sys.stderr)
+            return 2
         return bench_main(argv[1:])
     if argv and argv[0] == "unlearn":
         argv = argv[1:]

@@ -129,3 +129,13 @@ def test_cli_errors_name_the_option(tmp_path, capsys):
     assert main(["--quick", "--forget-ratio", "2", "--out", str(tmp_path)]) == 2
     assert "--forget-ratio" in capsys.readouterr().err
     assert main(["--quick", "--recipe", "nonsense=1", "--out", str(tmp_path)]) == 2
+
+
+def test_cli_bench_slot_is_lazy(monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("ltu_fast.bench")
+    fake.main = lambda argv: 7 if argv == ["--x"] else 1
+    monkeypatch.setitem(sys.modules, "ltu_fast.bench", fake)
+    assert main(["bench", "--x"]) == 7
