@@ -1,0 +1,141 @@
+"""Runner (resume, caching, errors) and the CLI, with throwaway methods defined here."""
+
+import json
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from ltu_fast.cli import main
+from ltu_fast.unlearn.api import UnlearnMethod, UnlearnResult, register_method
+from ltu_fast.unlearn.runner import ExperimentConfig, run_comparison, unlearn
+
+CALLS: list[str] = []
+
+
+@register_method
+class _Noop(UnlearnMethod):
+    """Returns the original model unchanged."""
+
+    name = "noop_test"
+
+    def unlearn(self, model, task):
+        CALLS.append(self.name)
+        return UnlearnResult(model, {"conflict_rate": 0.25})
+
+
+@register_method
+class _AscentStub(UnlearnMethod):
+    """A few steps of gradient ascent on the forget set (enough to move the metrics)."""
+
+    name = "ascent_test"
+
+    def __init__(self, lr: float = 0.01, steps: int = 3):
+        self.lr, self.steps = lr, steps
+
+    def unlearn(self, model, task):
+        CALLS.append(self.name)
+        x, y = task.forget.x, task.forget.y
+        for _ in range(self.steps):
+            model.zero_grad()
+            (-F.cross_entropy(model(x), y)).backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= self.lr * p.grad
+        return UnlearnResult(model)
+
+
+@register_method
+class _Broken(UnlearnMethod):
+    name = "broken_test"
+
+    def unlearn(self, model, task):
+        raise RuntimeError("boom")
+
+
+def _config(tmp_path, methods, **kw):
+    kw = {"out": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "progress": False, **kw}
+    return ExperimentConfig.quick(methods=methods, **kw)
+
+
+def test_runner_resumes_without_recomputing(tmp_path):
+    CALLS.clear()
+    first = run_comparison(_config(tmp_path, ("noop_test",)))
+    assert CALLS == ["noop_test"]
+    assert first["runs"]["original"]["0"]["cached"] is False
+    noop = first["runs"]["noop_test"]["0"]
+    # Noop keeps the original model: same metrics as the original row.
+    assert noop["UA"] == first["runs"]["original"]["0"]["UA"] and noop["conflict_rate"] == 0.25
+    CALLS.clear()
+    second = run_comparison(_config(tmp_path, ("noop_test", "ascent_test"), method_kwargs={"ascent_test": {"steps": 2}}))
+    assert CALLS == ["ascent_test"]  # the finished noop entry was reused
+    assert second["runs"]["noop_test"] == first["runs"]["noop_test"]
+    assert second["runs"]["ascent_test"]["0"]["method_config"] == {"lr": 0.01, "steps": 2}
+    assert second["summary"]["retrain"]["gap"]["mean"] == 0.0
+    CALLS.clear()  # new hyper-parameters for one method rerun that method only
+    run_comparison(_config(tmp_path, ("noop_test", "ascent_test"), method_kwargs={"ascent_test": {"steps": 1}}))
+    assert CALLS == ["ascent_test"]
+    only_noop = run_comparison(_config(tmp_path, ("noop_test",)))  # earlier methods stay in the table
+    assert only_noop["methods"] == ["original", "retrain", "noop_test", "ascent_test"]
+    # A fresh run re-trains nothing: original and Retrain come from the disk cache.
+    third = run_comparison(_config(tmp_path, ("noop_test",), out=str(tmp_path / "other")))
+    assert third["runs"]["original"]["0"]["cached"] is True and third["runs"]["retrain"]["0"]["cached"] is True
+    assert third["runs"]["retrain"]["0"]["RTE"] == first["runs"]["retrain"]["0"]["RTE"]
+
+
+def test_runner_records_failures_and_retries(tmp_path):
+    with pytest.warns(UserWarning, match="broken_test"):
+        results = run_comparison(_config(tmp_path, ("broken_test",)))
+    assert "boom" in results["runs"]["broken_test"]["0"]["error"]
+    assert "failed" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_runner_refuses_other_experiment_in_out(tmp_path):
+    run_comparison(_config(tmp_path, ("noop_test",)))
+    with pytest.raises(ValueError, match="--out"):
+        run_comparison(_config(tmp_path, ("noop_test",), forget_ratio=0.2))
+    with pytest.raises(ValueError, match="--methods"):
+        run_comparison(_config(tmp_path, ("nope",)))
+
+
+def test_unlearn_api_copies_model(tmp_path):
+    from ltu_fast.unlearn.data import SplitConfig, build_splits
+    from ltu_fast.unlearn.models import model_factory
+
+    s = build_splits(SplitConfig(dataset="digits"), 0)
+    factory = model_factory("mlp", s.input_shape, s.num_classes)
+    model = factory()
+    before = [p.clone() for p in model.parameters()]
+    result = unlearn(model, s.task(factory), "ascent_test")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before, result.model.parameters()))
+    assert result.info["rte"] > 0
+    with pytest.raises(ValueError, match="--methods"):
+        unlearn(model, s.task(factory), "nope")
+
+
+def test_cli_quick_writes_outputs(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["unlearn", "--quick", "--methods", "noop_test", "--out", str(out), "--cache-dir",
+                 str(tmp_path / "cache"), "--no-progress", "--seeds", "1"])
+    assert code == 0
+    assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "results.png"}
+    table = capsys.readouterr().out
+    assert "| noop_test |" in table and "| retrain |" in table
+    assert json.loads((out / "results.json").read_text())["config"]["dataset"] == "digits"
+
+
+def test_cli_errors_name_the_option(tmp_path, capsys):
+    assert main(["--quick", "--forget-ratio", "2", "--out", str(tmp_path)]) == 2
+    assert "--forget-ratio" in capsys.readouterr().err
+    assert main(["--quick", "--recipe", "nonsense=1", "--out", str(tmp_path)]) == 2
+
+
+def test_cli_bench_slot_is_lazy(monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("ltu_fast.bench")
+    fake.main = lambda argv: 7 if argv == ["--x"] else 1
+    monkeypatch.setitem(sys.modules, "ltu_fast.bench", fake)
+    assert main(["bench", "--x"]) == 7
