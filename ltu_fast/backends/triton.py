@@ -7,11 +7,13 @@ how CI tests it without a GPU.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -44,16 +46,18 @@ def _load_kernels():
         return module
 
 
-try:
-    import triton
+_IMPORT_ERROR = None if importlib.util.find_spec("triton") else "triton is not installed"
 
+
+@functools.cache
+def _kernels() -> SimpleNamespace:
+    """The jitted kernels, imported on first use: ``triton.jit`` reads ``TRITON_INTERPRET`` when a
+    kernel is defined (and its interpreter must be chosen before triton is first imported), so
+    deferring lets a test module set it after this backend was imported."""
     _load_kernels()
-    from ltu_fast.kernels.apply import combine_kernel, sgd_apply_kernel
-    from ltu_fast.kernels.axpy import axpy_kernel
-    from ltu_fast.kernels.gram import gram_partial_kernel, gram_reduce_kernel
-    _IMPORT_ERROR = None
-except ImportError as exc:
-    _IMPORT_ERROR = f"triton or ltu_fast.kernels is not importable ({exc})"
+    from ltu_fast.kernels import apply, axpy, gram
+    return SimpleNamespace(gram_partial=gram.gram_partial_kernel, gram_reduce=gram.gram_reduce_kernel,
+                           combine=apply.combine_kernel, sgd_apply=apply.sgd_apply_kernel, axpy=axpy.axpy_kernel)
 
 
 def _interpreting() -> bool:
@@ -74,7 +78,7 @@ def supports(device: torch.device, row_dtype: torch.dtype, param_dtype: torch.dt
 
 
 def _padded(k: int) -> int:
-    return triton.next_power_of_2(k)
+    return 1 << (k - 1).bit_length()
 
 
 def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
@@ -82,9 +86,9 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     table = chunk_table(plan, CHUNK, "triton")
     partial = torch.empty(table.num_chunks, kp * kp, dtype=torch.float32, device=rows.device)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
-    gram_partial_kernel[(table.num_chunks,)](rows, rows.stride(0), table.chunks, partial,
+    _kernels().gram_partial[(table.num_chunks,)](rows, rows.stride(0), table.chunks, partial,
                                              K=k, KP=kp, BLOCK=max(16, BLOCK // (kp * kp)))
-    gram_reduce_kernel[(plan.num_segments,)](partial, table.seg_ptr, table.seg_chunks, stats,
+    _kernels().gram_reduce[(plan.num_segments,)](partial, table.seg_ptr, table.seg_chunks, stats,
                                              K=k, KP=kp, BLOCK_C=REDUCE_BLOCK)
     return stats
 
@@ -93,7 +97,7 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.
     k = rows.shape[0]
     table = chunk_table(plan, CHUNK, "triton")
     out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
-    combine_kernel[(table.num_chunks,)](rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks,
+    _kernels().combine[(table.num_chunks,)](rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks,
                                         out, K=k, KP=_padded(k), BLOCK=BLOCK)
     return out
 
@@ -102,7 +106,7 @@ def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> Non
     k = rows.shape[0]
     table = chunk_table(plan, CHUNK, "triton")
     has_momentum = momentum.numel() > 0
-    sgd_apply_kernel[(table.num_chunks,)](
+    _kernels().sgd_apply[(table.num_chunks,)](
         rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param,
         momentum if has_momentum else param, hyper.to(torch.float32).contiguous(), ready.to(torch.float32),
         found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK)
@@ -112,5 +116,5 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> Non
     n = acc.numel()
     on_device = isinstance(alpha, torch.Tensor)
     alpha_t = alpha.to(device=acc.device, dtype=torch.float32).reshape(1) if on_device else acc
-    axpy_kernel[(triton.cdiv(n, AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
+    _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
                                                 ALPHA_ON_DEVICE=on_device, BLOCK=AXPY_BLOCK)
