@@ -1,8 +1,8 @@
 """Triton backend vs the float64 reference, on CPU tensors through the Triton interpreter.
 
 ``TRITON_INTERPRET=1`` must be set before Triton is first imported, so this module sets it at
-import (pytest imports test modules before running any test). Chunks and blocks are shrunk so
-small tensors still span several programs, chunks and tails.
+import when there is no GPU (with one, the same tests run compiled on CUDA tensors). Chunks and
+blocks are shrunk so small tensors still span several programs, chunks and tails.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import sys
 
 # The interpreter only works when chosen before triton is imported (torch imports triton as soon as
 # torch.library / torch._dynamo load, i.e. once ltu_fast is imported by an earlier test module).
+import torch  # does not import triton by itself
+
 _TRITON_IMPORTED_EARLY = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
-os.environ.setdefault("TRITON_INTERPRET", "1")
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
-import torch
 from helpers import (
     assert_backend_matches_reference,
     hyper_table,
