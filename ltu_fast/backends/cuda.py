@@ -79,7 +79,7 @@ def supports(device: torch.device, row_dtype: torch.dtype, param_dtype: torch.dt
 
 def _vec_ok(plan: SegmentPlan, row_dtype: torch.dtype, *tensors: torch.Tensor) -> bool:
     """16-byte packs are legal: every base address aligned and tensor offsets multiples of a pack."""
-    pack = 16 // torch.empty((), dtype=row_dtype).element_size()
+    pack = 16 // row_dtype.itemsize
     return (plan.align % pack == 0 and CHUNK % pack == 0
             and all(t.data_ptr() % 16 == 0 for t in tensors if t.numel()))
 
