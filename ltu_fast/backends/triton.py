@@ -87,7 +87,7 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     partial = torch.empty(table.num_chunks, kp * kp, dtype=torch.float32, device=rows.device)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
     _kernels().gram_partial[(table.num_chunks,)](rows, rows.stride(0), table.chunks, partial,
-                                             K=k, KP=kp, BLOCK=max(16, BLOCK // (kp * kp)))
+                                             K=k, KP=kp, BLOCK=max(16, 4 * BLOCK // (kp * kp)))
     _kernels().gram_reduce[(plan.num_segments,)](partial, table.seg_ptr, table.seg_chunks, stats,
                                              K=k, KP=kp, BLOCK_C=REDUCE_BLOCK)
     return stats
