@@ -29,6 +29,7 @@ from .aggregators import Aggregator, as_weights, make_aggregator
 from .backends import resolve_backend
 from .backends.base import HYPER_COLUMNS, HYPER_LR, HYPER_MOMENTUM
 from .functional import StepStats, segment_labels, sgd_step
+from .ops import through_ops
 from .plan import SegmentPlan
 
 __all__ = ["HarmonizedSGD"]
@@ -329,13 +330,31 @@ class HarmonizedSGD(Optimizer):
         if found_inf is not None and grad_scale is None and len(self.objectives) > 1:
             raise RuntimeError("GradScaler.unscale_ reaches only the active objective's row (.grad); with several "
                                "objectives let scaler.step() unscale in the fused pass instead")
+        # compiled: the kernels as opaque custom ops (no graph break); eager: direct, less overhead
+        backend = through_ops(self._backend) if torch.compiler.is_compiling() else self._backend
         hyper = self._hyper()  # first: it may re-lay out the buffers read below
         stats = sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper,
-                         self._ready, self.aggregator, self._backend, self.weights, grad_scale, found_inf,
+                         self._ready, self.aggregator, backend, self.weights, grad_scale, found_inf,
                          self._statistics)
         self._skipped += stats.found_inf.to(torch.int64)
         self.last_stats = stats
         return loss
+
+    def scaler_step(self, scaler: torch.amp.GradScaler, *args, **kwargs):
+        """``scaler.step(self)`` that also reports overflow in *any* objective's row to ``scaler``.
+
+        GradScaler checks only ``param.grad``, i.e. the active objective's row; the step itself
+        is skipped whenever any row is non-finite (the Gram statistics see every row), but a plain
+        ``scaler.update()`` would then not back off and the loss scale would stay too large. This
+        ORs the step's device flag into the scaler's per-device record (no host sync), so
+        ``scaler.update()`` reacts as it would for a single gradient.
+        """
+        result = scaler.step(self, *args, **kwargs)
+        if scaler.is_enabled() and self.last_stats is not None:
+            flag = self.last_stats.found_inf
+            for t in scaler._per_optimizer_states[id(self)]["found_inf_per_device"].values():
+                torch.maximum(t, flag.to(t).reshape(t.shape), out=t)
+        return result
 
     # -------------------------------------------------------------------------------- reporting
     @property

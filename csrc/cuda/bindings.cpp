@@ -1,0 +1,60 @@
+// pybind11 module ltu_fast._C_cuda: keyword-argument entry points over raw device addresses.
+#include <pybind11/pybind11.h>
+
+#include "launch.h"
+
+namespace py = pybind11;
+using namespace ltu_fast::cuda;
+
+namespace {
+
+template <class Args>
+void fill_rows(Args& a, uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks,
+               int64_t num_chunks, bool vec, int device, uintptr_t stream) {
+  a.rows = rows; a.row_dtype = row_dtype; a.k = k; a.row_stride = row_stride; a.chunks = chunks;
+  a.num_chunks = num_chunks; a.vec = vec; a.device = device; a.stream = stream;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C_cuda, m) {
+  m.doc() = "ltu_fast CUDA kernels (raw pointers from torch; see ltu_fast/backends/cuda.py)";
+  m.def("gram", [](uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks, int64_t num_chunks,
+                   bool vec, uintptr_t seg_ptr, uintptr_t seg_chunks, int64_t num_segments, uintptr_t partial,
+                   uintptr_t stats, int device, uintptr_t stream) {
+    GramArgs a;
+    fill_rows(a, rows, row_dtype, k, row_stride, chunks, num_chunks, vec, device, stream);
+    a.seg_ptr = seg_ptr; a.seg_chunks = seg_chunks; a.num_segments = num_segments;
+    a.partial = partial; a.stats = stats;
+    gram(a);
+  }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
+     py::arg("num_chunks"), py::arg("vec"), py::arg("seg_ptr"), py::arg("seg_chunks"), py::arg("num_segments"),
+     py::arg("partial"), py::arg("stats"), py::arg("device"), py::arg("stream"));
+  m.def("combine", [](uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks,
+                      int64_t num_chunks, bool vec, uintptr_t beta, uintptr_t out, int device, uintptr_t stream) {
+    CombineArgs a;
+    fill_rows(a, rows, row_dtype, k, row_stride, chunks, num_chunks, vec, device, stream);
+    a.beta = beta; a.out = out;
+    combine(a);
+  }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
+     py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("out"), py::arg("device"), py::arg("stream"));
+  m.def("sgd_apply", [](uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks,
+                        int64_t num_chunks, bool vec, uintptr_t beta, uintptr_t param, uintptr_t momentum,
+                        uintptr_t hyper, uintptr_t ready, uintptr_t found_inf, int device, uintptr_t stream) {
+    SgdArgs a;
+    fill_rows(a, rows, row_dtype, k, row_stride, chunks, num_chunks, vec, device, stream);
+    a.beta = beta; a.param = param; a.momentum = momentum; a.hyper = hyper; a.ready = ready;
+    a.found_inf = found_inf;
+    sgd_apply(a);
+  }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
+     py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("param"), py::arg("momentum"),
+     py::arg("hyper"), py::arg("ready"), py::arg("found_inf"), py::arg("device"), py::arg("stream"));
+  m.def("axpy", [](uintptr_t acc, int acc_dtype, uintptr_t x, int x_dtype, int64_t n, uintptr_t alpha_ptr,
+                   float alpha, int device, uintptr_t stream) {
+    AxpyArgs a;
+    a.acc = acc; a.acc_dtype = acc_dtype; a.x = x; a.x_dtype = x_dtype; a.n = n; a.alpha_ptr = alpha_ptr;
+    a.alpha = alpha; a.device = device; a.stream = stream;
+    axpy(a);
+  }, py::arg("acc"), py::arg("acc_dtype"), py::arg("x"), py::arg("x_dtype"), py::arg("n"), py::arg("alpha_ptr"),
+     py::arg("alpha"), py::arg("device"), py::arg("stream"));
+}

@@ -1,0 +1,140 @@
+"""CUDA C++ backend: thin wrapper over ``ltu_fast._C_cuda`` (raw pointers, torch owns memory).
+
+Also owns the chunk layout shared with the Triton backend: each tensor of a plan is cut into
+chunks of at most ``CHUNK`` elements; one block (program) handles one chunk, so a launch covers
+every tensor of the model. The table is built once per plan and cached on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..plan import SegmentPlan
+from . import reference
+
+name = "cuda"
+CHUNK = 1 << 15  # elements per block: 16 iterations of 512 threads x 4 fp32
+MAX_K = 4  # the kernels are instantiated for K = 1..4; larger K runs the reference on the device
+
+_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+try:
+    from .. import _C_cuda
+except ImportError as exc:  # not built (no nvcc at build time, or LTU_FAST_CUDA=0)
+    _C_cuda = None
+    _IMPORT_ERROR = f"ltu_fast._C_cuda is not built ({exc}); rebuild with nvcc on PATH and LTU_FAST_CUDA=1"
+
+
+@dataclass(frozen=True)
+class ChunkTable:
+    """Device tables of one plan cut into chunks (all int64)."""
+
+    chunks: torch.Tensor  # [C, 4]: start, len, segment, group
+    seg_ptr: torch.Tensor  # [L + 1]: seg_chunks[seg_ptr[s]:seg_ptr[s+1]] are segment s's chunks
+    seg_chunks: torch.Tensor  # [C]: chunk ids grouped by segment, ascending (fixed sum order)
+    num_chunks: int
+    chunk: int
+
+
+def chunk_table(plan: SegmentPlan, chunk: int, key: str) -> ChunkTable:
+    """The plan's chunk table for ``chunk`` elements per chunk, cached in ``plan.cache[key]``."""
+    cached = plan.cache.get(key)
+    if cached is not None and cached.chunk == chunk:
+        return cached
+    rows = [(o + s, min(chunk, n - s), seg, grp)
+            for o, n, seg, grp in zip(plan.offsets, plan.numels, plan.segments, plan.groups)
+            for s in range(0, n, chunk)]
+    order = sorted(range(len(rows)), key=lambda c: rows[c][2])  # stable: ascending within a segment
+    counts = [0] * (plan.num_segments + 1)
+    for _, _, seg, _ in rows:
+        counts[seg + 1] += 1
+    for s in range(plan.num_segments):
+        counts[s + 1] += counts[s]
+    device = plan.device
+    table = ChunkTable(
+        chunks=torch.tensor(rows, dtype=torch.int64, device=device),
+        seg_ptr=torch.tensor(counts, dtype=torch.int64, device=device),
+        seg_chunks=torch.tensor(order, dtype=torch.int64, device=device),
+        num_chunks=len(rows),
+        chunk=chunk,
+    )
+    plan.cache[key] = table
+    return table
+
+
+def availability() -> str | None:
+    if _C_cuda is None:
+        return _IMPORT_ERROR
+    if not torch.cuda.is_available():
+        return "no CUDA device is visible to torch (torch.cuda.is_available() is False)"
+    return None
+
+
+def supports(device: torch.device, row_dtype: torch.dtype, param_dtype: torch.dtype | None) -> bool:
+    return (device.type == "cuda" and row_dtype in _DTYPE_CODES
+            and (param_dtype is None or param_dtype == torch.float32))
+
+
+def _vec_ok(plan: SegmentPlan, row_dtype: torch.dtype, *tensors: torch.Tensor) -> bool:
+    """16-byte packs are legal: every base address aligned and tensor offsets multiples of a pack."""
+    pack = 16 // row_dtype.itemsize
+    return (plan.align % pack == 0 and CHUNK % pack == 0
+            and all(t.data_ptr() % 16 == 0 for t in tensors if t.numel()))
+
+
+def _common(rows: torch.Tensor, plan: SegmentPlan) -> dict:
+    table = chunk_table(plan, CHUNK, "cuda")
+    return {"rows": rows.data_ptr(), "row_dtype": _DTYPE_CODES[rows.dtype], "k": rows.shape[0],
+            "row_stride": rows.stride(0), "chunks": table.chunks.data_ptr(), "num_chunks": table.num_chunks,
+            "device": rows.device.index if rows.device.index is not None else torch.cuda.current_device(),
+            "stream": torch.cuda.current_stream(rows.device).cuda_stream}
+
+
+def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+    k = rows.shape[0]
+    if k > MAX_K:
+        return reference.gram(rows, plan)
+    table = chunk_table(plan, CHUNK, "cuda")
+    partial = torch.empty(table.num_chunks, k * (k + 1) // 2, dtype=torch.float32, device=rows.device)
+    stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
+    _C_cuda.gram(**_common(rows, plan), vec=_vec_ok(plan, rows.dtype, rows), seg_ptr=table.seg_ptr.data_ptr(),
+                 seg_chunks=table.seg_chunks.data_ptr(), num_segments=plan.num_segments,
+                 partial=partial.data_ptr(), stats=stats.data_ptr())
+    return stats
+
+
+def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+    if rows.shape[0] > MAX_K:
+        return reference.combine(rows, beta, plan)
+    beta = beta.to(torch.float32).contiguous()
+    out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
+    _C_cuda.combine(**_common(rows, plan), vec=_vec_ok(plan, rows.dtype, rows, out),
+                    beta=beta.data_ptr(), out=out.data_ptr())
+    return out
+
+
+def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
+    if rows.shape[0] > MAX_K:
+        return reference.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf)
+    beta = beta.to(torch.float32).contiguous()
+    hyper = hyper.to(torch.float32).contiguous()
+    ready = ready.to(torch.float32)
+    found_inf = found_inf.to(torch.float32)
+    _C_cuda.sgd_apply(**_common(rows, plan), vec=_vec_ok(plan, rows.dtype, rows, param, momentum),
+                      beta=beta.data_ptr(), param=param.data_ptr(),
+                      momentum=momentum.data_ptr() if momentum.numel() else 0, hyper=hyper.data_ptr(),
+                      ready=ready.data_ptr(), found_inf=found_inf.data_ptr())
+
+
+def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
+    if acc.dtype not in _DTYPE_CODES or x.dtype not in _DTYPE_CODES:
+        return reference.axpy(acc, x, alpha)
+    on_device = isinstance(alpha, torch.Tensor)
+    alpha_t = alpha.to(device=acc.device, dtype=torch.float32).reshape(1) if on_device else None
+    _C_cuda.axpy(acc=acc.data_ptr(), acc_dtype=_DTYPE_CODES[acc.dtype], x=x.data_ptr(),
+                 x_dtype=_DTYPE_CODES[x.dtype], n=acc.numel(), alpha_ptr=alpha_t.data_ptr() if on_device else 0,
+                 alpha=0.0 if on_device else float(alpha),
+                 device=acc.device.index if acc.device.index is not None else torch.cuda.current_device(),
+                 stream=torch.cuda.current_stream(acc.device).cuda_stream)

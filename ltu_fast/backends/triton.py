@@ -1,0 +1,120 @@
+"""Triton backend: the portable GPU path (kernels in ``ltu_fast.kernels``).
+
+Same chunk layout as the CUDA backend (one program per chunk, two-stage Gram without atomics).
+With ``TRITON_INTERPRET=1`` set before Triton is imported, it also runs on CPU tensors, which is
+how CI tests it without a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from ..plan import SegmentPlan
+from .cuda import chunk_table
+
+name = "triton"
+CHUNK = 1 << 15  # elements per program (tests lower it to exercise many chunks on small sizes)
+BLOCK = 1024  # elements per loop iteration inside a program
+REDUCE_BLOCK = 64  # chunk partials per iteration of the per-segment reduction
+AXPY_BLOCK = 4096
+_ROW_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+
+def _load_kernels():
+    """``ltu_fast.kernels``: installed via package_dir, or (source checkout on PYTHONPATH) the
+    repository's ``kernels/`` directory registered under that name, never as top-level ``kernels``."""
+    try:
+        return importlib.import_module("ltu_fast.kernels")
+    except ModuleNotFoundError:
+        source = Path(__file__).resolve().parents[2] / "kernels" / "__init__.py"
+        spec = importlib.util.spec_from_file_location("ltu_fast.kernels", source,
+                                                      submodule_search_locations=[str(source.parent)])
+        if spec is None or not source.exists():
+            raise
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["ltu_fast.kernels"] = module
+        spec.loader.exec_module(module)
+        return module
+
+
+_IMPORT_ERROR = None if importlib.util.find_spec("triton") else "triton is not installed"
+
+
+@functools.cache
+def _kernels() -> SimpleNamespace:
+    """The jitted kernels, imported on first use: ``triton.jit`` reads ``TRITON_INTERPRET`` when a
+    kernel is defined (and its interpreter must be chosen before triton is first imported), so
+    deferring lets a test module set it after this backend was imported."""
+    _load_kernels()
+    from ltu_fast.kernels import apply, axpy, gram
+    return SimpleNamespace(gram_partial=gram.gram_partial_kernel, gram_reduce=gram.gram_reduce_kernel,
+                           combine=apply.combine_kernel, sgd_apply=apply.sgd_apply_kernel, axpy=axpy.axpy_kernel)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def availability() -> str | None:
+    if _IMPORT_ERROR is not None:
+        return _IMPORT_ERROR
+    if not torch.cuda.is_available() and not _interpreting():
+        return "no CUDA device (set TRITON_INTERPRET=1 before importing triton to run it on CPU)"
+    return None
+
+
+def supports(device: torch.device, row_dtype: torch.dtype, param_dtype: torch.dtype | None) -> bool:
+    on_device = device.type == "cuda" or (device.type == "cpu" and _interpreting())
+    return on_device and row_dtype in _ROW_DTYPES and (param_dtype is None or param_dtype in _ROW_DTYPES)
+
+
+def _padded(k: int) -> int:
+    return 1 << (k - 1).bit_length()
+
+
+def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+    k, kp = rows.shape[0], _padded(rows.shape[0])
+    table = chunk_table(plan, CHUNK, "triton")
+    partial = torch.empty(table.num_chunks, kp * kp, dtype=torch.float32, device=rows.device)
+    stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
+    _kernels().gram_partial[(table.num_chunks,)](rows, rows.stride(0), table.chunks, partial,
+                                             K=k, KP=kp, BLOCK=max(16, 4 * BLOCK // (kp * kp)))
+    _kernels().gram_reduce[(plan.num_segments,)](partial, table.seg_ptr, table.seg_chunks, stats,
+                                             K=k, KP=kp, BLOCK_C=REDUCE_BLOCK)
+    return stats
+
+
+def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+    k = rows.shape[0]
+    table = chunk_table(plan, CHUNK, "triton")
+    out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
+    _kernels().combine[(table.num_chunks,)](rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks,
+                                        out, K=k, KP=_padded(k), BLOCK=BLOCK)
+    return out
+
+
+def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
+    k = rows.shape[0]
+    table = chunk_table(plan, CHUNK, "triton")
+    has_momentum = momentum.numel() > 0
+    _kernels().sgd_apply[(table.num_chunks,)](
+        rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param,
+        momentum if has_momentum else param, hyper.to(torch.float32).contiguous(), ready.to(torch.float32),
+        found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK)
+
+
+def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
+    n = acc.numel()
+    on_device = isinstance(alpha, torch.Tensor)
+    alpha_t = alpha.to(device=acc.device, dtype=torch.float32).reshape(1) if on_device else acc
+    _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
+                                                ALPHA_ON_DEVICE=on_device, BLOCK=AXPY_BLOCK)

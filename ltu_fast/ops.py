@@ -1,0 +1,135 @@
+"""``torch.library`` custom ops (namespace ``ltu_fast``) over the backend contract.
+
+``torch.compile`` sees each op as one opaque node with a fake (meta) implementation, so a training
+step that calls :meth:`HarmonizedSGD.step` compiles without graph breaks in the optimizer math,
+and the ops are CUDA-graph capturable (no host sync, torch allocates every temporary).
+Each op resolves its backend by the tensors' device at run time (cpu: C++ or reference; cuda:
+cuda, triton or reference), honouring a backend name the caller fixed.
+
+Plans are not tensors: an op receives an integer handle from :func:`plan_handle` (a constant
+while the plan lives, so compiled graphs specialise on it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+
+import torch
+
+from .backends import resolve_backend
+from .plan import SegmentPlan
+
+__all__ = ["OpBackend", "plan_handle", "through_ops"]
+
+_PLANS: weakref.WeakValueDictionary[int, SegmentPlan] = weakref.WeakValueDictionary()
+_NEXT_HANDLE = itertools.count(1)
+
+
+@torch.compiler.assume_constant_result
+def plan_handle(plan: SegmentPlan) -> int:
+    """A process-wide integer naming ``plan`` for the ops (assigned once, cached on the plan).
+
+    Run eagerly even while tracing (a constant to the compiler), so registering a plan never
+    breaks a graph."""
+    handle = plan.cache.get("op_handle")
+    if handle is None:
+        handle = next(_NEXT_HANDLE)
+        plan.cache["op_handle"] = handle
+        _PLANS[handle] = plan
+    return handle
+
+
+def _plan(handle: int, device: torch.device) -> SegmentPlan:
+    plan = _PLANS.get(handle)
+    if plan is None:
+        raise RuntimeError(f"ltu_fast ops: plan handle {handle} is unknown (the plan was freed)")
+    return plan.to(device)
+
+
+def _stats_dtype(rows: torch.Tensor) -> torch.dtype:
+    return torch.float64 if rows.dtype == torch.float64 else torch.float32
+
+
+@torch.library.custom_op("ltu_fast::gram", mutates_args=())
+def gram(rows: torch.Tensor, plan: int, backend: str) -> torch.Tensor:
+    return resolve_backend(backend, rows.device, rows.dtype).gram(rows, _plan(plan, rows.device))
+
+
+@gram.register_fake
+def _(rows, plan, backend):
+    k = rows.shape[0]
+    return rows.new_empty((_plan(plan, rows.device).num_segments, k, k), dtype=_stats_dtype(rows))
+
+
+@torch.library.custom_op("ltu_fast::combine", mutates_args=())
+def combine(rows: torch.Tensor, beta: torch.Tensor, plan: int, backend: str) -> torch.Tensor:
+    return resolve_backend(backend, rows.device, rows.dtype).combine(rows, beta, _plan(plan, rows.device))
+
+
+@combine.register_fake
+def _(rows, beta, plan, backend):
+    return rows.new_empty(rows.shape[1:])
+
+
+@torch.library.custom_op("ltu_fast::sgd_apply", mutates_args=("param", "momentum"))
+def sgd_apply(rows: torch.Tensor, beta: torch.Tensor, plan: int, param: torch.Tensor, momentum: torch.Tensor,
+              hyper: torch.Tensor, ready: torch.Tensor, found_inf: torch.Tensor, backend: str) -> None:
+    impl = resolve_backend(backend, rows.device, rows.dtype, param.dtype)
+    impl.sgd_apply(rows, beta, _plan(plan, rows.device), param, momentum, hyper, ready, found_inf)
+
+
+@sgd_apply.register_fake
+def _(rows, beta, plan, param, momentum, hyper, ready, found_inf, backend):
+    return None
+
+
+@torch.library.custom_op("ltu_fast::axpy", mutates_args=("acc",))
+def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float, alpha_tensor: torch.Tensor | None, backend: str) -> None:
+    impl = resolve_backend(backend, acc.device, x.dtype, acc.dtype)
+    impl.axpy(acc, x, alpha if alpha_tensor is None else alpha_tensor)
+
+
+@axpy.register_fake
+def _(acc, x, alpha, alpha_tensor, backend):
+    return None
+
+
+class OpBackend:
+    """A :class:`~ltu_fast.backends.Backend` that calls through the custom ops (for compiled code)."""
+
+    def __init__(self, backend_name: str):
+        self.name = backend_name
+
+    def availability(self) -> str | None:
+        return None
+
+    def supports(self, device, row_dtype, param_dtype) -> bool:
+        return True
+
+    def gram(self, rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+        return torch.ops.ltu_fast.gram(rows, plan_handle(plan), self.name)
+
+    def combine(self, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+        return torch.ops.ltu_fast.combine(rows, beta, plan_handle(plan), self.name)
+
+    def sgd_apply(self, rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
+        torch.ops.ltu_fast.sgd_apply(rows, beta, plan_handle(plan), param, momentum, hyper, ready, found_inf,
+                                     self.name)
+
+    def axpy(self, acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
+        if isinstance(alpha, torch.Tensor):
+            torch.ops.ltu_fast.axpy(acc, x, 0.0, alpha, self.name)
+        else:
+            torch.ops.ltu_fast.axpy(acc, x, float(alpha), None, self.name)
+
+
+_OP_BACKENDS: dict[str, OpBackend] = {}
+
+
+def through_ops(backend) -> OpBackend:
+    """The op-calling twin of a resolved backend module (same backend name, so the same kernels)."""
+    name = backend.name
+    if name not in _OP_BACKENDS:
+        _OP_BACKENDS[name] = OpBackend(name)
+    return _OP_BACKENDS[name]
