@@ -1,7 +1,15 @@
 """Test configuration: a fast hypothesis profile, deterministic torch, the devices to test on."""
 
-import torch
-from hypothesis import settings
+import os
+import shutil
+
+# Without a GPU, run Triton kernels in its CPU interpreter. This must happen before anything
+# imports triton (torch does so on import), so it cannot wait for torch.cuda.is_available().
+if shutil.which("nvidia-smi") is None and not os.path.exists("/dev/nvidiactl"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 settings.register_profile("fast", max_examples=20, deadline=None, derandomize=True)
 settings.load_profile("fast")
