@@ -3,7 +3,6 @@
 // Why not intrinsics: the build must be correct without F16C (portable wheels) and give the same
 // bits with it. Every path is branch-free selects, so GCC vectorises the loops that call them.
 // Decoding is exact; encoding rounds to nearest even like torch's `.to(dtype)`; NaN stays NaN.
-// Each format is a struct with the storage type and load/store, used as a template argument.
 #pragma once
 
 #include <cstdint>
@@ -34,18 +33,31 @@ inline uint16_t float_to_bf16(float f) {
   return uint16_t(is_nan ? 0x7fc0u : rounded);  // torch's canonical bfloat16 NaN
 }
 
-// Subnormal halves are decoded as mantissa * 2^-24 in integer-to-float form, so the result does
-// not depend on the FPU's denormals-are-zero mode.
-inline float fp16_to_float(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1fu;
-  const uint32_t mantissa = h & 0x3ffu;
-  const float normal = bits_to_float(((exponent + 112u) << 23) | (mantissa << 13));
-  const float subnormal = float(int32_t(mantissa)) * 0x1p-24f;
-  const float special = bits_to_float(0x7f800000u | (mantissa << 13));
-  const float magnitude = exponent == 0 ? subnormal : (exponent == 31 ? special : normal);
-  return bits_to_float(float_to_bits(magnitude) | sign);
+// Eight lanes as GCC/Clang vector extensions: AVX registers with -march=native, SSE pairs without.
+using u16x8 = uint16_t __attribute__((vector_size(16)));
+using u32x8 = uint32_t __attribute__((vector_size(32)));
+using f32x8 = float __attribute__((vector_size(32)));
+
+inline float as_float(uint32_t u) { return bits_to_float(u); }
+inline uint32_t as_bits(float f) { return float_to_bits(f); }
+inline f32x8 as_float(u32x8 u) { return reinterpret_cast<f32x8>(u); }
+inline u32x8 as_bits(f32x8 f) { return reinterpret_cast<u32x8>(f); }
+
+// Half bits -> float bits for a uint32_t or a u32x8 (the same operators exist for both).
+// Subnormal halves are m * 2^-24 = (0.5 + m * 2^-24) - 0.5, exact and independent of the FPU's
+// denormals-are-zero mode.
+template <class U>
+inline U fp16_bits_to_float_bits(U h) {
+  const U sign = (h & 0x8000u) << 16;
+  const U exponent = (h >> 10) & 0x1fu;
+  const U mantissa = h & 0x3ffu;
+  const U normal = ((exponent + 112u) << 23) | (mantissa << 13);
+  const U subnormal = as_bits(as_float((126u << 23) | mantissa) - 0.5f);
+  const U special = 0x7f800000u | (mantissa << 13);
+  return sign | (exponent == 0u ? subnormal : (exponent == 31u ? special : normal));
 }
+
+inline float fp16_to_float(uint16_t h) { return bits_to_float(fp16_bits_to_float_bits(uint32_t(h))); }
 
 // Round to nearest even; overflow gives infinity, tiny values round into the subnormal range.
 inline uint16_t float_to_fp16(float f) {
@@ -62,22 +74,38 @@ inline uint16_t float_to_fp16(float f) {
   return uint16_t(sign | magnitude);
 }
 
+// Row formats: storage type, scalar load/store, and load8 (eight elements to an f32x8).
 struct BF16 {
   using storage = uint16_t;
   static float load(uint16_t x) { return bf16_to_float(x); }
   static uint16_t store(float x) { return float_to_bf16(x); }
+  static f32x8 load8(const uint16_t* src) {
+    u16x8 h;
+    std::memcpy(&h, src, sizeof h);
+    return as_float(__builtin_convertvector(h, u32x8) << 16);
+  }
 };
 
 struct FP16 {
   using storage = uint16_t;
   static float load(uint16_t x) { return fp16_to_float(x); }
   static uint16_t store(float x) { return float_to_fp16(x); }
+  static f32x8 load8(const uint16_t* src) {
+    u16x8 h;
+    std::memcpy(&h, src, sizeof h);
+    return as_float(fp16_bits_to_float_bits(__builtin_convertvector(h, u32x8)));
+  }
 };
 
 struct FP32 {
   using storage = float;
   static float load(float x) { return x; }
   static float store(float x) { return x; }
+  static f32x8 load8(const float* src) {
+    f32x8 v;
+    std::memcpy(&v, src, sizeof v);
+    return v;
+  }
 };
 
 }  // namespace ltu_fast::cpu
