@@ -26,13 +26,6 @@ inline uint32_t float_to_bits(float f) {
 
 inline float bf16_to_float(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
 
-inline uint16_t float_to_bf16(float f) {
-  const uint32_t u = float_to_bits(f);
-  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const bool is_nan = (u & 0x7fffffffu) > 0x7f800000u;
-  return uint16_t(is_nan ? 0x7fc0u : rounded);  // torch's canonical bfloat16 NaN
-}
-
 // Eight lanes as GCC/Clang vector extensions: AVX registers with -march=native, SSE pairs without.
 using u16x8 = uint16_t __attribute__((vector_size(16)));
 using u32x8 = uint32_t __attribute__((vector_size(32)));
@@ -59,22 +52,40 @@ inline U fp16_bits_to_float_bits(U h) {
 
 inline float fp16_to_float(uint16_t h) { return bits_to_float(fp16_bits_to_float_bits(uint32_t(h))); }
 
-// Round to nearest even; overflow gives infinity, tiny values round into the subnormal range.
-inline uint16_t float_to_fp16(float f) {
-  const uint32_t u = float_to_bits(f);
-  const uint32_t sign = (u >> 16) & 0x8000u;
-  const uint32_t a = u & 0x7fffffffu;
-  // Normal range (|f| >= 2^-14): rebias the exponent, round the 13 dropped mantissa bits.
-  const uint32_t normal = (a - (112u << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
-  // Subnormal range: adding 0.5 (exponent 126) aligns the mantissa so the FPU's own round to
-  // nearest even drops exactly the bits a half cannot hold; the low bits are the result.
-  const uint32_t subnormal = float_to_bits(bits_to_float(a) + 0.5f) - 0x3f000000u;
-  const uint32_t finite = a < (113u << 23) ? subnormal : (normal > 0x7c00u ? 0x7c00u : normal);
-  const uint32_t magnitude = a > 0x7f800000u ? 0x7e00u : (a == 0x7f800000u ? 0x7c00u : finite);
-  return uint16_t(sign | magnitude);
+// Float bits -> bfloat16 bits (low 16 bits of the result), round to nearest even; any NaN becomes
+// torch's canonical 0x7fc0. `U() + c` is the constant c as a scalar or a splatted vector.
+template <class U>
+inline U float_bits_to_bf16_bits(U u) {
+  const U rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return (u & 0x7fffffffu) > 0x7f800000u ? U() + 0x7fc0u : rounded;
 }
 
-// Row formats: storage type, scalar load/store, and load8 (eight elements to an f32x8).
+// Float bits -> half bits, round to nearest even; overflow gives infinity, tiny values round into
+// the subnormal range, any NaN becomes 0x7e00 (as torch).
+template <class U>
+inline U float_bits_to_fp16_bits(U u) {
+  const U sign = (u >> 16) & 0x8000u;
+  const U a = u & 0x7fffffffu;
+  // Normal range (|f| >= 2^-14): rebias the exponent, round the 13 dropped mantissa bits.
+  const U normal = (a - (112u << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+  // Subnormal range: adding 0.5 (exponent 126) aligns the mantissa so the FPU's own round to
+  // nearest even drops exactly the bits a half cannot hold; the low bits are the result.
+  const U subnormal = as_bits(as_float(a) + 0.5f) - 0x3f000000u;
+  const U inf = U() + 0x7c00u;
+  const U finite = a < (113u << 23) ? subnormal : (normal > 0x7c00u ? inf : normal);
+  return sign | (a > 0x7f800000u ? U() + 0x7e00u : (a == 0x7f800000u ? inf : finite));
+}
+
+inline uint16_t float_to_bf16(float f) { return uint16_t(float_bits_to_bf16_bits(float_to_bits(f))); }
+inline uint16_t float_to_fp16(float f) { return uint16_t(float_bits_to_fp16_bits(float_to_bits(f))); }
+
+template <class Encode>
+inline void store_halves(f32x8 v, uint16_t* dst, Encode encode) {
+  const u16x8 h = __builtin_convertvector(encode(as_bits(v)), u16x8);
+  std::memcpy(dst, &h, sizeof h);
+}
+
+// Row formats: storage type, scalar load/store, and load8/store8 (eight elements as an f32x8).
 struct BF16 {
   using storage = uint16_t;
   static float load(uint16_t x) { return bf16_to_float(x); }
@@ -84,6 +95,7 @@ struct BF16 {
     std::memcpy(&h, src, sizeof h);
     return as_float(__builtin_convertvector(h, u32x8) << 16);
   }
+  static void store8(f32x8 v, uint16_t* dst) { store_halves(v, dst, float_bits_to_bf16_bits<u32x8>); }
 };
 
 struct FP16 {
@@ -95,6 +107,7 @@ struct FP16 {
     std::memcpy(&h, src, sizeof h);
     return as_float(fp16_bits_to_float_bits(__builtin_convertvector(h, u32x8)));
   }
+  static void store8(f32x8 v, uint16_t* dst) { store_halves(v, dst, float_bits_to_fp16_bits<u32x8>); }
 };
 
 struct FP32 {
@@ -106,6 +119,7 @@ struct FP32 {
     std::memcpy(&v, src, sizeof v);
     return v;
   }
+  static void store8(f32x8 v, float* dst) { std::memcpy(dst, &v, sizeof v); }
 };
 
 }  // namespace ltu_fast::cpu
