@@ -37,7 +37,9 @@ PYBIND11_MODULE(_C, m) {
              ptr<const int64_t>(seg_ptr), ptr<const int64_t>(seg_chunks), num_segments, ptr<double>(partials),
              ptr<float>(stats), threads);
       },
-      py::call_guard<py::gil_scoped_release>());
+      py::arg("rows"), py::arg("dtype"), py::arg("k"), py::arg("stride"), py::arg("chunks"), py::arg("n_chunks"),
+      py::arg("segment_ptr"), py::arg("segment_chunks"), py::arg("num_segments"), py::arg("partials"),
+      py::arg("stats"), py::arg("threads"), py::call_guard<py::gil_scoped_release>());
 
   m.def(
       "combine",
@@ -46,7 +48,8 @@ PYBIND11_MODULE(_C, m) {
         combine(make_rows(rows, dtype, k, stride), Chunks{ptr<const int64_t>(chunks), n_chunks}, ptr<const float>(beta),
                 ptr<void>(out), threads);
       },
-      py::call_guard<py::gil_scoped_release>());
+      py::arg("rows"), py::arg("dtype"), py::arg("k"), py::arg("stride"), py::arg("chunks"), py::arg("n_chunks"),
+      py::arg("beta"), py::arg("out"), py::arg("threads"), py::call_guard<py::gil_scoped_release>());
 
   m.def(
       "sgd_apply",
@@ -56,7 +59,10 @@ PYBIND11_MODULE(_C, m) {
                   ptr<const float>(beta), ptr<float>(param), ptr<float>(momentum), ptr<const float>(hyper),
                   ptr<const float>(ready), ptr<const float>(found_inf), threads);
       },
-      "momentum = 0 means no momentum buffer", py::call_guard<py::gil_scoped_release>());
+      "momentum = 0 means no momentum buffer", py::arg("rows"), py::arg("dtype"), py::arg("k"), py::arg("stride"),
+      py::arg("chunks"), py::arg("n_chunks"), py::arg("beta"), py::arg("param"), py::arg("momentum"),
+      py::arg("hyper"), py::arg("ready"), py::arg("found_inf"), py::arg("threads"),
+      py::call_guard<py::gil_scoped_release>());
 
   m.def(
       "axpy",
@@ -65,5 +71,6 @@ PYBIND11_MODULE(_C, m) {
         axpy(ptr<float>(acc), ptr<const void>(x), dtype, n, a, threads);
       },
       "alpha_tensor: address of a float32 scalar (read here, no host sync in Python), or 0 to use alpha",
-      py::call_guard<py::gil_scoped_release>());
+      py::arg("acc"), py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("alpha_tensor"), py::arg("alpha"),
+      py::arg("threads"), py::call_guard<py::gil_scoped_release>());
 }
