@@ -36,6 +36,17 @@ inline uint32_t as_bits(float f) { return float_to_bits(f); }
 inline f32x8 as_float(u32x8 u) { return reinterpret_cast<f32x8>(u); }
 inline u32x8 as_bits(f32x8 f) { return reinterpret_cast<u32x8>(f); }
 
+// cond ? a : b with bit masks instead of a branch, so scalar loops that decode halves vectorise too.
+inline uint32_t pick(bool cond, uint32_t a, uint32_t b) {
+  const uint32_t mask = 0u - uint32_t(cond);
+  return (a & mask) | (b & ~mask);
+}
+template <class Mask>
+inline u32x8 pick(Mask cond, u32x8 a, u32x8 b) {
+  const u32x8 mask = reinterpret_cast<u32x8>(cond);
+  return (a & mask) | (b & ~mask);
+}
+
 // Half bits -> float bits for a uint32_t or a u32x8 (the same operators exist for both).
 // Subnormal halves are m * 2^-24 = (0.5 + m * 2^-24) - 0.5, exact and independent of the FPU's
 // denormals-are-zero mode.
@@ -47,7 +58,7 @@ inline U fp16_bits_to_float_bits(U h) {
   const U normal = ((exponent + 112u) << 23) | (mantissa << 13);
   const U subnormal = as_bits(as_float((126u << 23) | mantissa) - 0.5f);
   const U special = 0x7f800000u | (mantissa << 13);
-  return sign | (exponent == 0u ? subnormal : (exponent == 31u ? special : normal));
+  return sign | pick(exponent == 0u, subnormal, pick(exponent == 31u, special, normal));
 }
 
 inline float fp16_to_float(uint16_t h) { return bits_to_float(fp16_bits_to_float_bits(uint32_t(h))); }
@@ -57,7 +68,7 @@ inline float fp16_to_float(uint16_t h) { return bits_to_float(fp16_bits_to_float
 template <class U>
 inline U float_bits_to_bf16_bits(U u) {
   const U rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  return (u & 0x7fffffffu) > 0x7f800000u ? U() + 0x7fc0u : rounded;
+  return pick((u & 0x7fffffffu) > 0x7f800000u, U() + 0x7fc0u, rounded);
 }
 
 // Float bits -> half bits, round to nearest even; overflow gives infinity, tiny values round into
@@ -72,8 +83,8 @@ inline U float_bits_to_fp16_bits(U u) {
   // nearest even drops exactly the bits a half cannot hold; the low bits are the result.
   const U subnormal = as_bits(as_float(a) + 0.5f) - 0x3f000000u;
   const U inf = U() + 0x7c00u;
-  const U finite = a < (113u << 23) ? subnormal : (normal > 0x7c00u ? inf : normal);
-  return sign | (a > 0x7f800000u ? U() + 0x7e00u : (a == 0x7f800000u ? inf : finite));
+  const U finite = pick(a < (113u << 23), subnormal, pick(normal > 0x7c00u, inf, normal));
+  return sign | pick(a > 0x7f800000u, U() + 0x7e00u, pick(a == 0x7f800000u, inf, finite));
 }
 
 inline uint16_t float_to_bf16(float f) { return uint16_t(float_bits_to_bf16_bits(float_to_bits(f))); }
