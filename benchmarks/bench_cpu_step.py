@@ -3,12 +3,19 @@
 ResNet-18 (CIFAR head) parameter shapes, K = 2 objectives, per-layer PCGrad, SGD momentum 0.9.
 
     PYTHONPATH=. python -m pytest benchmarks/bench_cpu_step.py --benchmark-only -p no:cacheprovider
+    PYTHONPATH=. python benchmarks/bench_cpu_step.py      # interleaved rounds, prints the ratio table
+
+On a shared machine, prefer the second form: it alternates the three contenders every round, so
+bursts of load from other jobs hit all of them alike instead of whichever test ran at that time.
 
 Also times a large float32 copy in the same run, to compare each step with the bytes-moved floor
 of the fused step: (8K + 16) bytes per parameter (read K rows, param and momentum; write both).
 """
 
 from __future__ import annotations
+
+import statistics
+import time
 
 import pytest
 import torch
@@ -46,8 +53,7 @@ def test_shapes_are_resnet18():
     assert len(SHAPES) == 62 and 11_100_000 < P < 11_200_000
 
 
-@pytest.fixture(scope="module")
-def fused():
+def make_fused():
     """Flat buffers as HarmonizedSGD owns them; one call is the whole harmonized SGD step."""
     gen = torch.Generator().manual_seed(0)
     plan = SegmentPlan.build(NUMELS)
@@ -56,6 +62,11 @@ def fused():
     hyper = torch.tensor([[LR, 0.0, MOMENTUM, 0.0, 0.0, 0.0]])
     ready, aggregator = torch.zeros(1), make_aggregator("pcgrad")
     return lambda: sgd_step(rows, plan, param, momentum, hyper, ready, aggregator, cpu)
+
+
+@pytest.fixture(scope="module")
+def fused():
+    return make_fused()
 
 
 def torch_pcgrad_grads(g1: list[torch.Tensor], g2: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -72,8 +83,7 @@ def torch_pcgrad_grads(g1: list[torch.Tensor], g2: list[torch.Tensor]) -> list[t
     return out
 
 
-@pytest.fixture(scope="module")
-def unfused():
+def make_unfused():
     """Per-parameter tensors and ``torch.optim.SGD(foreach=True)``, as a plain training loop has them."""
     gen = torch.Generator().manual_seed(0)
     params = [torch.randn(s, generator=gen).requires_grad_() for s in SHAPES]
@@ -87,6 +97,11 @@ def unfused():
         opt.step()
 
     return step
+
+
+@pytest.fixture(scope="module")
+def unfused():
+    return make_unfused()
 
 
 def test_torch_pcgrad_matches_fused_coefficients():
@@ -105,19 +120,46 @@ def test_torch_pcgrad_matches_fused_coefficients():
 @pytest.mark.benchmark(group="resnet18-pcgrad-sgd-step")
 def test_fused_cpu_step(benchmark, fused):
     benchmark.extra_info.update(params=P, floor_bytes=FLOOR_BYTES, threads=torch.get_num_threads())
-    benchmark.pedantic(fused, warmup_rounds=2, rounds=20)
+    benchmark.pedantic(fused, warmup_rounds=3, rounds=50)
 
 
 @pytest.mark.benchmark(group="resnet18-pcgrad-sgd-step")
 def test_torch_per_layer_pcgrad_then_sgd_foreach(benchmark, unfused):
     benchmark.extra_info.update(params=P, threads=torch.get_num_threads())
-    benchmark.pedantic(unfused, warmup_rounds=2, rounds=20)
+    benchmark.pedantic(unfused, warmup_rounds=3, rounds=50)
+
+
+def make_copy():
+    """A copy of FLOOR_BYTES/2 read + FLOOR_BYTES/2 written: its time is the floor's cost."""
+    src = torch.randn(FLOOR_BYTES // 8)
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)
 
 
 @pytest.mark.benchmark(group="resnet18-pcgrad-sgd-step")
 def test_copy_bandwidth(benchmark):
-    """A copy of FLOOR_BYTES/2 read + FLOOR_BYTES/2 written: its time is the floor's cost."""
-    src = torch.randn(FLOOR_BYTES // 8)
-    dst = torch.empty_like(src)
-    benchmark.extra_info.update(bytes_moved=2 * src.numel() * 4)
-    benchmark.pedantic(dst.copy_, args=(src,), warmup_rounds=2, rounds=20)
+    benchmark.extra_info.update(bytes_moved=FLOOR_BYTES)
+    benchmark.pedantic(make_copy(), warmup_rounds=3, rounds=50)
+
+
+def main(rounds: int = 40) -> None:
+    """Interleaved timing of the three contenders; prints min/median and the ratios."""
+    contenders = {"fused cpu step": make_fused(), "torch PCGrad + SGD foreach": make_unfused(), "copy (floor)": make_copy()}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for r in range(rounds + 3):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run()
+            if r >= 3:  # warm-up rounds
+                times[name].append(time.perf_counter() - start)
+    stats = {name: (min(t) * 1e3, statistics.median(t) * 1e3) for name, t in times.items()}
+    print(f"P = {P:,} params, K = {K}, threads = {torch.get_num_threads()}, floor = {FLOOR_BYTES / 1e6:.1f} MB/step")
+    for name, (lo, med) in stats.items():
+        print(f"{name:28s} min {lo:8.2f} ms   median {med:8.2f} ms")
+    (f_lo, f_med), (t_lo, t_med), (c_lo, c_med) = stats.values()
+    print(f"speed-up torch/fused: min {t_lo / f_lo:.2f}x  median {t_med / f_med:.2f}x")
+    print(f"fused/floor: min {f_lo / c_lo:.2f}x  median {f_med / c_med:.2f}x   copy bandwidth {FLOOR_BYTES / c_lo / 1e6:.1f} GB/s")
+
+
+if __name__ == "__main__":
+    main()
