@@ -49,16 +49,16 @@ class LTU(UnlearnMethod):
         mia_weight: weight of L_mia in the forget row. num_mia: attackers (0 disables feedback).
         aggregator: ``"project"`` (protect remembering), ``"pcgrad"``, ``"sum"``, ``"mgda"``.
         granularity: harmonization segments: ``"layer"``, ``"module"`` or ``"global"``.
-        forget_weight: objective weight of the forget row relative to remembering (1.0).
+        forget_weight: objective weight of the forget row relative to remembering.
         second_order: differentiate through the meta-tune step (costs about 2x per iteration).
     """
 
     name = "ltu"
 
-    def __init__(self, iterations: int = 20, batch_size: int = 32, inner_lr: float = 0.05, lr: float = 0.05,
+    def __init__(self, iterations: int = 20, batch_size: int = 32, inner_lr: float = 0.05, lr: float = 0.01,
                  momentum: float = 0.9, weight_decay: float = 0.0, forget_loss: str = "ascent",
-                 ascent_bound: float = 1.0, mia_weight: float = 1.0, num_mia: int = 3, mia_steps: int = 300,
-                 aggregator: str = "project", granularity: str = "layer", forget_weight: float = 1.0,
+                 ascent_bound: float = 1.0, mia_weight: float = 1.0, num_mia: int = 3, mia_steps: int = 100,
+                 aggregator: str = "project", granularity: str = "layer", forget_weight: float = 0.5,
                  second_order: bool = False, log_every: int = 5):
         if forget_loss not in FORGET_LOSSES:
             raise ValueError(f"forget_loss: unknown {forget_loss!r}; choose one of {FORGET_LOSSES}")

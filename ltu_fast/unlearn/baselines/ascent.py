@@ -18,7 +18,7 @@ class NegGradPlus(UnlearnMethod):
 
     name = "neggrad_plus"
 
-    def __init__(self, epochs: int = 2, lr: float = 0.01, batch_size: int = 32, retain_weight: float = 0.9):
+    def __init__(self, epochs: int = 2, lr: float = 0.02, batch_size: int = 32, retain_weight: float = 0.5):
         self.epochs, self.lr, self.batch_size, self.retain_weight = epochs, lr, batch_size, retain_weight
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
@@ -43,5 +43,5 @@ class GradientAscent(NegGradPlus):
 
     name = "ga"
 
-    def __init__(self, epochs: int = 2, lr: float = 1e-3, batch_size: int = 32):
+    def __init__(self, epochs: int = 2, lr: float = 5e-3, batch_size: int = 32):
         super().__init__(epochs, lr, batch_size, retain_weight=0.0)

@@ -44,5 +44,5 @@ class L1Sparse(FineTune):
 
     name = "l1_sparse"
 
-    def __init__(self, epochs: int = 10, lr: float = 0.05, batch_size: int = 32, l1: float = 5e-4):
+    def __init__(self, epochs: int = 10, lr: float = 0.05, batch_size: int = 32, l1: float = 1e-3):
         super().__init__(epochs, lr, batch_size, l1)

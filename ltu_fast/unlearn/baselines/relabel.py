@@ -14,14 +14,17 @@ from ._loop import descend, endless, generator, make_sgd, random_other_labels, s
 def saliency_mask(model: nn.Module, forget: ArraySplit, keep: float, batch_size: int,
                   device: torch.device) -> list[torch.Tensor]:
     """1 for the ``keep`` share of weights with the largest |grad of the forget loss| (one global
-    threshold over all tensors, as in SalUn), else 0."""
+    ranking over all tensors, as in SalUn), else 0. Ranking rather than a ``>=`` threshold: on a
+    confident model most forget gradients are exactly zero, and a zero threshold would keep them all."""
     model.zero_grad(set_to_none=True)
     for x, y in forget.batches(batch_size, device=device):
         F.cross_entropy(model(x), y, reduction="sum").backward()
     grads = [p.grad.abs() for p in model.parameters()]
-    threshold = torch.quantile(torch.cat([g.flatten() for g in grads]).float(), 1 - keep)
+    flat = torch.cat([g.flatten() for g in grads])
+    mask = torch.zeros_like(flat)
+    mask[flat.topk(max(1, int(keep * flat.numel()))).indices] = 1.0
     model.zero_grad(set_to_none=True)
-    return [(g >= threshold).to(g.dtype) for g in grads]
+    return [m.view_as(g) for m, g in zip(mask.split([g.numel() for g in grads]), grads)]
 
 
 @register_method
@@ -31,7 +34,7 @@ class RandomLabel(UnlearnMethod):
 
     name = "rl"
 
-    def __init__(self, epochs: int = 2, lr: float = 0.01, batch_size: int = 32, saliency: float = 1.0):
+    def __init__(self, epochs: int = 2, lr: float = 1e-4, batch_size: int = 32, saliency: float = 1.0):
         self.epochs, self.lr, self.batch_size, self.saliency = epochs, lr, batch_size, saliency
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
@@ -62,5 +65,5 @@ class SalUn(RandomLabel):
 
     name = "salun"
 
-    def __init__(self, epochs: int = 2, lr: float = 0.01, batch_size: int = 32, saliency: float = 0.5):
+    def __init__(self, epochs: int = 2, lr: float = 2e-4, batch_size: int = 32, saliency: float = 0.5):
         super().__init__(epochs, lr, batch_size, saliency)

@@ -37,7 +37,7 @@ class SSD(UnlearnMethod):
 
     name = "ssd"
 
-    def __init__(self, alpha: float = 10.0, lam: float = 1.0):
+    def __init__(self, alpha: float = 100.0, lam: float = 1.0):
         self.alpha, self.lam = alpha, lam
 
     @torch.no_grad()
