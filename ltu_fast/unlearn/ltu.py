@@ -1,0 +1,165 @@
+"""Learning-to-Unlearn (Huang, Foo, Liu, ECCV'24), as in ARCHITECTURE §5.
+
+Per meta-iteration, with S_r, Q_r disjoint batches of ``retain_access`` and S_f, Q_f disjoint
+batches of ``forget`` (Q_f is the audit batch):
+  meta-tune    theta' = theta - alpha * harmonize(grad L_fgt(theta; S_f), grad L_rem(theta; S_r))
+  meta-test    L_rem(theta'; Q_r) and L_mia(theta'; Q_f) (K attackers, target "non-member")
+  meta-update  rows["forget"]   = grad L_fgt(S_f) + grad L_mia(theta'; Q_f)
+               rows["remember"] = grad L_rem(S_r) + grad L_rem(theta'; Q_r)
+               HarmonizedSGD.step()  (harmonizes the two rows per segment, one fused update)
+Query gradients are first order by default (taken at theta', added to theta's rows); the
+``second_order`` option differentiates through the meta-tune step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..aggregators import Aggregator, Project, make_aggregator
+from ..functional import axpy, harmonize_rows
+from ..optim import HarmonizedSGD
+from .api import UnlearnMethod, UnlearnResult, UnlearnTask, register_method
+from .baselines._loop import generator, random_other_labels
+from .meta import FlatModel, Loss
+from .mia_models import MIAEnsemble, features_of, train_mia_ensemble
+
+OBJECTIVES = ("forget", "remember")
+FORGET_LOSSES = ("ascent", "random_label", "mia")
+
+
+def make_ltu_aggregator(spec: str | Aggregator) -> Aggregator:
+    """``"project"`` protects the remembering gradient; other names as in :mod:`ltu_fast.aggregators`."""
+    if spec == "project":
+        return Project(protect=OBJECTIVES.index("remember"))
+    return make_aggregator(spec)
+
+
+@register_method
+class LTU(UnlearnMethod):
+    """Meta-learned unlearning with MIA feedback and gradient harmonization.
+
+    Args:
+        iterations: meta-iterations. batch_size: size of each of S_r, Q_r, S_f, Q_f.
+        inner_lr: alpha of the meta-tune step. lr, momentum, weight_decay: the outer HarmonizedSGD.
+        forget_loss: support forgetting loss: ``"ascent"`` (-CE, per-sample clipped at
+            ``ascent_bound`` so confidently-forgotten samples stop pushing), ``"random_label"``
+            (CE to a random wrong label) or ``"mia"`` (none: the MIA feedback alone).
+        mia_weight: weight of L_mia in the forget row. num_mia: attackers (0 disables feedback).
+        aggregator: ``"project"`` (protect remembering), ``"pcgrad"``, ``"sum"``, ``"mgda"``.
+        granularity: harmonization segments: ``"layer"``, ``"module"`` or ``"global"``.
+        forget_weight: objective weight of the forget row relative to remembering.
+        second_order: differentiate through the meta-tune step (costs about 2x per iteration).
+    """
+
+    name = "ltu"
+
+    def __init__(self, iterations: int = 15, batch_size: int = 16, inner_lr: float = 0.05, lr: float = 0.025,
+                 momentum: float = 0.9, weight_decay: float = 0.0, forget_loss: str = "ascent",
+                 ascent_bound: float = 0.5, mia_weight: float = 1.0, num_mia: int = 2, mia_steps: int = 20,
+                 aggregator: str = "project", granularity: str = "layer", forget_weight: float = 0.5,
+                 second_order: bool = False, log_every: int = 5):
+        if forget_loss not in FORGET_LOSSES:
+            raise ValueError(f"forget_loss: unknown {forget_loss!r}; choose one of {FORGET_LOSSES}")
+        self.iterations, self.batch_size, self.inner_lr, self.lr = iterations, batch_size, inner_lr, lr
+        self.momentum, self.weight_decay, self.forget_loss, self.ascent_bound = momentum, weight_decay, forget_loss, ascent_bound
+        self.mia_weight, self.num_mia, self.mia_steps = mia_weight, num_mia, mia_steps
+        self.aggregator, self.granularity, self.forget_weight = aggregator, granularity, forget_weight
+        self.second_order, self.log_every = second_order, log_every
+
+    # ------------------------------------------------------------------------------ pieces
+    def train_attackers(self, model: nn.Module, task: UnlearnTask) -> tuple[MIAEnsemble, list[float]]:
+        """K attackers on the original model: members = retain_access, non-members = heldout."""
+        members = features_of(model, task.retain_access, task.device)
+        nonmembers = features_of(model, task.heldout, task.device)
+        return train_mia_ensemble(members, nonmembers, self.num_mia, seed=task.seed, steps=self.mia_steps)
+
+    def forgetting_loss(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator) -> Loss | None:
+        if self.forget_loss == "ascent":
+            return lambda f: -F.cross_entropy(f(x), y, reduction="none").clamp(max=self.ascent_bound).mean()
+        if self.forget_loss == "random_label":
+            wrong = random_other_labels(y, num_classes, gen)
+            return lambda f: F.cross_entropy(f(x), wrong)
+        return None
+
+    @staticmethod
+    def _split_batches(n: int, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two disjoint index batches (support, query) of one set."""
+        batch = max(1, min(batch, n // 2))
+        order = torch.randperm(n, generator=gen)
+        return order[:batch], order[batch:2 * batch]
+
+    def build_optimizer(self, model: nn.Module) -> tuple[HarmonizedSGD, FlatModel]:
+        """The outer HarmonizedSGD (which re-homes the parameters into its flat buffer) and a view
+        of the model that runs at any flat parameter vector of the same layout."""
+        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+        opt = HarmonizedSGD(named, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                            objectives=OBJECTIVES, aggregator=make_ltu_aggregator(self.aggregator),
+                            granularity=self.granularity, weights=(self.forget_weight, 1.0))
+        return opt, FlatModel(model, opt.plan, [k for k, _ in named], [p.shape for _, p in named])
+
+    def sample_batch(self, task: UnlearnTask, gen: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """S_r, Q_r (disjoint, from retain_access) and S_f, Q_f (disjoint, from forget) on the device."""
+        out = {}
+        for (s, q), split in (("sr", "qr"), task.retain_access), (("sf", "qf"), task.forget):
+            for key, index in zip((s, q), self._split_batches(len(split), self.batch_size, gen)):
+                out[key] = (split.x[index].to(task.device), split.y[index].to(task.device))
+        return out
+
+    def meta_gradients(self, model: nn.Module, opt: HarmonizedSGD, flat_model: FlatModel, batch: dict,
+                       mia: MIAEnsemble | None, num_classes: int, label_gen: torch.Generator) -> None:
+        """Fill ``opt``'s rows with the meta-gradients (support at theta + query at theta')."""
+        (xr, yr), (xqr, yqr), (xf, yf), (xqf, yqf) = (batch[k] for k in ("sr", "qr", "sf", "qf"))
+        support_f = self.forgetting_loss(xf, yf, num_classes, label_gen)
+        support_r: Loss = lambda f: F.cross_entropy(f(xr), yr)
+        queries: list[Loss] = [lambda f: F.cross_entropy(f(xqr), yqr)]
+        if mia is not None:
+            queries.append(lambda f: mia.nonmember_loss(f(xqf), yqf))
+        opt.zero_grad()
+        if support_f is not None:
+            with opt.objective("forget"):
+                support_f(model).backward()
+        with opt.objective("remember"):
+            support_r(model).backward()
+        # meta-tune on the harmonized support gradients, then meta-test at theta'
+        direction, inner = harmonize_rows(opt.grad_rows, opt.plan, opt.aggregator, opt.weights)
+        if self.second_order:
+            supports = [support_f or (lambda f: f(xf).sum() * 0.0), support_r]
+            coeff = flat_model.element_coefficients(inner.beta)
+            grads = flat_model.second_order_grads(opt.flat_params, supports, coeff, self.inner_lr, queries)
+        else:
+            theta_prime = flat_model.fast_weights(opt.flat_params, direction, self.inner_lr)
+            grads = flat_model.grads_at(theta_prime, queries)
+        axpy(opt.grad_row("remember"), grads[0])
+        if mia is not None:
+            axpy(opt.grad_row("forget"), grads[1], self.mia_weight)
+
+    # ------------------------------------------------------------------------------ the loop
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
+        model.to(task.device)
+        info: dict = {}
+        mia = None
+        if self.num_mia > 0:
+            mia, info["mia_train_accuracy"] = self.train_attackers(model, task)
+            mia.to(task.device)
+        model.train()
+        opt, flat_model = self.build_optimizer(model)
+        gen, label_gen = generator(task.seed, 10), generator(task.seed, 11)
+        conflict_rates = []
+        for it in range(self.iterations):
+            batch = self.sample_batch(task, gen)
+            self.meta_gradients(model, opt, flat_model, batch, mia, task.num_classes, label_gen)
+            opt.step()
+            if (it + 1) % self.log_every == 0 or it + 1 == self.iterations:
+                conflict_rates.append(opt.conflict_rate())
+        if mia is not None:
+            with torch.no_grad():
+                model.eval()
+                info["mia_member_rate_forget_after"] = mia.member_rate(model(task.forget.x.to(task.device)),
+                                                                       task.forget.y.to(task.device))
+        model.train()
+        info["conflict_rate"] = sum(conflict_rates) / max(1, len(conflict_rates))
+        info["conflict_rates"] = conflict_rates
+        info["skipped_steps"] = opt.skipped_steps
+        return UnlearnResult(model, info)
