@@ -8,8 +8,8 @@ import shutil
 if shutil.which("nvidia-smi") is None and not os.path.exists("/dev/nvidiactl"):
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import torch  # noqa: E402
-from hypothesis import settings  # noqa: E402
+import torch
+from hypothesis import settings
 
 settings.register_profile("fast", max_examples=20, deadline=None, derandomize=True)
 settings.load_profile("fast")

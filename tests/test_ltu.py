@@ -14,9 +14,9 @@ from torch import nn
 from torch.func import functional_call, grad
 
 from ltu_fast.unlearn.api import ArraySplit, UnlearnTask
-from ltu_fast.unlearn.baselines._loop import train_epochs
 from ltu_fast.unlearn.ltu import LTU
 from ltu_fast.unlearn.mia_models import output_features, train_mia_ensemble
+from ltu_fast.unlearn.train import TrainRecipe, train_model
 
 if importlib.util.find_spec("ltu_fast.backends.cpu") is None:  # this branch may lack the compiled backend
     os.environ.setdefault("LTU_FAST_BACKEND", "reference")
@@ -113,8 +113,8 @@ def test_ltu_forgets_on_mnist_and_keeps_test_accuracy():
     heldout = train.subset(torch.arange(500, 600))
     factory = lambda: nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
     torch.manual_seed(0)
-    original = train_epochs(factory(), ArraySplit(torch.cat([forget.x, retain.x]), torch.cat([forget.y, retain.y])),
-                            epochs=15, lr=0.05, batch_size=32, seed=0, device=torch.device("cpu"))
+    original = train_model(factory(), ArraySplit(torch.cat([forget.x, retain.x]), torch.cat([forget.y, retain.y])),
+                           TrainRecipe(epochs=25, lr=0.05, batch_size=32, schedule="constant"), seed=0, progress=False)
     task = UnlearnTask(forget=forget, retain_access=retain.subset(torch.arange(0, 100)), heldout=heldout,
                        retain_full=retain, num_classes=10, model_factory=factory, seed=0)
     acc = lambda m, s: (m(s.x).argmax(1) == s.y).float().mean().item()

@@ -13,7 +13,7 @@ from torch import nn
 
 import ltu_fast.unlearn.ltu  # noqa: F401  (registers LTU and every baseline)
 from ltu_fast.unlearn.api import METHODS, ArraySplit, UnlearnTask
-from ltu_fast.unlearn.baselines._loop import train_epochs
+from ltu_fast.unlearn.train import TrainRecipe, train_model
 
 if importlib.util.find_spec("ltu_fast.backends.cpu") is None:  # this branch may lack the compiled backend
     os.environ.setdefault("LTU_FAST_BACKEND", "reference")
@@ -53,8 +53,8 @@ def tiny():
                        retain_full=retain, num_classes=3, model_factory=mlp,
                        train_recipe={"epochs": 3, "lr": 0.05, "batch_size": 16}, seed=0)
     torch.manual_seed(0)
-    original = train_epochs(mlp(), ArraySplit(torch.cat([forget.x, retain.x]), torch.cat([forget.y, retain.y])),
-                            epochs=5, lr=0.05, batch_size=16, seed=0, device=torch.device("cpu"))
+    original = train_model(mlp(), ArraySplit(torch.cat([forget.x, retain.x]), torch.cat([forget.y, retain.y])),
+                           TrainRecipe(epochs=5, lr=0.05, batch_size=16, schedule="constant"), seed=0, progress=False)
     return task, original
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ArraySplit", "UnlearnTask", "UnlearnResult", "UnlearnMethod", "METHODS", "register_method"]
+__all__ = ["METHODS", "ArraySplit", "UnlearnMethod", "UnlearnResult", "UnlearnTask", "register_method"]
 
 
 @dataclass

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..api import ArraySplit
 
@@ -45,18 +43,6 @@ def descend(opt: torch.optim.Optimizer, loss: torch.Tensor,
 
 def steps_per_epoch(split: ArraySplit, batch_size: int) -> int:
     return max(1, len(split) // min(batch_size, len(split)))
-
-
-def train_epochs(model: nn.Module, split: ArraySplit, *, epochs: int, lr: float, batch_size: int,
-                 seed: int, device: torch.device, momentum: float = 0.9, weight_decay: float = 5e-4) -> nn.Module:
-    """Plain cross-entropy training (cosine-free constant lr), the recipe Retrain repeats."""
-    model.to(device).train()
-    opt = make_sgd(model.parameters(), lr, momentum, weight_decay)
-    gen = generator(seed, salt=1)
-    for _ in range(epochs):
-        for x, y in split.batches(batch_size, shuffle=True, generator=gen, device=device):
-            descend(opt, F.cross_entropy(model(x), y))
-    return model
 
 
 def random_other_labels(y: torch.Tensor, num_classes: int, gen: torch.Generator) -> torch.Tensor:

@@ -6,23 +6,21 @@ import torch
 from torch import nn
 
 from ..api import UnlearnMethod, UnlearnResult, UnlearnTask, register_method
-from ._loop import train_epochs
-
-RECIPE_DEFAULTS = {"epochs": 8, "lr": 0.05, "batch_size": 64, "momentum": 0.9, "weight_decay": 5e-4}
+from ..train import TrainRecipe, train_model
 
 
 @register_method
 class Retrain(UnlearnMethod):
-    """Ignores the given model; ``task.train_recipe`` (epochs, lr, batch_size, momentum,
-    weight_decay) overrides :data:`RECIPE_DEFAULTS` so Retrain repeats the original training."""
+    """Ignores the given model and repeats the original training (``task.train_recipe``, the
+    fields of :class:`~ltu_fast.unlearn.train.TrainRecipe`) on ``retain_full`` from scratch."""
 
     name = "retrain"
     uses_full_retain = True
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
-        recipe = {**RECIPE_DEFAULTS, **{k: v for k, v in task.train_recipe.items() if k in RECIPE_DEFAULTS}}
+        recipe = TrainRecipe(**task.train_recipe)
         with torch.random.fork_rng(devices=[]):  # the factory's init draws from the global RNG
             torch.manual_seed(task.seed)
             fresh = task.model_factory()
-        train_epochs(fresh, task.retain_full, seed=task.seed, device=task.device, **recipe)
-        return UnlearnResult(fresh, {"recipe": recipe})
+        train_model(fresh, task.retain_full, recipe, task.seed, task.device, desc="retrain", progress=False)
+        return UnlearnResult(fresh, {"recipe": vars(recipe)})
