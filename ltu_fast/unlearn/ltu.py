@@ -57,8 +57,8 @@ class LTU(UnlearnMethod):
 
     def __init__(self, iterations: int = 15, batch_size: int = 16, inner_lr: float = 0.05, lr: float = 0.025,
                  momentum: float = 0.9, weight_decay: float = 0.0, forget_loss: str = "ascent",
-                 ascent_bound: float = 0.5, mia_weight: float = 1.0, num_mia: int = 2, mia_steps: int = 20,
-                 aggregator: str = "project", granularity: str = "layer", forget_weight: float = 0.5,
+                 ascent_bound: float = 0.5, mia_weight: float = 1.0, num_mia: int = 4, mia_steps: int = 20,
+                 aggregator: str = "pcgrad", granularity: str = "layer", forget_weight: float = 0.5,
                  second_order: bool = False, log_every: int = 5):
         if forget_loss not in FORGET_LOSSES:
             raise ValueError(f"forget_loss: unknown {forget_loss!r}; choose one of {FORGET_LOSSES}")

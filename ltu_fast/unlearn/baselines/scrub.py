@@ -29,7 +29,7 @@ class SCRUB(UnlearnMethod):
     name = "scrub"
 
     def __init__(self, epochs: int = 3, max_epochs: int = 2, lr: float = 5e-3, batch_size: int = 32,
-                 temperature: float = 4.0, ce_weight: float = 0.99, kl_weight: float = 0.1):
+                 temperature: float = 4.0, ce_weight: float = 0.99, kl_weight: float = 1.0):
         self.epochs, self.max_epochs, self.lr, self.batch_size = epochs, max_epochs, lr, batch_size
         self.temperature, self.ce_weight, self.kl_weight = temperature, ce_weight, kl_weight
 
