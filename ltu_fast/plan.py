@@ -31,6 +31,18 @@ def _dense_ids(labels: Sequence[Hashable]) -> list[int]:
     return [seen.setdefault(label, len(seen)) for label in labels]
 
 
+@dataclass(frozen=True)
+class ChunkTable:
+    """The plan cut into chunks of at most ``size`` elements (never crossing a tensor), as int64
+    tables on the plan's device: the unit of work of the compiled backends' kernels."""
+
+    chunks: torch.Tensor  # [C, 4]: start, length, segment, group
+    seg_ptr: torch.Tensor  # [L + 1]: seg_chunks[seg_ptr[s]:seg_ptr[s + 1]] are segment s's chunks
+    seg_chunks: torch.Tensor  # [C]: chunk ids grouped by segment, ascending (the fixed sum order)
+    num_chunks: int
+    size: int
+
+
 @dataclass(eq=False)
 class SegmentPlan:
     """Immutable description of a flat layout; device tables are built once and cached."""
@@ -105,6 +117,32 @@ class SegmentPlan:
             rows = list(zip(self.offsets, self.numels, self.segments, self.groups))
             self.cache["table"] = torch.tensor(rows, dtype=torch.int64, device=self.device)
         return self.cache["table"]
+
+    def chunk_table(self, size: int) -> ChunkTable:
+        """Chunks of at most ``size`` elements per tensor, built once per size and cached.
+
+        Reductions sum each chunk, then each segment's chunks in ascending id order, so the
+        result depends only on ``size``, never on how the chunks were scheduled.
+        """
+        key = ("chunks", size)
+        if key not in self.cache:
+            rows = [(o + s, min(size, n - s), seg, grp)
+                    for o, n, seg, grp in zip(self.offsets, self.numels, self.segments, self.groups)
+                    for s in range(0, n, size)]
+            order = sorted(range(len(rows)), key=lambda c: rows[c][2])  # stable: ascending within a segment
+            pointers = [0] * (self.num_segments + 1)
+            for _, _, seg, _ in rows:
+                pointers[seg + 1] += 1
+            for seg in range(self.num_segments):
+                pointers[seg + 1] += pointers[seg]
+            self.cache[key] = ChunkTable(
+                chunks=torch.tensor(rows, dtype=torch.int64, device=self.device),
+                seg_ptr=torch.tensor(pointers, dtype=torch.int64, device=self.device),
+                seg_chunks=torch.tensor(order, dtype=torch.int64, device=self.device),
+                num_chunks=len(rows),
+                size=size,
+            )
+        return self.cache[key]
 
     def to(self, device: torch.device | str) -> SegmentPlan:
         """The same layout with its device tables on ``device``."""

@@ -2,15 +2,12 @@
 
 The extension takes raw pointers, so this wrapper owns every check (device, dtype, shape,
 contiguity) and every allocation (outputs and scratch come from torch). Work is split into
-fixed-size chunks of each tensor; the chunk table is built once per plan and cached in
-``plan.cache["cpu"]``. Each chunk is reduced by one thread in a fixed order and segments sum
-their chunks in table order, so results are bitwise identical for any thread count.
-Threads follow ``torch.get_num_threads()``.
+fixed-size chunks of each tensor (:meth:`SegmentPlan.chunk_table`, built once per plan). Each
+chunk is reduced by one thread in a fixed order and segments sum their chunks in table order, so
+results are bitwise identical for any thread count. Threads follow ``torch.get_num_threads()``.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
@@ -33,19 +30,6 @@ else:
 _ROW_DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
 
-@dataclass(frozen=True)
-class ChunkTables:
-    """Per-plan int64 tables read by the kernels (kept alive here, passed by address)."""
-
-    chunks: torch.Tensor  # [n, 4]: start, length, segment, group
-    segment_ptr: torch.Tensor  # [L + 1]: segment s owns segment_chunks[ptr[s]:ptr[s+1]]
-    segment_chunks: torch.Tensor  # [n]: chunk ids grouped by segment, ascending within
-
-    @property
-    def count(self) -> int:
-        return self.chunks.shape[0]
-
-
 def availability() -> str | None:
     if _C is None:
         return f"the C++ extension ltu_fast._C is not built ({_IMPORT_ERROR})"
@@ -55,26 +39,6 @@ def availability() -> str | None:
 def supports(device: torch.device, row_dtype: torch.dtype, param_dtype: torch.dtype | None) -> bool:
     return (torch.device(device).type == "cpu" and row_dtype in _ROW_DTYPES
             and param_dtype in (None, torch.float32))
-
-
-def _tables(plan: SegmentPlan) -> ChunkTables:
-    cached = plan.cache.get("cpu")
-    if cached is None:
-        chunks, by_segment = [], [[] for _ in range(plan.num_segments)]
-        for offset, numel, seg, grp in zip(plan.offsets, plan.numels, plan.segments, plan.groups):
-            for start in range(offset, offset + numel, CHUNK_ELEMENTS):
-                by_segment[seg].append(len(chunks))
-                chunks.append((start, min(CHUNK_ELEMENTS, offset + numel - start), seg, grp))
-        pointers = [0]
-        for ids in by_segment:
-            pointers.append(pointers[-1] + len(ids))
-        cached = ChunkTables(
-            chunks=torch.tensor(chunks, dtype=torch.int64),
-            segment_ptr=torch.tensor(pointers, dtype=torch.int64),
-            segment_chunks=torch.tensor([c for ids in by_segment for c in ids], dtype=torch.int64),
-        )
-        plan.cache["cpu"] = cached
-    return cached
 
 
 def _check_cpu(arg: str, t: torch.Tensor) -> None:
@@ -117,11 +81,11 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     _available()
     _check_rows(rows, plan)
     k = rows.shape[0]
-    tables = _tables(plan)
-    partials = torch.empty(tables.count * (k * (k + 1) // 2), dtype=torch.float64)
+    tables = plan.chunk_table(CHUNK_ELEMENTS)
+    partials = torch.empty(tables.num_chunks * (k * (k + 1) // 2), dtype=torch.float64)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32)
-    _C.gram(rows.data_ptr(), _ROW_DTYPES[rows.dtype], k, rows.shape[1], tables.chunks.data_ptr(), tables.count,
-            tables.segment_ptr.data_ptr(), tables.segment_chunks.data_ptr(), plan.num_segments,
+    _C.gram(rows.data_ptr(), _ROW_DTYPES[rows.dtype], k, rows.shape[1], tables.chunks.data_ptr(), tables.num_chunks,
+            tables.seg_ptr.data_ptr(), tables.seg_chunks.data_ptr(), plan.num_segments,
             partials.data_ptr(), stats.data_ptr(), torch.get_num_threads())
     return stats
 
@@ -130,10 +94,10 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.
     _available()
     _check_rows(rows, plan)
     _check_beta(beta, rows, plan)
-    tables = _tables(plan)
+    tables = plan.chunk_table(CHUNK_ELEMENTS)
     out = torch.zeros(plan.total, dtype=rows.dtype)
     _C.combine(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
-               tables.count, beta.data_ptr(), out.data_ptr(), torch.get_num_threads())
+               tables.num_chunks, beta.data_ptr(), out.data_ptr(), torch.get_num_threads())
     return out
 
 
@@ -158,9 +122,9 @@ def sgd_apply(
     _check("hyper", hyper, (plan.num_groups, len(HYPER_COLUMNS)), (torch.float32,))
     _check("ready", ready, (plan.num_groups,), (torch.float32,))
     _check("found_inf", found_inf, (1,), (torch.float32,))
-    tables = _tables(plan)
+    tables = plan.chunk_table(CHUNK_ELEMENTS)
     _C.sgd_apply(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
-                 tables.count, beta.data_ptr(), param.data_ptr(), momentum.data_ptr() if momentum.numel() else 0,
+                 tables.num_chunks, beta.data_ptr(), param.data_ptr(), momentum.data_ptr() if momentum.numel() else 0,
                  hyper.data_ptr(), ready.data_ptr(), found_inf.data_ptr(), torch.get_num_threads())
 
 

@@ -1,13 +1,10 @@
 """CUDA C++ backend: thin wrapper over ``ltu_fast._C_cuda`` (raw pointers, torch owns memory).
 
-Also owns the chunk layout shared with the Triton backend: each tensor of a plan is cut into
-chunks of at most ``CHUNK`` elements; one block (program) handles one chunk, so a launch covers
-every tensor of the model. The table is built once per plan and cached on it.
+Each tensor of a plan is cut into chunks of at most ``CHUNK`` elements
+(:meth:`SegmentPlan.chunk_table`); one block handles one chunk, so a launch covers every tensor.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
@@ -25,43 +22,6 @@ try:
 except ImportError as exc:  # not built (no nvcc at build time, or LTU_FAST_CUDA=0)
     _C_cuda = None
     _IMPORT_ERROR = f"ltu_fast._C_cuda is not built ({exc}); rebuild with nvcc on PATH and LTU_FAST_CUDA=1"
-
-
-@dataclass(frozen=True)
-class ChunkTable:
-    """Device tables of one plan cut into chunks (all int64)."""
-
-    chunks: torch.Tensor  # [C, 4]: start, len, segment, group
-    seg_ptr: torch.Tensor  # [L + 1]: seg_chunks[seg_ptr[s]:seg_ptr[s+1]] are segment s's chunks
-    seg_chunks: torch.Tensor  # [C]: chunk ids grouped by segment, ascending (fixed sum order)
-    num_chunks: int
-    chunk: int
-
-
-def chunk_table(plan: SegmentPlan, chunk: int, key: str) -> ChunkTable:
-    """The plan's chunk table for ``chunk`` elements per chunk, cached in ``plan.cache[key]``."""
-    cached = plan.cache.get(key)
-    if cached is not None and cached.chunk == chunk:
-        return cached
-    rows = [(o + s, min(chunk, n - s), seg, grp)
-            for o, n, seg, grp in zip(plan.offsets, plan.numels, plan.segments, plan.groups)
-            for s in range(0, n, chunk)]
-    order = sorted(range(len(rows)), key=lambda c: rows[c][2])  # stable: ascending within a segment
-    counts = [0] * (plan.num_segments + 1)
-    for _, _, seg, _ in rows:
-        counts[seg + 1] += 1
-    for s in range(plan.num_segments):
-        counts[s + 1] += counts[s]
-    device = plan.device
-    table = ChunkTable(
-        chunks=torch.tensor(rows, dtype=torch.int64, device=device),
-        seg_ptr=torch.tensor(counts, dtype=torch.int64, device=device),
-        seg_chunks=torch.tensor(order, dtype=torch.int64, device=device),
-        num_chunks=len(rows),
-        chunk=chunk,
-    )
-    plan.cache[key] = table
-    return table
 
 
 def availability() -> str | None:
@@ -85,7 +45,7 @@ def _vec_ok(plan: SegmentPlan, row_dtype: torch.dtype, *tensors: torch.Tensor) -
 
 
 def _common(rows: torch.Tensor, plan: SegmentPlan) -> dict:
-    table = chunk_table(plan, CHUNK, "cuda")
+    table = plan.chunk_table(CHUNK)
     return {"rows": rows.data_ptr(), "row_dtype": _DTYPE_CODES[rows.dtype], "k": rows.shape[0],
             "row_stride": rows.stride(0), "chunks": table.chunks.data_ptr(), "num_chunks": table.num_chunks,
             "device": rows.device.index if rows.device.index is not None else torch.cuda.current_device(),
@@ -96,7 +56,7 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k = rows.shape[0]
     if k > MAX_K:
         return reference.gram(rows, plan)
-    table = chunk_table(plan, CHUNK, "cuda")
+    table = plan.chunk_table(CHUNK)
     partial = torch.empty(table.num_chunks, k * (k + 1) // 2, dtype=torch.float32, device=rows.device)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
     _C_cuda.gram(**_common(rows, plan), vec=_vec_ok(plan, rows.dtype, rows), seg_ptr=table.seg_ptr.data_ptr(),

@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import torch
 
 from ..plan import SegmentPlan
-from .cuda import chunk_table
 
 name = "triton"
 CHUNK = 1 << 15  # elements per program (tests lower it to exercise many chunks on small sizes)
@@ -83,7 +82,7 @@ def _padded(k: int) -> int:
 
 def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k, kp = rows.shape[0], _padded(rows.shape[0])
-    table = chunk_table(plan, CHUNK, "triton")
+    table = plan.chunk_table(CHUNK)
     partial = torch.empty(table.num_chunks, kp * kp, dtype=torch.float32, device=rows.device)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
     _kernels().gram_partial[(table.num_chunks,)](rows, rows.stride(0), table.chunks, partial,
@@ -95,7 +94,7 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
 
 def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k = rows.shape[0]
-    table = chunk_table(plan, CHUNK, "triton")
+    table = plan.chunk_table(CHUNK)
     out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
     _kernels().combine[(table.num_chunks,)](rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks,
                                         out, K=k, KP=_padded(k), BLOCK=BLOCK)
@@ -104,7 +103,7 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.
 
 def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
     k = rows.shape[0]
-    table = chunk_table(plan, CHUNK, "triton")
+    table = plan.chunk_table(CHUNK)
     has_momentum = momentum.numel() > 0
     _kernels().sgd_apply[(table.num_chunks,)](
         rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param,
