@@ -27,7 +27,6 @@ AXPY_BLOCK = 4096
 _ROW_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-
 def _load_kernels():
     """``ltu_fast.kernels``: installed via package_dir, or (source checkout on PYTHONPATH) the
     repository's ``kernels/`` directory registered under that name, never as top-level ``kernels``."""
