@@ -17,7 +17,10 @@ from .backends import Backend, resolve_backend
 from .backends.base import HYPER_MOMENTUM
 from .plan import SegmentPlan
 
-__all__ = ["StepStats", "axpy", "coefficients", "harmonize", "harmonize_rows", "segment_labels", "sgd_step"]
+__all__ = [
+    "StepStats", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients", "segment_labels",
+    "sgd_step",
+]
 
 
 @dataclass
@@ -142,6 +145,27 @@ def harmonize(
     return [v.clone() for v in plan.views(combined, [g.shape for g in first])]
 
 
+def harmonized_coefficients(
+    rows: torch.Tensor,
+    plan: SegmentPlan,
+    aggregator: Aggregator,
+    backend: Backend,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+    statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pass 1 of every fused step (SGD or any other update rule): ``(gram, beta, found_inf)``.
+
+    The one place where the Gram statistics become coefficients, so every update rule shares it.
+    ``statistics(rows, plan) -> [L, K, K]`` replaces ``backend.gram`` where the Gram must see more
+    than the local rows (sharded training sums per-rank partials across processes).
+    """
+    gram = backend.gram(rows, plan) if statistics is None else statistics(rows, plan)
+    beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
+    return gram, beta, flag
+
+
 def sgd_step(
     rows: torch.Tensor,
     plan: SegmentPlan,
@@ -160,12 +184,11 @@ def sgd_step(
 
     ``ready [G]`` marks groups whose momentum buffer holds history; it is set for the groups with
     momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
-    survives skipped steps and momentum switched on later.
-    ``statistics(rows, plan) -> [L, K, K]`` replaces ``backend.gram`` where the Gram must see more
-    than the local rows (sharded training sums per-rank partials across processes).
+    survives skipped steps and momentum switched on later. ``statistics``: see
+    :func:`harmonized_coefficients`.
     """
-    gram = backend.gram(rows, plan) if statistics is None else statistics(rows, plan)
-    beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
+    gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
+                                               statistics)
     backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)
     stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
     torch.maximum(ready, stepped, out=ready)
