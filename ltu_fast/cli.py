@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def build_tune_parser() -> argparse.ArgumentParser:
     from .unlearn.data import DATASETS
     from .unlearn.runner import available_methods
-    from .unlearn.tune import TUNE_SEEDS
+    from .unlearn.tune import DEFAULT_BUDGET, TUNE_SEEDS
 
     p = argparse.ArgumentParser(prog="ltu-fast tune",
                                 description="Choose every method's defaults with the same budget, on tuning seeds, "
@@ -103,7 +103,8 @@ def build_tune_parser() -> argparse.ArgumentParser:
                    help="one setting per dataset (default mnist5k)")
     _setting_args(p, available_methods(), f"tuning seeds (default {' '.join(map(str, TUNE_SEEDS))}; "
                                           "must not include a reported seed)")
-    p.add_argument("--budget", type=int, default=8, help="configurations per method (default 8)")
+    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                   help=f"configurations per method (default {DEFAULT_BUDGET})")
     return p
 
 

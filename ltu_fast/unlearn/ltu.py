@@ -56,7 +56,7 @@ class LTU(UnlearnMethod):
     """
 
     name = "ltu"
-    search_space: ClassVar[dict[str, tuple]] = {"iterations": (10, 15, 30), "lr": (0.01, 0.025, 0.05), "forget_weight": (0.5, 1.0)}
+    search_space: ClassVar[dict[str, tuple]] = {"iterations": (10, 15, 30), "lr": (0.01, 0.025), "forget_weight": (0.5, 1.0)}
 
     def __init__(self, iterations: int = 15, batch_size: int = 16, inner_lr: float = 0.05, lr: float = 0.025,
                  momentum: float = 0.9, weight_decay: float = 0.0, forget_loss: str = "ascent",

@@ -42,9 +42,10 @@ from .references import train_reference
 from .runner import REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
 from .train import CODE_VERSION
 
-__all__ = ["TUNE_SEEDS", "VAL_KEYS", "candidates", "tune", "validation_metrics"]
+__all__ = ["DEFAULT_BUDGET", "TUNE_SEEDS", "VAL_KEYS", "candidates", "tune", "validation_metrics"]
 
 TUNE_SEEDS = (100, 101)
+DEFAULT_BUDGET = 12  # every shipped search space has exactly this many points: the whole grid is run
 REPORTED_SEEDS = ExperimentConfig().seeds
 VAL_KEYS = ("UA", "RA", "VA", "MIA")
 CRITERION = ("mean over tuning seeds of mean |Δ| to Retrain over UA (forget), RA (accessible retain), "
@@ -99,7 +100,7 @@ def _select(trials: list[dict[str, Any]]) -> dict[str, Any]:
             **({} if clean else {"warning": "every configuration was flagged; the least bad one was kept"})}
 
 
-def tune(config: ExperimentConfig, budget: int = 8, sample_seed: int = 0, command: str = "",
+def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: int = 0, command: str = "",
          defaults_file: str | Path | None = None) -> dict[str, Any]:
     """Tune every requested method on ``config.seeds`` and store the setting's entry; returns it."""
     config.split_config().validate()
