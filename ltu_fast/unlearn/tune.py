@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from .api import METHODS, UnlearnMethod
 from .data import Splits, build_splits
 from .defaults import load_defaults, setting_of, store_setting
-from .metrics import accuracy, at_chance, avg_gap, mia_efficacy, model_outputs
+from .metrics import accuracy, avg_gap, mia_efficacy, model_outputs, result_flags
 from .models import model_factory
 from .references import train_reference
 from .runner import REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
@@ -70,11 +70,6 @@ def validation_metrics(model: nn.Module, splits: Splits, device: str | torch.dev
     c_h, p_h, _ = model_outputs(model, splits.heldout, device)
     return {"UA": 100.0 - accuracy(c_f), "RA": accuracy(c_r), "VA": accuracy(c_h),
             "MIA": mia_efficacy(p_r, p_h, p_f, splits.seed)}
-
-
-def _flags(val: dict[str, float], original: dict[str, float], num_classes: int) -> list[str]:
-    flags = ["at chance"] if at_chance(val["VA"], num_classes) or at_chance(val["RA"], num_classes) else []
-    return flags + (["no-op"] if all(val[k] == original[k] for k in VAL_KEYS) else [])
 
 
 def _seed_state(config: ExperimentConfig, seed: int) -> dict[str, Any]:
@@ -130,7 +125,8 @@ def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: in
                     bar.set_postfix_str(f"{method} {params}")
                     result = unlearn(state["original"], state["task"], method, **params)
                     val = validation_metrics(result.model, state["splits"], config.device)
-                    flags.update(_flags(val, state["val"]["original"], state["splits"].num_classes))
+                    flags.update(result_flags(val, state["val"]["original"], state["splits"].num_classes,
+                                              ("VA", "RA"), VAL_KEYS))
                     per_seed.append({**val, "gap": avg_gap(val, state["val"]["retrain"], VAL_KEYS),
                                      "rte": result.info["rte"]})
                     bar.update(1)
