@@ -104,6 +104,7 @@ def build_tune_parser() -> argparse.ArgumentParser:
                    help="one setting per dataset (default mnist5k)")
     _setting_args(p, available_methods(), f"tuning seeds (default {' '.join(map(str, TUNE_SEEDS))}; "
                                           "must not include a reported seed)")
+    p.add_argument("--show", action="store_true", help="print the tables of the stored tuning and exit")
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                    help=f"configurations per method (default {DEFAULT_BUDGET})")
     return p
@@ -184,6 +185,11 @@ def tune_main(argv: Sequence[str]) -> int:
     from .unlearn.tune import TUNE_SEEDS, tune, tune_table
 
     args = build_tune_parser().parse_args(argv)
+    if args.show:
+        from .unlearn.defaults import load_defaults
+
+        print("\n".join(tune_table(e) for e in load_defaults(args.defaults_file)["settings"]))
+        return 0
     command = "ltu-fast tune " + shlex.join(argv)
     try:
         base = ExperimentConfig(seeds=TUNE_SEEDS)

@@ -39,7 +39,7 @@ from .defaults import load_defaults, setting_of, store_setting
 from .metrics import accuracy, avg_gap, mia_efficacy, model_outputs, result_flags
 from .models import model_factory
 from .references import train_reference
-from .runner import REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
+from .runner import METHOD_ORDER, REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
 from .train import CODE_VERSION
 
 __all__ = ["DEFAULT_BUDGET", "TUNE_SEEDS", "VAL_KEYS", "candidates", "tune", "validation_metrics"]
@@ -156,11 +156,15 @@ def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: in
 def tune_table(entry: dict[str, Any]) -> str:
     """Markdown: per method the trials, the choice, its validation gap and the runner-up's."""
     s, p = entry["setting"], entry["protocol"]
+    untouched = np.mean([avg_gap(r["val"]["original"], r["val"]["retrain"], VAL_KEYS)
+                         for r in entry["references"].values()])
     head = (f"Setting {s['dataset']}/{s['model']}/{s['forget_mode']}/forget {s['forget_ratio']}/access "
-            f"{s['retain_access']}; tuning seeds {p['seeds']}; budget {p['budget']} configurations per method.")
+            f"{s['retain_access']}; tuning seeds {p['seeds']}; budget {p['budget']} configurations per method; "
+            f"the untouched original scores {untouched:.2f}.")
     lines = [head, "",
              "| method | configs | chosen | val. gap | next best | flagged configs |", "|---|---|---|---|---|---|"]
-    for method, rec in entry["methods"].items():
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    for method, rec in sorted(entry["methods"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
         ranked = sorted((t for t in rec["trials"] if not t["flags"]), key=lambda t: t["score"])
         runner_up = f"{ranked[1]['score']:.2f}" if len(ranked) > 1 else "–"
         chosen = ", ".join(f"{k}={v}" for k, v in rec["chosen"].items()) or "(no knobs)"
