@@ -26,7 +26,9 @@ from .meta import FlatModel, Loss
 from .mia_models import MIAEnsemble, features_of, train_mia_ensemble
 
 OBJECTIVES = ("forget", "remember")
-FORGET_LOSSES = ("ascent", "random_label", "mia")
+FORGET_LOSSES = ("ascent", "gated_ascent", "random_label", "mia")
+NEEDS_MIA = ("gated_ascent", "mia")
+MIA_MEMBERS = ("retain", "retain+forget")
 
 
 def make_ltu_aggregator(spec: str | Aggregator) -> Aggregator:
@@ -44,9 +46,14 @@ class LTU(UnlearnMethod):
         iterations: meta-iterations. batch_size: size of each of S_r, Q_r, S_f, Q_f.
         inner_lr: alpha of the meta-tune step. lr, momentum, weight_decay: the outer HarmonizedSGD.
         forget_loss: support forgetting loss: ``"ascent"`` (-CE, per-sample clipped at
-            ``ascent_bound`` so confidently-forgotten samples stop pushing), ``"random_label"``
-            (CE to a random wrong label) or ``"mia"`` (none: the MIA feedback alone).
-        mia_weight: weight of L_mia in the forget row. num_mia: attackers (0 disables feedback).
+            ``ascent_bound`` so confidently-forgotten samples stop pushing), ``"gated_ascent"``
+            (the same, per sample weighted by the attackers' member probability, so it stops once a
+            sample looks like a non-member), ``"random_label"`` (CE to a random wrong label) or
+            ``"mia"`` (none: the MIA feedback alone). ``"gated_ascent"`` and ``"mia"`` need ``num_mia >= 1``.
+        mia_weight: weight of L_mia in the forget row (relative to the support gradient's norm with
+            ``mia_calibrate``). num_mia: attackers (0 disables feedback). mia_steps: at most this many
+            attacker steps, kept at the best held-out accuracy. mia_members: the attackers' members,
+            ``"retain"`` (retain_access) or ``"retain+forget"``.
         aggregator: ``"project"`` (protect remembering), ``"pcgrad"``, ``"sum"``, ``"mgda"``.
         granularity: harmonization segments: ``"layer"``, ``"module"`` or ``"global"``.
         forget_weight: objective weight of the forget row relative to remembering.
@@ -58,26 +65,55 @@ class LTU(UnlearnMethod):
     def __init__(self, iterations: int = 15, batch_size: int = 16, inner_lr: float = 0.05, lr: float = 0.025,
                  momentum: float = 0.9, weight_decay: float = 0.0, forget_loss: str = "ascent",
                  ascent_bound: float = 0.5, mia_weight: float = 1.0, num_mia: int = 4, mia_steps: int = 20,
-                 aggregator: str = "pcgrad", granularity: str = "layer", forget_weight: float = 0.5,
-                 second_order: bool = False, log_every: int = 5):
+                 mia_members: str = "retain", mia_calibrate: bool = False, aggregator: str = "pcgrad",
+                 granularity: str = "layer", forget_weight: float = 0.5, second_order: bool = False,
+                 log_every: int = 5):
         if forget_loss not in FORGET_LOSSES:
             raise ValueError(f"forget_loss: unknown {forget_loss!r}; choose one of {FORGET_LOSSES}")
+        if num_mia < 0:
+            raise ValueError(f"num_mia: must be >= 0, got {num_mia}")
+        if num_mia == 0 and forget_loss in NEEDS_MIA:
+            raise ValueError(f"forget_loss={forget_loss!r} needs the MIA attackers, but num_mia=0; "
+                             "set num_mia >= 1 or choose forget_loss 'ascent' / 'random_label'")
+        if mia_members not in MIA_MEMBERS:
+            raise ValueError(f"mia_members: unknown {mia_members!r}; choose one of {MIA_MEMBERS}")
+        for name, value in (("iterations", iterations), ("batch_size", batch_size), ("log_every", log_every)):
+            if value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        for name, value in (("inner_lr", inner_lr), ("lr", lr), ("mia_weight", mia_weight),
+                            ("forget_weight", forget_weight), ("ascent_bound", ascent_bound)):
+            if not value >= 0.0:
+                raise ValueError(f"{name}: must be >= 0, got {value}")
+        make_ltu_aggregator(aggregator)  # fails early, naming the aggregator, on an unknown name
         self.iterations, self.batch_size, self.inner_lr, self.lr = iterations, batch_size, inner_lr, lr
         self.momentum, self.weight_decay, self.forget_loss, self.ascent_bound = momentum, weight_decay, forget_loss, ascent_bound
         self.mia_weight, self.num_mia, self.mia_steps = mia_weight, num_mia, mia_steps
+        self.mia_members, self.mia_calibrate = mia_members, mia_calibrate
         self.aggregator, self.granularity, self.forget_weight = aggregator, granularity, forget_weight
         self.second_order, self.log_every = second_order, log_every
 
     # ------------------------------------------------------------------------------ pieces
     def train_attackers(self, model: nn.Module, task: UnlearnTask) -> tuple[MIAEnsemble, list[float]]:
-        """K attackers on the original model: members = retain_access, non-members = heldout."""
+        """K attackers on the original model, non-members = heldout, members = retain_access (and,
+        with ``mia_members="retain+forget"``, the forget set: members of the original too, which
+        gives the attackers enough rows when the accessible retain set is tiny)."""
         members = features_of(model, task.retain_access, task.device)
+        if self.mia_members == "retain+forget":
+            members = torch.cat([members, features_of(model, task.forget, task.device)])
         nonmembers = features_of(model, task.heldout, task.device)
         return train_mia_ensemble(members, nonmembers, self.num_mia, seed=task.seed, steps=self.mia_steps)
 
-    def forgetting_loss(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator) -> Loss | None:
+    def forgetting_loss(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator,
+                        mia: MIAEnsemble | None = None) -> Loss | None:
+        """The support forgetting loss on (x, y); None for ``"mia"`` (the feedback alone)."""
         if self.forget_loss == "ascent":
             return lambda f: -F.cross_entropy(f(x), y, reduction="none").clamp(max=self.ascent_bound).mean()
+        if self.forget_loss == "gated_ascent":
+            def gated(f):  # bounded ascent, per sample weighted by the attackers' "still a member" belief
+                logits = f(x)
+                member = torch.sigmoid(mia.member_logits(logits.detach(), y)).mean(0)
+                return -(member * F.cross_entropy(logits, y, reduction="none").clamp(max=self.ascent_bound)).mean()
+            return gated
         if self.forget_loss == "random_label":
             wrong = random_other_labels(y, num_classes, gen)
             return lambda f: F.cross_entropy(f(x), wrong)
@@ -111,7 +147,7 @@ class LTU(UnlearnMethod):
                        mia: MIAEnsemble | None, num_classes: int, label_gen: torch.Generator) -> None:
         """Fill ``opt``'s rows with the meta-gradients (support at theta + query at theta')."""
         (xr, yr), (xqr, yqr), (xf, yf), (xqf, yqf) = (batch[k] for k in ("sr", "qr", "sf", "qf"))
-        support_f = self.forgetting_loss(xf, yf, num_classes, label_gen)
+        support_f = self.forgetting_loss(xf, yf, num_classes, label_gen, mia)
         support_r: Loss = lambda f: F.cross_entropy(f(xr), yr)
         queries: list[Loss] = [lambda f: F.cross_entropy(f(xqr), yqr)]
         if mia is not None:
@@ -133,7 +169,16 @@ class LTU(UnlearnMethod):
             grads = flat_model.grads_at(theta_prime, queries)
         axpy(opt.grad_row("remember"), grads[0])
         if mia is not None:
-            axpy(opt.grad_row("forget"), grads[1], self.mia_weight)
+            axpy(opt.grad_row("forget"), grads[1], self.mia_scale(opt, grads[1]))
+
+    def mia_scale(self, opt: HarmonizedSGD, mia_grad: torch.Tensor) -> float | torch.Tensor:
+        """``mia_weight``, or with ``mia_calibrate`` ``mia_weight * |support gradient| / |MIA gradient|``
+        (a device tensor, no sync): the feedback then has a fixed share of the step whatever the
+        attackers' scale (raw, it is often tens of times the support gradient)."""
+        if not self.mia_calibrate:
+            return self.mia_weight
+        reference = opt.grad_row("forget" if self.forget_loss != "mia" else "remember")
+        return self.mia_weight * reference.norm() / mia_grad.norm().clamp_min(1e-12)
 
     # ------------------------------------------------------------------------------ the loop
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
@@ -141,7 +186,7 @@ class LTU(UnlearnMethod):
         info: dict = {}
         mia = None
         if self.num_mia > 0:
-            mia, info["mia_train_accuracy"] = self.train_attackers(model, task)
+            mia, info["mia_heldout_accuracy"] = self.train_attackers(model, task)
             mia.to(task.device)
         model.train()
         opt, flat_model = self.build_optimizer(model)
