@@ -29,6 +29,7 @@ OBJECTIVES = ("forget", "remember")
 FORGET_LOSSES = ("ascent", "gated_ascent", "random_label", "mia")
 NEEDS_MIA = ("gated_ascent", "mia")
 MIA_MEMBERS = ("retain", "retain+forget")
+DISTILL_T = 4.0  # temperature of the remembering distillation (as in SCRUB)
 
 
 def make_ltu_aggregator(spec: str | Aggregator) -> Aggregator:
@@ -50,10 +51,12 @@ class LTU(UnlearnMethod):
             (the same, per sample weighted by the attackers' member probability, so it stops once a
             sample looks like a non-member), ``"random_label"`` (CE to a random wrong label) or
             ``"mia"`` (none: the MIA feedback alone). ``"gated_ascent"`` and ``"mia"`` need ``num_mia >= 1``.
+        class_bound: the ascent cap for samples of a class removed wholesale (see ``ascent_bounds``).
         mia_weight: weight of L_mia in the forget row (relative to the support gradient's norm with
             ``mia_calibrate``). num_mia: attackers (0 disables feedback). mia_steps: at most this many
             attacker steps, kept at the best held-out accuracy. mia_members: the attackers' members,
             ``"retain"`` (retain_access) or ``"retain+forget"``.
+        distill: weight of a KL-to-the-original term (temperature 4) in the remembering losses.
         aggregator: ``"project"`` (protect remembering), ``"pcgrad"``, ``"sum"``, ``"mgda"``.
         granularity: harmonization segments: ``"layer"``, ``"module"`` or ``"global"``.
         forget_weight: objective weight of the forget row relative to remembering.
@@ -64,8 +67,9 @@ class LTU(UnlearnMethod):
 
     def __init__(self, iterations: int = 15, batch_size: int = 16, inner_lr: float = 0.05, lr: float = 0.025,
                  momentum: float = 0.9, weight_decay: float = 0.0, forget_loss: str = "ascent",
-                 ascent_bound: float = 0.5, mia_weight: float = 1.0, num_mia: int = 4, mia_steps: int = 20,
-                 mia_members: str = "retain", mia_calibrate: bool = False, aggregator: str = "pcgrad",
+                 ascent_bound: float = 0.5, class_bound: float = 0.5, mia_weight: float = 1.0, num_mia: int = 4, mia_steps: int = 20,
+                 mia_members: str = "retain", mia_calibrate: bool = False, distill: float = 0.0,
+                 aggregator: str = "pcgrad",
                  granularity: str = "layer", forget_weight: float = 0.5, second_order: bool = False,
                  log_every: int = 5):
         if forget_loss not in FORGET_LOSSES:
@@ -81,14 +85,16 @@ class LTU(UnlearnMethod):
             if value < 1:
                 raise ValueError(f"{name}: must be >= 1, got {value}")
         for name, value in (("inner_lr", inner_lr), ("lr", lr), ("mia_weight", mia_weight),
-                            ("forget_weight", forget_weight), ("ascent_bound", ascent_bound)):
+                            ("forget_weight", forget_weight), ("ascent_bound", ascent_bound), ("distill", distill),
+                            ("class_bound", class_bound)):
             if not value >= 0.0:
                 raise ValueError(f"{name}: must be >= 0, got {value}")
         make_ltu_aggregator(aggregator)  # fails early, naming the aggregator, on an unknown name
         self.iterations, self.batch_size, self.inner_lr, self.lr = iterations, batch_size, inner_lr, lr
         self.momentum, self.weight_decay, self.forget_loss, self.ascent_bound = momentum, weight_decay, forget_loss, ascent_bound
+        self.class_bound = class_bound
         self.mia_weight, self.num_mia, self.mia_steps = mia_weight, num_mia, mia_steps
-        self.mia_members, self.mia_calibrate = mia_members, mia_calibrate
+        self.mia_members, self.mia_calibrate, self.distill = mia_members, mia_calibrate, distill
         self.aggregator, self.granularity, self.forget_weight = aggregator, granularity, forget_weight
         self.second_order, self.log_every = second_order, log_every
 
@@ -103,16 +109,32 @@ class LTU(UnlearnMethod):
         nonmembers = features_of(model, task.heldout, task.device)
         return train_mia_ensemble(members, nonmembers, self.num_mia, seed=task.seed, steps=self.mia_steps)
 
+    def ascent_bounds(self, task: UnlearnTask) -> torch.Tensor:
+        """Per-class cap of the ascent loss: ``ascent_bound``, or ``class_bound`` for a class the
+        request removes wholesale. Such a class is over-represented in ``forget`` (more than twice
+        its share of ``heldout``, the population) and under-represented in ``retain_access`` (less
+        than half of it): Retrain never saw it, so its samples must end up misclassified, not
+        merely as unsure as unseen samples of a known class. Random forgetting keeps every class
+        near its population share in both sets, so it never triggers."""
+        share = lambda split: torch.bincount(split.y, minlength=task.num_classes).double() / max(1, len(split))
+        population = share(task.heldout)
+        removed = (share(task.forget) > 2 * population) & (share(task.retain_access) < 0.5 * population)
+        bounds = torch.full((task.num_classes,), self.ascent_bound)
+        return torch.where(removed, torch.full_like(bounds, self.class_bound), bounds).to(task.device)
+
     def forgetting_loss(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator,
-                        mia: MIAEnsemble | None = None) -> Loss | None:
-        """The support forgetting loss on (x, y); None for ``"mia"`` (the feedback alone)."""
+                        mia: MIAEnsemble | None = None, bounds: torch.Tensor | None = None) -> Loss | None:
+        """The support forgetting loss on (x, y); None for ``"mia"`` (the feedback alone). ``bounds``
+        (per class, see :meth:`ascent_bounds`) replaces the scalar ``ascent_bound``."""
+        cap = self.ascent_bound if bounds is None else bounds[y]
         if self.forget_loss == "ascent":
-            return lambda f: -F.cross_entropy(f(x), y, reduction="none").clamp(max=self.ascent_bound).mean()
+            return lambda f: -torch.minimum(F.cross_entropy(f(x), y, reduction="none"), torch.as_tensor(cap)).mean()
         if self.forget_loss == "gated_ascent":
             def gated(f):  # bounded ascent, per sample weighted by the attackers' "still a member" belief
                 logits = f(x)
                 member = torch.sigmoid(mia.member_logits(logits.detach(), y)).mean(0)
-                return -(member * F.cross_entropy(logits, y, reduction="none").clamp(max=self.ascent_bound)).mean()
+                return -(member * torch.minimum(F.cross_entropy(logits, y, reduction="none"),
+                                                torch.as_tensor(cap))).mean()
             return gated
         if self.forget_loss == "random_label":
             wrong = random_other_labels(y, num_classes, gen)
@@ -135,21 +157,40 @@ class LTU(UnlearnMethod):
                             granularity=self.granularity, weights=(self.forget_weight, 1.0))
         return opt, FlatModel(model, opt.plan, [k for k, _ in named], [p.shape for _, p in named])
 
-    def sample_batch(self, task: UnlearnTask, gen: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """S_r, Q_r (disjoint, from retain_access) and S_f, Q_f (disjoint, from forget) on the device."""
+    def sample_batch(self, task: UnlearnTask, gen: torch.Generator,
+                     teacher: torch.Tensor | None = None) -> dict[str, tuple[torch.Tensor, ...]]:
+        """S_r, Q_r (disjoint, from retain_access) and S_f, Q_f (disjoint, from forget) on the device;
+        with ``teacher`` (the original's logits on retain_access) S_r/Q_r carry them as a third item."""
         out = {}
         for (s, q), split in (("sr", "qr"), task.retain_access), (("sf", "qf"), task.forget):
             for key, index in zip((s, q), self._split_batches(len(split), self.batch_size, gen)):
                 out[key] = (split.x[index].to(task.device), split.y[index].to(task.device))
+                if teacher is not None and s == "sr":
+                    out[key] += (teacher[index.to(teacher.device)],)
         return out
 
+    def remembering_loss(self, x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None = None) -> Loss:
+        """CE on (x, y), plus ``distill`` * T^2 KL(original || model) at temperature T when the
+        original's logits are given: where the accessible retain set is tiny its CE is ~0 (it is
+        memorised), while matching the original's soft outputs still pins the function down."""
+        if teacher is None or self.distill == 0:
+            return lambda f: F.cross_entropy(f(x), y)
+        target = F.softmax(teacher / DISTILL_T, dim=1)
+
+        def loss(f):
+            logits = f(x)
+            kl = F.kl_div(F.log_softmax(logits / DISTILL_T, dim=1), target, reduction="batchmean")
+            return F.cross_entropy(logits, y) + self.distill * DISTILL_T ** 2 * kl
+        return loss
+
     def meta_gradients(self, model: nn.Module, opt: HarmonizedSGD, flat_model: FlatModel, batch: dict,
-                       mia: MIAEnsemble | None, num_classes: int, label_gen: torch.Generator) -> None:
+                       mia: MIAEnsemble | None, num_classes: int, label_gen: torch.Generator,
+                       bounds: torch.Tensor | None = None) -> None:
         """Fill ``opt``'s rows with the meta-gradients (support at theta + query at theta')."""
-        (xr, yr), (xqr, yqr), (xf, yf), (xqf, yqf) = (batch[k] for k in ("sr", "qr", "sf", "qf"))
-        support_f = self.forgetting_loss(xf, yf, num_classes, label_gen, mia)
-        support_r: Loss = lambda f: F.cross_entropy(f(xr), yr)
-        queries: list[Loss] = [lambda f: F.cross_entropy(f(xqr), yqr)]
+        (xf, yf), (xqf, yqf) = batch["sf"], batch["qf"]
+        support_f = self.forgetting_loss(xf, yf, num_classes, label_gen, mia, bounds)
+        support_r = self.remembering_loss(*batch["sr"])
+        queries: list[Loss] = [self.remembering_loss(*batch["qr"])]
         if mia is not None:
             queries.append(lambda f: mia.nonmember_loss(f(xqf), yqf))
         opt.zero_grad()
@@ -188,13 +229,19 @@ class LTU(UnlearnMethod):
         if self.num_mia > 0:
             mia, info["mia_heldout_accuracy"] = self.train_attackers(model, task)
             mia.to(task.device)
+        teacher = None
+        if self.distill > 0:
+            with torch.no_grad():
+                model.eval()
+                teacher = torch.cat([model(x) for x, _ in task.retain_access.batches(512, device=task.device)])
         model.train()
         opt, flat_model = self.build_optimizer(model)
         gen, label_gen = generator(task.seed, 10), generator(task.seed, 11)
+        bounds = self.ascent_bounds(task)
         conflict_rates = []
         for it in range(self.iterations):
-            batch = self.sample_batch(task, gen)
-            self.meta_gradients(model, opt, flat_model, batch, mia, task.num_classes, label_gen)
+            batch = self.sample_batch(task, gen, teacher)
+            self.meta_gradients(model, opt, flat_model, batch, mia, task.num_classes, label_gen, bounds)
             opt.step()
             if (it + 1) % self.log_every == 0 or it + 1 == self.iterations:
                 conflict_rates.append(opt.conflict_rate())
