@@ -13,6 +13,8 @@ Query gradients are first order by default (taken at theta', added to theta's ro
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,6 +66,7 @@ class LTU(UnlearnMethod):
     """
 
     name = "ltu"
+    search_space: ClassVar[dict[str, tuple]] = {"iterations": (10, 15, 30), "lr": (0.01, 0.025, 0.05), "forget_weight": (0.5, 1.0)}
 
     def __init__(self, iterations: int = 15, batch_size: int = 16, inner_lr: float = 0.05, lr: float = 0.025,
                  momentum: float = 0.9, weight_decay: float = 0.0, forget_loss: str = "ascent",

@@ -30,7 +30,9 @@ from .api import ArraySplit
 __all__ = [
     "GAP_KEYS",
     "accuracy",
+    "at_chance",
     "avg_gap",
+    "chance_level",
     "evaluate_model",
     "mean_std",
     "mia_efficacy",
@@ -66,6 +68,17 @@ def model_outputs(model: nn.Module, data: ArraySplit, device: str | torch.device
 
 def accuracy(correct: np.ndarray) -> float:
     return 100.0 * float(np.mean(correct)) if len(correct) else float("nan")
+
+
+def chance_level(num_classes: int) -> float:
+    """Accuracy (%) of guessing uniformly (the embedded datasets are class-balanced)."""
+    return 100.0 / num_classes
+
+
+def at_chance(acc: float, num_classes: int, share: float = 0.1) -> bool:
+    """True when ``acc`` lies within ``share`` of the range above chance: a collapsed model, not a result."""
+    chance = chance_level(num_classes)
+    return not acc >= chance + share * (100.0 - chance)
 
 
 def _balanced(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
