@@ -271,3 +271,19 @@ def test_ltu_forgets_on_mnist_and_keeps_test_accuracy():
     assert after_f > before_t - 0.15  # ... without collapsing far below it (Retrain would sit near TA)
     assert abs(after_t - before_t) < 0.04
     assert 0.0 <= result.info["conflict_rate"] <= 1.0
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_access_sweep_reuses_references_and_reports_ltu_rank(tmp_path):
+    from ltu_fast.unlearn.runner import ExperimentConfig
+    from ltu_fast.unlearn.sweep import run_grid, summary
+
+    config = ExperimentConfig.quick(cache_dir=str(tmp_path / "cache"), tuned_defaults=False, progress=False)
+    cells = {"ltu": ("ltu", {"iterations": 2, "num_mia": 1, "mia_steps": 5}), "ga": ("ga", {})}
+    runs = run_grid(config, cells, (0.05, 0.2), ("random",), tmp_path / "out", how="val")
+    assert set(runs) == {f"random|{lv}|0|{c}" for lv in (0.05, 0.2) for c in cells}
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # one original + one Retrain for both levels
+    assert all(0 <= r["gap"] < 100 and r["RTE"] > 0 for r in runs.values())
+    text = summary(runs, list(cells), (0.05, 0.2), ("random",), (0,))
+    assert "| ltu |" in text and "rank" in text
+    assert run_grid(config, cells, (0.05, 0.2), ("random",), tmp_path / "out", how="val") == runs  # resumes

@@ -13,6 +13,7 @@ Query gradients are first order by default (taken at theta', added to theta's ro
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -31,6 +32,7 @@ OBJECTIVES = ("forget", "remember")
 FORGET_LOSSES = ("ascent", "gated_ascent", "random_label", "mia")
 NEEDS_MIA = ("gated_ascent", "mia")
 MIA_MEMBERS = ("retain", "retain+forget")
+CLASS_TARGETS = ("nearest", "ascent")
 DISTILL_T = 4.0  # temperature of the remembering distillation (as in SCRUB)
 
 
@@ -53,7 +55,8 @@ class LTU(UnlearnMethod):
             (the same, per sample weighted by the attackers' member probability, so it stops once a
             sample looks like a non-member), ``"random_label"`` (CE to a random wrong label) or
             ``"mia"`` (none: the MIA feedback alone). ``"gated_ascent"`` and ``"mia"`` need ``num_mia >= 1``.
-        class_bound: the ascent cap for samples of a class removed wholesale (see ``ascent_bounds``).
+        class_target, class_bound: the target for samples of a class removed wholesale (see
+            ``forgetting_loss``) and the ascent cap of ``class_target="ascent"``.
         mia_weight: weight of L_mia in the forget row (relative to the support gradient's norm with
             ``mia_calibrate``). num_mia: attackers (0 disables feedback). mia_steps: at most this many
             attacker steps, kept at the best held-out accuracy. mia_members: the attackers' members,
@@ -70,7 +73,7 @@ class LTU(UnlearnMethod):
 
     def __init__(self, iterations: int = 15, batch_size: int = 16, inner_lr: float = 0.05, lr: float = 0.025,
                  momentum: float = 0.9, weight_decay: float = 0.0, forget_loss: str = "ascent",
-                 ascent_bound: float = 0.5, class_bound: float = 0.5, mia_weight: float = 1.0, num_mia: int = 4, mia_steps: int = 20,
+                 ascent_bound: float = 0.5, class_target: str = "nearest", class_bound: float = 3.0, mia_weight: float = 1.0, num_mia: int = 4, mia_steps: int = 20,
                  mia_members: str = "retain", mia_calibrate: bool = False, distill: float = 0.0,
                  aggregator: str = "pcgrad",
                  granularity: str = "layer", forget_weight: float = 0.5, second_order: bool = False,
@@ -82,6 +85,8 @@ class LTU(UnlearnMethod):
         if num_mia == 0 and forget_loss in NEEDS_MIA:
             raise ValueError(f"forget_loss={forget_loss!r} needs the MIA attackers, but num_mia=0; "
                              "set num_mia >= 1 or choose forget_loss 'ascent' / 'random_label'")
+        if class_target not in CLASS_TARGETS:
+            raise ValueError(f"class_target: unknown {class_target!r}; choose one of {CLASS_TARGETS}")
         if mia_members not in MIA_MEMBERS:
             raise ValueError(f"mia_members: unknown {mia_members!r}; choose one of {MIA_MEMBERS}")
         for name, value in (("iterations", iterations), ("batch_size", batch_size), ("log_every", log_every)):
@@ -95,7 +100,7 @@ class LTU(UnlearnMethod):
         make_ltu_aggregator(aggregator)  # fails early, naming the aggregator, on an unknown name
         self.iterations, self.batch_size, self.inner_lr, self.lr = iterations, batch_size, inner_lr, lr
         self.momentum, self.weight_decay, self.forget_loss, self.ascent_bound = momentum, weight_decay, forget_loss, ascent_bound
-        self.class_bound = class_bound
+        self.class_target, self.class_bound = class_target, class_bound
         self.mia_weight, self.num_mia, self.mia_steps = mia_weight, num_mia, mia_steps
         self.mia_members, self.mia_calibrate, self.distill = mia_members, mia_calibrate, distill
         self.aggregator, self.granularity, self.forget_weight = aggregator, granularity, forget_weight
@@ -112,32 +117,45 @@ class LTU(UnlearnMethod):
         nonmembers = features_of(model, task.heldout, task.device)
         return train_mia_ensemble(members, nonmembers, self.num_mia, seed=task.seed, steps=self.mia_steps)
 
-    def ascent_bounds(self, task: UnlearnTask) -> torch.Tensor:
-        """Per-class cap of the ascent loss: ``ascent_bound``, or ``class_bound`` for a class the
-        request removes wholesale. Such a class is over-represented in ``forget`` (more than twice
-        its share of ``heldout``, the population) and under-represented in ``retain_access`` (less
-        than half of it): Retrain never saw it, so its samples must end up misclassified, not
-        merely as unsure as unseen samples of a known class. Random forgetting keeps every class
-        near its population share in both sets, so it never triggers."""
-        share = lambda split: torch.bincount(split.y, minlength=task.num_classes).double() / max(1, len(split))
-        population = share(task.heldout)
-        removed = (share(task.forget) > 2 * population) & (share(task.retain_access) < 0.5 * population)
-        bounds = torch.full((task.num_classes,), self.ascent_bound)
-        return torch.where(removed, torch.full_like(bounds, self.class_bound), bounds).to(task.device)
+    @staticmethod
+    def removed_classes(task: UnlearnTask) -> torch.Tensor:
+        """[C] bool: classes the request removes wholesale: absent from ``retain_access`` and
+        over-represented in ``forget`` (more than twice its share of ``heldout``, the population).
+        Retrain never saw such a class, so its samples must end up classified as something else,
+        not merely as unsure as unseen samples of a known class. Under random forgetting both
+        conditions together are vanishingly unlikely (each class keeps about its population share)."""
+        count = lambda split: torch.bincount(split.y, minlength=task.num_classes).double()
+        population = count(task.heldout) / max(1, len(task.heldout))
+        over = count(task.forget) / max(1, len(task.forget)) > 2 * population
+        return (over & (count(task.retain_access) == 0)).to(task.device)
 
     def forgetting_loss(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator,
-                        mia: MIAEnsemble | None = None, bounds: torch.Tensor | None = None) -> Loss | None:
-        """The support forgetting loss on (x, y); None for ``"mia"`` (the feedback alone). ``bounds``
-        (per class, see :meth:`ascent_bounds`) replaces the scalar ``ascent_bound``."""
-        cap = self.ascent_bound if bounds is None else bounds[y]
+                        mia: MIAEnsemble | None = None, removed: torch.Tensor | None = None) -> Loss | None:
+        """The support forgetting loss on (x, y); None for ``"mia"`` (the feedback alone).
+
+        Ascent is per-sample capped at ``ascent_bound``. Samples of a ``removed`` class (see
+        :meth:`removed_classes`) get ``class_target``: ``"nearest"`` = CE towards the nearest other
+        class until it holds half the probability (a fixed point, like Retrain's behaviour on an
+        unseen class), or ``"ascent"`` with the cap ``class_bound``.
+        """
+        gone = torch.zeros_like(y, dtype=torch.bool) if removed is None else removed[y]
+        cap = torch.where(gone, self.class_bound if self.class_target == "ascent" else 0.0, self.ascent_bound)
+
+        def per_sample(logits: torch.Tensor) -> torch.Tensor:  # to minimise
+            out = -torch.minimum(F.cross_entropy(logits, y, reduction="none"), cap)
+            if self.class_target == "nearest":
+                other = logits.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
+                relabel = F.cross_entropy(logits, other, reduction="none").clamp(min=math.log(2.0))
+                out = torch.where(gone, relabel, out)
+            return out
+
         if self.forget_loss == "ascent":
-            return lambda f: -torch.minimum(F.cross_entropy(f(x), y, reduction="none"), torch.as_tensor(cap)).mean()
+            return lambda f: per_sample(f(x)).mean()
         if self.forget_loss == "gated_ascent":
-            def gated(f):  # bounded ascent, per sample weighted by the attackers' "still a member" belief
+            def gated(f):  # per sample weighted by the attackers' "still a member" belief
                 logits = f(x)
                 member = torch.sigmoid(mia.member_logits(logits.detach(), y)).mean(0)
-                return -(member * torch.minimum(F.cross_entropy(logits, y, reduction="none"),
-                                                torch.as_tensor(cap))).mean()
+                return (member * per_sample(logits)).mean()
             return gated
         if self.forget_loss == "random_label":
             wrong = random_other_labels(y, num_classes, gen)
@@ -188,10 +206,10 @@ class LTU(UnlearnMethod):
 
     def meta_gradients(self, model: nn.Module, opt: HarmonizedSGD, flat_model: FlatModel, batch: dict,
                        mia: MIAEnsemble | None, num_classes: int, label_gen: torch.Generator,
-                       bounds: torch.Tensor | None = None) -> None:
+                       removed: torch.Tensor | None = None) -> None:
         """Fill ``opt``'s rows with the meta-gradients (support at theta + query at theta')."""
         (xf, yf), (xqf, yqf) = batch["sf"], batch["qf"]
-        support_f = self.forgetting_loss(xf, yf, num_classes, label_gen, mia, bounds)
+        support_f = self.forgetting_loss(xf, yf, num_classes, label_gen, mia, removed)
         support_r = self.remembering_loss(*batch["sr"])
         queries: list[Loss] = [self.remembering_loss(*batch["qr"])]
         if mia is not None:
@@ -240,11 +258,11 @@ class LTU(UnlearnMethod):
         model.train()
         opt, flat_model = self.build_optimizer(model)
         gen, label_gen = generator(task.seed, 10), generator(task.seed, 11)
-        bounds = self.ascent_bounds(task)
+        removed = self.removed_classes(task)
         conflict_rates = []
         for it in range(self.iterations):
             batch = self.sample_batch(task, gen, teacher)
-            self.meta_gradients(model, opt, flat_model, batch, mia, task.num_classes, label_gen, bounds)
+            self.meta_gradients(model, opt, flat_model, batch, mia, task.num_classes, label_gen, removed)
             opt.step()
             if (it + 1) % self.log_every == 0 or it + 1 == self.iterations:
                 conflict_rates.append(opt.conflict_rate())
