@@ -38,13 +38,18 @@ def output_features(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def features_of(model: nn.Module, data: ArraySplit, device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """Features of a whole split under the model in eval mode (as an auditor would query it)."""
+def logits_of(model: nn.Module, data: ArraySplit, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """Logits of a whole split under the model in eval mode (as an auditor would query it)."""
     was_training = model.training
     model.eval()
-    feats = [output_features(model(x), y) for x, y in data.batches(batch_size, device=device)]
+    out = [model(x) for x, _ in data.batches(batch_size, device=device)]
     model.train(was_training)
-    return torch.cat(feats)
+    return torch.cat(out)
+
+
+def features_of(model: nn.Module, data: ArraySplit, device: torch.device) -> torch.Tensor:
+    """Membership features of a whole split (see :func:`output_features`)."""
+    return output_features(logits_of(model, data, device), data.y.to(device))
 
 
 class MIAEnsemble(nn.Module):

@@ -7,8 +7,8 @@ out; each level then only reruns the unlearning methods. ``score="val"`` scores 
 the test split (RA on ``retain_access``, "TA" and the MIA's non-members on ``heldout``): the criterion
 for choosing hyper-parameters on tuning seeds.
 
-    python -m ltu_fast.unlearn.sweep access --seeds 0 1 2 3 4 --out runs/access
-    python -m ltu_fast.unlearn.sweep ablate --seeds 0 1 2 3 4 --out runs/ablate
+    ltu-fast sweep access --seeds 0 1 2 3 4 --out runs/access    (= python -m ltu_fast.unlearn.sweep ...)
+    ltu-fast sweep ablate --seeds 0 1 2 3 4 --out runs/ablate
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no harmonization (sum)": {"aggregator": "sum"},
     "no MIA feedback (num_mia 0)": {"num_mia": 0},
     "second order": {"second_order": True},
-    "aggregator project": {"aggregator": "project"},
-    "aggregator pcgrad": {"aggregator": "pcgrad"},
+    "project (one-sided)": {"aggregator": "project"},
+    "pcgrad (symmetric)": {"aggregator": "pcgrad"},
+    "removed class: capped ascent": {"class_target": "ascent"},
 }
 
 
