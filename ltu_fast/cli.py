@@ -206,7 +206,7 @@ def tune_main(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``ltu-fast [unlearn|tune|bench] ...``; no subcommand means ``unlearn``."""
+    """``ltu-fast [unlearn|tune|sweep|bench] ...``; no subcommand means ``unlearn``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
         try:  # written separately; imported only when asked for
@@ -219,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_main(argv[1:])
     if argv and argv[0] == "tune":
         return tune_main(argv[1:])
+    if argv and argv[0] == "sweep":  # retain-access sweep and LTU ablations (ltu_fast/unlearn/sweep.py)
+        from .unlearn.sweep import main as sweep_main
+        return sweep_main(argv[1:])
     if argv and argv[0] == "unlearn":
         argv = argv[1:]
     return unlearn_main(argv)
