@@ -45,7 +45,7 @@ from .train import CODE_VERSION
 __all__ = ["DEFAULT_BUDGET", "TUNE_SEEDS", "VAL_KEYS", "candidates", "tune", "validation_metrics"]
 
 TUNE_SEEDS = (100, 101)
-DEFAULT_BUDGET = 12  # every shipped search space has exactly this many points: the whole grid is run
+DEFAULT_BUDGET = 12  # each baseline's space has exactly this many points (its whole grid); larger spaces are drawn from
 REPORTED_SEEDS = ExperimentConfig().seeds
 VAL_KEYS = ("UA", "RA", "VA", "MIA")
 CRITERION = ("mean over tuning seeds of mean |Δ| to Retrain over UA (forget), RA (accessible retain), "
