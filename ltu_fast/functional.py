@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .aggregators import Aggregator, as_weights, make_aggregator
+from .aggregators import MAX_SOLVER_K, Aggregator, as_weights, make_aggregator
 from .backends import Backend, resolve_backend
 from .backends.base import HYPER_MOMENTUM
 from .plan import SegmentPlan
 
 __all__ = [
     "StepStats", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients", "segment_labels",
-    "sgd_step",
+    "sgd_step", "solve",
 ]
 
 
@@ -145,6 +145,49 @@ def harmonize(
     return [v.clone() for v in plan.views(combined, [g.shape for g in first])]
 
 
+def solve(
+    gram: torch.Tensor,
+    aggregator: Aggregator,
+    backend: Backend,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+    *,
+    hyper: torch.Tensor | None = None,
+    ready: torch.Tensor | None = None,
+    ready_before: torch.Tensor | None = None,
+    skipped: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(beta, found_inf)`` from the Gram batch, plus the optimizer's per-step bookkeeping.
+
+    A compiled backend does it all in one call (one single-block kernel on a GPU); the reference,
+    a custom aggregator or K > 8 run :func:`coefficients` in torch, which defines the semantics.
+    With ``ready [G]`` (and ``hyper [G, 6]``, ``ready_before [G]``): ``ready_before`` receives
+    ``ready`` as it was (what the update pass must read) and ``ready`` is set for the groups with
+    momentum unless the step is skipped. ``skipped [1]`` (int64) counts skipped steps.
+    """
+    spec = aggregator.solver_spec()
+    compiled = getattr(backend, "solve", None)
+    if compiled is not None and spec is not None and gram.shape[-1] <= MAX_SOLVER_K and gram.dtype == torch.float32:
+        return compiled(gram, spec, aggregator.step_counter(gram.device), _f32(weights), _f32(grad_scale),
+                        _f32(found_inf), hyper, ready, ready_before, skipped)
+    beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
+    if ready is not None:
+        ready_before.copy_(ready)
+        stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
+        torch.maximum(ready, stepped, out=ready)
+    if skipped is not None:
+        skipped += flag.to(skipped.dtype)
+    return beta, flag
+
+
+def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
+    """An optional scalar/vector input as the float32 [n] the compiled solvers read."""
+    if t is None or (t.dtype == torch.float32 and t.dim() == 1 and t.is_contiguous()):
+        return t
+    return t.to(torch.float32).reshape(-1).contiguous()
+
+
 def harmonized_coefficients(
     rows: torch.Tensor,
     plan: SegmentPlan,
@@ -154,15 +197,22 @@ def harmonized_coefficients(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    *,
+    hyper: torch.Tensor | None = None,
+    ready: torch.Tensor | None = None,
+    ready_before: torch.Tensor | None = None,
+    skipped: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pass 1 of every fused step (SGD or any other update rule): ``(gram, beta, found_inf)``.
 
     The one place where the Gram statistics become coefficients, so every update rule shares it.
     ``statistics(rows, plan) -> [L, K, K]`` replaces ``backend.gram`` where the Gram must see more
-    than the local rows (sharded training sums per-rank partials across processes).
+    than the local rows (sharded training sums per-rank partials across processes). The keyword
+    arguments are the optimizer bookkeeping of :func:`solve`, done in the same kernel.
     """
     gram = backend.gram(rows, plan) if statistics is None else statistics(rows, plan)
-    beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
+    beta, flag = solve(gram, aggregator, backend, weights, grad_scale, found_inf, hyper=hyper, ready=ready,
+                       ready_before=ready_before, skipped=skipped)
     return gram, beta, flag
 
 
@@ -179,19 +229,20 @@ def sgd_step(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    skipped: torch.Tensor | None = None,
 ) -> StepStats:
     """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
 
     ``ready [G]`` marks groups whose momentum buffer holds history; it is set for the groups with
     momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
     survives skipped steps and momentum switched on later. ``statistics``: see
-    :func:`harmonized_coefficients`.
+    :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given, counts skipped steps.
     """
+    ready_before = torch.empty_like(ready)
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
-                                               statistics)
-    backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)
-    stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
-    torch.maximum(ready, stepped, out=ready)
+                                               statistics, hyper=hyper, ready=ready, ready_before=ready_before,
+                                               skipped=skipped)
+    backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready_before, flag)
     return StepStats(gram, beta, flag)
 
 
