@@ -88,6 +88,30 @@ def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> Non
                       ready=ready.data_ptr(), found_inf=found_inf.data_ptr())
 
 
+def _address(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
+    """One single-block kernel: coefficients, skip flag and bookkeeping (see base.py)."""
+    num_segments, k = gram.shape[0], gram.shape[-1]
+    gram = gram.contiguous()
+    beta = torch.empty(num_segments, k, dtype=torch.float32, device=gram.device)
+    flag = torch.empty(1, dtype=torch.float32, device=gram.device)
+    with_ready = ready is not None
+    if with_ready and (hyper.dtype != torch.float32 or not hyper.is_contiguous()):
+        hyper = hyper.to(torch.float32).contiguous()
+    _C_cuda.solve(gram=gram.data_ptr(), num_segments=num_segments, k=k, kind=spec.kind, protect=spec.protect,
+                  iterations=spec.iterations, random_order=spec.random_order, seed=spec.seed,
+                  counter=_address(counter), weights=_address(weights), grad_scale=_address(grad_scale),
+                  found_inf=_address(found_inf), beta=beta.data_ptr(), flag=flag.data_ptr(),
+                  hyper=hyper.data_ptr() if with_ready else 0, num_groups=ready.shape[0] if with_ready else 0,
+                  ready=_address(ready), ready_before=_address(ready_before), skipped=_address(skipped),
+                  device=gram.device.index if gram.device.index is not None else torch.cuda.current_device(),
+                  stream=torch.cuda.current_stream(gram.device).cuda_stream)
+    return beta, flag
+
+
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
     if acc.dtype not in _DTYPE_CODES or x.dtype not in _DTYPE_CODES:
         return reference.axpy(acc, x, alpha)

@@ -28,20 +28,19 @@ _ROW_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _load_kernels():
-    """``ltu_fast.kernels``: installed via package_dir, or (source checkout on PYTHONPATH) the
-    repository's ``kernels/`` directory registered under that name, never as top-level ``kernels``."""
-    try:
+    """``ltu_fast.kernels``: in a source checkout (``setup.py`` beside ``kernels/``) the checkout's
+    own ``kernels/`` registered under that name, never as top-level ``kernels``, so an editable
+    install of another checkout cannot shadow it; otherwise the installed package (package_dir)."""
+    root = Path(__file__).resolve().parents[2]
+    source = root / "kernels" / "__init__.py"
+    if not (source.exists() and (root / "setup.py").exists()):
         return importlib.import_module("ltu_fast.kernels")
-    except ModuleNotFoundError:
-        source = Path(__file__).resolve().parents[2] / "kernels" / "__init__.py"
-        spec = importlib.util.spec_from_file_location("ltu_fast.kernels", source,
-                                                      submodule_search_locations=[str(source.parent)])
-        if spec is None or not source.exists():
-            raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ltu_fast.kernels"] = module
-        spec.loader.exec_module(module)
-        return module
+    spec = importlib.util.spec_from_file_location("ltu_fast.kernels", source,
+                                                  submodule_search_locations=[str(source.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ltu_fast.kernels"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 _IMPORT_ERROR = None if importlib.util.find_spec("triton") else "triton is not installed"
@@ -53,9 +52,10 @@ def _kernels() -> SimpleNamespace:
     kernel is defined (and its interpreter must be chosen before triton is first imported), so
     deferring lets a test module set it after this backend was imported."""
     _load_kernels()
-    from ltu_fast.kernels import apply, axpy, gram
+    from ltu_fast.kernels import apply, axpy, gram, solve
     return SimpleNamespace(gram_partial=gram.gram_partial_kernel, gram_reduce=gram.gram_reduce_kernel,
-                           combine=apply.combine_kernel, sgd_apply=apply.sgd_apply_kernel, axpy=axpy.axpy_kernel)
+                           combine=apply.combine_kernel, sgd_apply=apply.sgd_apply_kernel, axpy=axpy.axpy_kernel,
+                           solve=solve.solve_kernel)
 
 
 def _interpreting() -> bool:
@@ -108,6 +108,32 @@ def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> Non
         rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param,
         momentum if has_momentum else param, hyper.to(torch.float32).contiguous(), ready.to(torch.float32),
         found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK)
+
+
+SOLVE_BLOCK_L = 64  # segments per iteration of the single solve program
+SOLVE_BLOCK_G = 64  # param groups per iteration of its bookkeeping
+
+
+def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
+    """One single-program launch: coefficients, skip flag and bookkeeping (see base.py)."""
+    num_segments, k = gram.shape[0], gram.shape[-1]
+    gram = gram.contiguous()
+    beta = torch.empty(num_segments, k, dtype=torch.float32, device=gram.device)
+    flag = torch.empty(1, dtype=torch.float32, device=gram.device)
+    with_ready = ready is not None
+    if with_ready and (hyper.dtype != torch.float32 or not hyper.is_contiguous()):
+        hyper = hyper.to(torch.float32).contiguous()
+    random = spec.random_order and counter is not None
+    _kernels().solve[(1,)](
+        gram, num_segments, spec.protect, spec.iterations, spec.seed, counter if random else gram,
+        gram if weights is None else weights, gram if grad_scale is None else grad_scale,
+        gram if found_inf is None else found_inf, beta, flag, hyper if with_ready else gram,
+        ready.shape[0] if with_ready else 0, ready if with_ready else gram, ready_before if with_ready else gram,
+        gram if skipped is None else skipped,
+        K=k, KP=_padded(k), KIND=spec.kind, RANDOM=random, HAS_WEIGHTS=weights is not None,
+        HAS_SCALE=grad_scale is not None, HAS_FOUND_INF=found_inf is not None, HAS_READY=with_ready,
+        HAS_SKIPPED=skipped is not None, BLOCK_L=SOLVE_BLOCK_L, BLOCK_G=SOLVE_BLOCK_G)
+    return beta, flag
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:

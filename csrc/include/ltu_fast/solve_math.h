@@ -74,7 +74,7 @@ LTU_HD void pcgrad_visit_order(const SolveSpec& s, uint64_t step, int i, int* or
 
 LTU_HD double safe_ratio(double num, double den) { return den > 0.0 ? num / den : 0.0; }
 LTU_HD double clamp01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
-LTU_HD bool finite(double x) { return x - x == 0.0; }  // false for inf and NaN, fast-math safe
+LTU_HD bool is_finite(double x) { return x - x == 0.0; }  // false for inf and NaN
 
 // Coefficients of one segment into beta[0 .. k-1]; returns false when G or beta is not finite.
 // `gram` is the segment's [k, k] block, `weights` may be null (all ones).
@@ -85,7 +85,7 @@ LTU_HD bool solve_segment(const float* gram, const float* weights, const SolveSp
   for (int a = 0; a < k; ++a)
     for (int b = 0; b < k; ++b) {
       const double wa = weights ? weights[a] : 1.0, wb = weights ? weights[b] : 1.0;
-      ok = ok && finite(gram[a * k + b]);
+      ok = ok && is_finite(gram[a * k + b]);
       g[a][b] = wa * double(gram[a * k + b]) * wb;
     }
   if (s.kind == kSum) {
@@ -141,7 +141,7 @@ LTU_HD bool solve_segment(const float* gram, const float* weights, const SolveSp
   }
   for (int a = 0; a < k; ++a) {
     if (weights) beta[a] *= weights[a];
-    ok = ok && finite(beta[a]);
+    ok = ok && is_finite(beta[a]);
   }
   return ok;
 }
