@@ -58,3 +58,38 @@ def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, momentum):
         with _Count() as counted:
             opt.step()
     assert len(counted.ops) <= MAX_OPS, f"{aggregator} K={k}: {len(counted.ops)} ops: {counted.ops}"
+
+
+MAX_LAUNCHES = 4  # gram partials, gram reduce + solve epilogue, apply
+
+
+def _gpu_backends() -> list[str]:
+    if not torch.cuda.is_available():
+        return []
+    status = available_backends()
+    return [name for name in ("cuda", "triton") if status[name] is None]
+
+
+@pytest.mark.skipif(not _gpu_backends(), reason="needs a GPU with the cuda or triton backend")
+@pytest.mark.parametrize("backend", _gpu_backends() or ["none"])
+@pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_step_launches_at_most_four_kernels(backend, aggregator, k):
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = _model().cuda()
+    opt = HarmonizedSGD(model.parameters(), lr=0.1, momentum=0.9, objectives=k,
+                        aggregator=AGGREGATORS[aggregator](), backend=backend)
+    x = torch.randn(5, 8, device="cuda")
+    for _ in range(2):  # warm: Triton compiles, caches fill
+        opt.zero_grad()
+        for j in range(k):
+            with opt.objective(j):
+                model(x).sum().backward()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            opt.step()
+            torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert len(kernels) <= MAX_LAUNCHES, f"{backend} {aggregator} K={k}: {kernels}"
