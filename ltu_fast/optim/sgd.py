@@ -50,6 +50,7 @@ class HarmonizedSGD(HarmonizedOptimizer):
     """
 
     hyper_columns = HYPER_COLUMNS
+    _update_counts_skips = True  # sgd_step counts skipped steps inside the coefficient solve
 
     def __init__(
         self,
@@ -97,7 +98,8 @@ class HarmonizedSGD(HarmonizedOptimizer):
     def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
                 found_inf: torch.Tensor | None) -> StepStats:
         return sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper, self._ready,
-                        self.aggregator, backend, self.weights, grad_scale, found_inf, self._statistics)
+                        self.aggregator, backend, self.weights, grad_scale, found_inf, self._statistics,
+                        skipped=self._skipped)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"ready": self._ready.clone()}
