@@ -11,7 +11,9 @@ One step = forward of a forget and a retain batch, backward, SGD momentum update
 Each contender trains its own copy of one model (same initial weights) on the same batches;
 rounds are interleaved (plain, harmonized, foreach, plain, ...) so load from other processes hits
 all alike; the table shows median times and, per contender, the median over rounds of its time
-divided by ``plain``'s in the same round (paired, so slow drifts of the load cancel).
+divided by ``plain``'s in the same round (paired, so slow drifts of the load cancel). The last
+two columns time, on the harmonized optimizer, a K x P zero fill of its rows (the cost
+``zero_grad`` no longer pays by default) against ``opt.step()`` alone.
 """
 
 from __future__ import annotations
@@ -103,10 +105,28 @@ def bench_case(name: str, device: torch.device, rounds: int, warmup: int, conten
             sync()
             if r >= warmup:
                 times[runner.name].append((time.perf_counter() - t0) * 1e3)
+    fill_ms, step_ms = _fill_vs_step(next((r.opt for r in runners if r.name == "harmonized"), None), rounds, sync)
     params = sum(p.numel() for p in base.parameters())
     paired = {c: statistics.median(a / b for a, b in zip(t, times[contenders[0]])) for c, t in times.items()}
     return {"case": name, "params_m": params / 1e6, "tensors": len(list(base.parameters())), "batch": batch,
-            "ms": {c: statistics.median(t) for c, t in times.items()}, "paired": paired}
+            "ms": {c: statistics.median(t) for c, t in times.items()}, "paired": paired,
+            "fill_ms": fill_ms, "step_ms": step_ms}
+
+
+def _fill_vs_step(opt: HarmonizedSGD | None, rounds: int, sync: Callable[[], None]) -> tuple[float, float]:
+    """Median ms of a K x P zero fill of the rows (what zero_grad(set_to_none=False) does) and of
+    ``opt.step()`` alone, interleaved, on the rows the last round left."""
+    if opt is None:
+        return float("nan"), float("nan")
+    fill, step = [], []
+    for _ in range(rounds):
+        for fn, out in ((opt._rows.zero_, fill), (opt.step, step)):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            out.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(fill), statistics.median(step)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,13 +146,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
           f"threads {torch.get_num_threads()}; torch {torch.__version__}; medians of {args.rounds} interleaved rounds")
     print(f"{'case':<10}{'params':>8}{'T':>4}{'batch':>7}" + "".join(f"{c:>13}" for c in args.contenders)
-          + "".join(f"{c + '/' + args.contenders[0]:>18}" for c in args.contenders[1:]))
+          + "".join(f"{c + '/' + args.contenders[0]:>18}" for c in args.contenders[1:])
+          + f"{'KxP fill':>11}{'opt.step':>11}")
     for case in args.cases:
         r = bench_case(case, device, args.rounds, args.warmup, args.contenders)
         ms = r["ms"]
         ratios = "".join(f"{r['paired'][c]:>17.3f}x" for c in args.contenders[1:])
         print(f"{case:<10}{r['params_m']:>7.1f}M{r['tensors']:>4}{r['batch']:>4}+{r['batch']:<2}"
-              + "".join(f"{ms[c]:>10.2f} ms" for c in args.contenders) + ratios)
+              + "".join(f"{ms[c]:>10.2f} ms" for c in args.contenders) + ratios
+              + f"{r['fill_ms']:>8.2f} ms{r['step_ms']:>8.2f} ms")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,19 @@ class SegmentPlan:
             )
         return self.cache[key]
 
+    def empty_row(self, dtype: torch.dtype) -> torch.Tensor:
+        """A new flat row ``[total]`` on the plan's device whose padding (only) is zero: for outputs
+        a kernel writes element by element, so nothing is filled twice."""
+        out = torch.empty(self.total, dtype=dtype, device=self.device)
+        if "padding" not in self.cache:
+            ends = [o + n for o, n in zip(self.offsets, self.numels)]
+            starts = list(self.offsets[1:]) + [self.total]
+            gaps = [i for end, start in zip(ends, starts) for i in range(end, start)]
+            self.cache["padding"] = torch.tensor(gaps, dtype=torch.int64, device=self.device) if gaps else None
+        if self.cache["padding"] is not None:
+            out.index_fill_(0, self.cache["padding"], 0)
+        return out
+
     def to(self, device: torch.device | str) -> SegmentPlan:
         """The same layout with its device tables on ``device``."""
         device = torch.device(device)

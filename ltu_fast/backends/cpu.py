@@ -96,7 +96,7 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.
     _check_rows(rows, plan)
     _check_beta(beta, rows, plan)
     tables = plan.chunk_table(CHUNK_ELEMENTS)
-    out = torch.zeros(plan.total, dtype=rows.dtype)
+    out = plan.to(rows.device).empty_row(rows.dtype)
     _C.combine(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
                tables.num_chunks, beta.data_ptr(), out.data_ptr(), torch.get_num_threads())
     return out

@@ -69,7 +69,7 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.
     if rows.shape[0] > MAX_K:
         return reference.combine(rows, beta, plan)
     beta = beta.to(torch.float32).contiguous()
-    out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
+    out = plan.to(rows.device).empty_row(rows.dtype)
     _C_cuda.combine(**_common(rows, plan), vec=_vec_ok(plan, rows.dtype, rows, out),
                     beta=beta.data_ptr(), out=out.data_ptr())
     return out

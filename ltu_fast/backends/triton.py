@@ -94,7 +94,7 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
 def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k = rows.shape[0]
     table = plan.chunk_table(CHUNK)
-    out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
+    out = plan.to(rows.device).empty_row(rows.dtype)
     _kernels().combine[(table.num_chunks,)](rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks,
                                         out, K=k, KP=_padded(k), BLOCK=BLOCK)
     return out
