@@ -48,6 +48,7 @@ __all__ = [
     "HYPER_NESTEROV",
     "HYPER_WEIGHT_DECAY",
     "Backend",
+    "solve_buffers",
 ]
 
 HYPER_COLUMNS = ("lr", "weight_decay", "momentum", "dampening", "nesterov", "maximize")
@@ -80,3 +81,15 @@ class Backend(Protocol):
     ) -> None: ...
 
     def axpy(self, acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None: ...
+
+
+def solve_buffers(gram: torch.Tensor, hyper: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """What every compiled ``solve`` starts from: the contiguous Gram, new float32 ``beta [L, K]``
+    and ``flag [1]``, and ``hyper`` as the float32 contiguous table the kernels read (or None)."""
+    gram = gram.contiguous()
+    beta = torch.empty(gram.shape[0], gram.shape[-1], dtype=torch.float32, device=gram.device)
+    flag = torch.empty(1, dtype=torch.float32, device=gram.device)
+    if hyper is not None and (hyper.dtype != torch.float32 or not hyper.is_contiguous()):
+        hyper = hyper.to(torch.float32).contiguous()
+    return gram, beta, flag, hyper

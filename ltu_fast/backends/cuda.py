@@ -10,6 +10,7 @@ import torch
 
 from ..plan import SegmentPlan
 from . import reference
+from .base import solve_buffers
 
 name = "cuda"
 CHUNK = 1 << 15  # elements per block: 16 iterations of 512 threads x 4 fp32
@@ -95,12 +96,8 @@ def _address(t: torch.Tensor | None) -> int:
 def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
     """One single-block kernel: coefficients, skip flag and bookkeeping (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
-    gram = gram.contiguous()
-    beta = torch.empty(num_segments, k, dtype=torch.float32, device=gram.device)
-    flag = torch.empty(1, dtype=torch.float32, device=gram.device)
+    gram, beta, flag, hyper = solve_buffers(gram, hyper if ready is not None else None)
     with_ready = ready is not None
-    if with_ready and (hyper.dtype != torch.float32 or not hyper.is_contiguous()):
-        hyper = hyper.to(torch.float32).contiguous()
     _C_cuda.solve(gram=gram.data_ptr(), num_segments=num_segments, k=k, kind=spec.kind, protect=spec.protect,
                   iterations=spec.iterations, random_order=spec.random_order, seed=spec.seed,
                   counter=_address(counter), weights=_address(weights), grad_scale=_address(grad_scale),

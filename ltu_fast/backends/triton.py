@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import torch
 
 from ..plan import SegmentPlan
+from .base import solve_buffers
 
 name = "triton"
 CHUNK = 1 << 15  # elements per program (tests lower it to exercise many chunks on small sizes)
@@ -117,12 +118,8 @@ SOLVE_BLOCK_G = 64  # param groups per iteration of its bookkeeping
 def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
     """One single-program launch: coefficients, skip flag and bookkeeping (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
-    gram = gram.contiguous()
-    beta = torch.empty(num_segments, k, dtype=torch.float32, device=gram.device)
-    flag = torch.empty(1, dtype=torch.float32, device=gram.device)
+    gram, beta, flag, hyper = solve_buffers(gram, hyper if ready is not None else None)
     with_ready = ready is not None
-    if with_ready and (hyper.dtype != torch.float32 or not hyper.is_contiguous()):
-        hyper = hyper.to(torch.float32).contiguous()
     random = spec.random_order and counter is not None
     _kernels().solve[(1,)](
         gram, num_segments, spec.protect, spec.iterations, spec.seed, counter if random else gram,

@@ -93,7 +93,8 @@ class HarmonizedSGD(HarmonizedOptimizer):
     @property
     def _momentum(self) -> torch.Tensor:
         """The flat momentum buffer ``[P]`` (empty while no group uses momentum)."""
-        return self._buffers.get("momentum_buffer", self._empty_buffer())
+        buf = self._buffers.get("momentum_buffer")  # not .get(key, default): that allocates every step
+        return buf if buf is not None else self._empty_buffer()
 
     def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
                 found_inf: torch.Tensor | None) -> StepStats:
