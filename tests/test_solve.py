@@ -133,3 +133,42 @@ def test_random_order_advances_on_the_device_and_resumes(backend_name, device):
     c = PCGrad("random", seed=0)
     c.load_state_dict(a.state_dict())
     torch.testing.assert_close(solve(gram, c, backend)[0], solve(gram, a, backend)[0])
+
+
+@pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the C++ extension is not built")
+def test_compiled_step_calls_the_solve_op_and_matches_eager():
+    """Under torch.compile the solve is one ``ltu_fast::solve`` node that mutates the optimizer state
+    (counter, momentum flags, skip count) exactly as the eager call does."""
+    from ltu_fast import HarmonizedSGD
+
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        return model, HarmonizedSGD(model.parameters(), lr=0.05, momentum=0.9, objectives=3, backend="cpu",
+                                    aggregator=PCGrad("random", seed=5))
+
+    def backward(model, opt, x):
+        opt.zero_grad()
+        for j in range(3):
+            with opt.objective(j):
+                (model(x) * (j - 1)).sum().backward()
+
+    torch._dynamo.reset()
+    model, opt = make()
+    backward(model, opt, torch.randn(4, 6))
+    graph = torch._dynamo.explain(opt.step)()
+    ops = {str(n.target) for g in graph.graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert graph.graph_break_count == 0 and any("ltu_fast.solve" in o for o in ops), ops
+    (eager_model, eager_opt), (model, opt) = make(), make()
+    compiled = torch.compile(opt.step, fullgraph=True)
+    for i in range(3):
+        x = torch.randn(4, 6, generator=torch.Generator().manual_seed(i))
+        backward(eager_model, eager_opt, x)
+        backward(model, opt, x)
+        eager_opt.step()
+        compiled()
+    for a, b in zip(eager_model.parameters(), model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert torch.equal(eager_opt.aggregator._counter, opt.aggregator._counter)
+    assert torch.equal(eager_opt._ready, opt._ready)
+    torch._dynamo.reset()
