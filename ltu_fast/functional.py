@@ -161,14 +161,16 @@ def solve(
     """``(beta, found_inf)`` from the Gram batch, plus the optimizer's per-step bookkeeping.
 
     A compiled backend does it all in one call (one single-block kernel on a GPU); the reference,
-    a custom aggregator or K > 8 run :func:`coefficients` in torch, which defines the semantics.
+    a custom aggregator or K beyond the backend's ``SOLVE_MAX_K`` (8; Triton 4) run
+    :func:`coefficients` in torch, which defines the semantics.
     With ``ready [G]`` (and ``hyper [G, 6]``, ``ready_before [G]``): ``ready_before`` receives
     ``ready`` as it was (what the update pass must read) and ``ready`` is set for the groups with
     momentum unless the step is skipped. ``skipped [1]`` (int64) counts skipped steps.
     """
     spec = aggregator.solver_spec()
     compiled = getattr(backend, "solve", None)
-    if compiled is not None and spec is not None and gram.shape[-1] <= MAX_SOLVER_K and gram.dtype == torch.float32:
+    max_k = getattr(backend, "SOLVE_MAX_K", MAX_SOLVER_K)
+    if compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32:
         return compiled(gram, spec, aggregator.step_counter(gram.device), _f32(weights), _f32(grad_scale),
                         _f32(found_inf), hyper, ready, ready_before, skipped)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)

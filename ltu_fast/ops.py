@@ -17,7 +17,7 @@ import weakref
 
 import torch
 
-from .aggregators import SolverSpec
+from .aggregators import MAX_SOLVER_K, SolverSpec
 from .backends import get_backend, resolve_backend
 from .plan import SegmentPlan
 
@@ -118,6 +118,7 @@ class OpBackend:
 
     def __init__(self, backend_name: str):
         self.name = backend_name
+        self.SOLVE_MAX_K = getattr(get_backend(backend_name), "SOLVE_MAX_K", MAX_SOLVER_K)
         if not hasattr(get_backend(backend_name), "solve"):
             self.solve = None  # the reference: functional.solve traces the torch aggregators instead
 

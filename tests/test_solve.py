@@ -74,6 +74,8 @@ def _both(backend_name: str, device: str, gram, make, weights, grad_scale, found
        incoming=st.sampled_from([None, 0.0, 1.0]))
 def test_solver_matches_torch_aggregators(backend_name, device, kind, k, segments, seed, zero, scale, weighted,
                                           scaled, incoming):
+    if k > getattr(get_backend(backend_name), "SOLVE_MAX_K", 8):
+        k = 1 + k % 4  # beyond its limit a backend runs the torch path: nothing of its own to test
     gram = _gram(k, segments, seed, zero, scale)
     gen = torch.Generator().manual_seed(seed + 1)
     weights = torch.rand(k, generator=gen) + 0.25 if weighted else None

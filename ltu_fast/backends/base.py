@@ -22,8 +22,8 @@ device and owned by torch (backends never allocate behind torch's back):
 ``solve(gram[L, K, K], spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped)``
     Optional (the reference has none: ``functional.solve`` runs the torch aggregators, which are
     the semantics). Coefficients ``beta [L, K]`` float32 and the skip flag ``[1]`` of the
-    aggregator described by ``spec`` (:class:`~ltu_fast.aggregators.SolverSpec`, K <= 8), in one
-    call: objective ``weights [K]``, ``grad_scale [1]`` divided out, ``found_inf [1]`` OR-ed in,
+    aggregator described by ``spec`` (:class:`~ltu_fast.aggregators.SolverSpec`; K up to the
+    module's ``SOLVE_MAX_K``, default 8), in one call: objective ``weights [K]``, ``grad_scale [1]`` divided out, ``found_inf [1]`` OR-ed in,
     PCGrad's ``counter [1]`` (int64) read then advanced. With ``ready`` given: ``ready_before``
     receives it and ``ready`` is updated as ``max(ready, (1 - flag) * (hyper[:, momentum] != 0))``;
     ``skipped [1]`` (int64) += flag. Every optional tensor may be None.

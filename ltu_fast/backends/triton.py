@@ -111,6 +111,7 @@ def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> Non
         found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK)
 
 
+SOLVE_MAX_K = 4  # the solve unrolls K^3 steps: larger K compiles for minutes, so it runs in torch
 SOLVE_BLOCK_L = 64  # segments per iteration of the single solve program
 SOLVE_BLOCK_G = 64  # param groups per iteration of its bookkeeping
 
