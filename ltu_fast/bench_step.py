@@ -9,10 +9,11 @@ One step = forward of a forget and a retain batch, backward, SGD momentum update
   * ``foreach``:   ``torch.autograd.grad`` per objective, per-layer PCGrad written with ``_foreach``
                    ops (no host sync), ``.grad`` set, ``torch.optim.SGD(foreach=True)``.
 Each contender trains its own copy of one model (same initial weights) on the same batches;
-rounds are interleaved (plain, harmonized, foreach, plain, ...) so load from other processes hits
-all alike; the table shows median times and, per contender, the median over rounds of its time
-divided by ``plain``'s in the same round (paired, so slow drifts of the load cancel). The last
-two columns time, on the harmonized optimizer, a K x P zero fill of its rows (the cost
+rounds are interleaved (each round runs every contender once, the order rotating from round to
+round) so load from other processes hits all alike; the table shows median times and, per contender, the median over rounds of its time
+divided by ``plain``'s in the same round (paired, so slow drifts of the load cancel). "opt X"
+is contender X's time outside forward and backward (zero_grad, objective switches, the
+harmonization, the update): the overhead harmonizing can change. The last two columns time, on the harmonized optimizer, a K x P zero fill of its rows (the cost
 ``zero_grad`` no longer pays by default) against ``opt.step()`` alone.
 """
 
@@ -65,25 +66,37 @@ class _Contender:
         else:
             self.opt = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, foreach=True)
         self.params = params
+        self.sync = torch.cuda.synchronize if params[0].is_cuda else (lambda: None)
 
-    def step(self, xf, yf, xr, yr) -> None:
+    def step(self, xf, yf, xr, yr) -> float:
+        """One training step; returns the ms spent outside forward/backward (the optimizer's share)."""
         model, opt = self.model, self.opt
+        clock = time.perf_counter
+        t0 = clock()
         opt.zero_grad()
+        spent = clock() - t0
         loss_f = F.cross_entropy(model(xf), yf)
         loss_r = F.cross_entropy(model(xr), yr)
         if self.name == "plain":
             (loss_f + loss_r).backward()
-        elif self.name == "harmonized":
-            with opt.objective("forget"):
-                loss_f.backward()
-            with opt.objective("retain"):
-                loss_r.backward()
+        elif self.name == "harmonized":  # set_objective: the context manager's calls, timed one by one
+            for objective, loss in (("forget", loss_f), ("retain", loss_r), ("forget", None)):
+                t0 = clock()
+                opt.set_objective(objective)
+                spent += clock() - t0
+                if loss is not None:
+                    loss.backward()
         else:
-            grads_f = torch.autograd.grad(loss_f, self.params, retain_graph=False)
+            grads_f = torch.autograd.grad(loss_f, self.params)
             grads_r = torch.autograd.grad(loss_r, self.params)
+            t0 = clock()
             for p, g in zip(self.params, _pcgrad_foreach(list(grads_f), list(grads_r))):
                 p.grad = g
+            spent += clock() - t0
+        t0 = clock()
         opt.step()
+        self.sync()
+        return (spent + clock() - t0) * 1e3
 
 
 def bench_case(name: str, device: torch.device, rounds: int, warmup: int, contenders: list[str]) -> dict:
@@ -95,21 +108,24 @@ def bench_case(name: str, device: torch.device, rounds: int, warmup: int, conten
     batches = [(torch.randn(batch, *shape, generator=gen, device=device),
                 torch.randint(0, classes, (batch,), generator=gen, device=device)) for _ in range(4)]
     times: dict[str, list[float]] = {c: [] for c in contenders}
+    opt_times: dict[str, list[float]] = {c: [] for c in contenders}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for r in range(warmup + rounds):
         (xf, yf), (xr, yr) = batches[r % 2], batches[2 + r % 2]
-        for runner in runners:
+        for runner in runners[r % len(runners):] + runners[:r % len(runners)]:  # rotated: no fixed neighbour
             sync()
             t0 = time.perf_counter()
-            runner.step(xf, yf, xr, yr)
+            opt_ms = runner.step(xf, yf, xr, yr)
             sync()
             if r >= warmup:
                 times[runner.name].append((time.perf_counter() - t0) * 1e3)
+                opt_times[runner.name].append(opt_ms)
     fill_ms, step_ms = _fill_vs_step(next((r.opt for r in runners if r.name == "harmonized"), None), rounds, sync)
     params = sum(p.numel() for p in base.parameters())
     paired = {c: statistics.median(a / b for a, b in zip(t, times[contenders[0]])) for c, t in times.items()}
     return {"case": name, "params_m": params / 1e6, "tensors": len(list(base.parameters())), "batch": batch,
             "ms": {c: statistics.median(t) for c, t in times.items()}, "paired": paired,
+            "opt_ms": {c: statistics.median(t) for c, t in opt_times.items()},
             "fill_ms": fill_ms, "step_ms": step_ms}
 
 
@@ -147,13 +163,14 @@ def main(argv: list[str] | None = None) -> None:
           f"threads {torch.get_num_threads()}; torch {torch.__version__}; medians of {args.rounds} interleaved rounds")
     print(f"{'case':<10}{'params':>8}{'T':>4}{'batch':>7}" + "".join(f"{c:>13}" for c in args.contenders)
           + "".join(f"{c + '/' + args.contenders[0]:>18}" for c in args.contenders[1:])
-          + f"{'KxP fill':>11}{'opt.step':>11}")
+          + "".join(f"{'opt ' + c:>16}" for c in args.contenders) + f"{'KxP fill':>11}{'opt.step':>11}")
     for case in args.cases:
         r = bench_case(case, device, args.rounds, args.warmup, args.contenders)
         ms = r["ms"]
         ratios = "".join(f"{r['paired'][c]:>17.3f}x" for c in args.contenders[1:])
         print(f"{case:<10}{r['params_m']:>7.1f}M{r['tensors']:>4}{r['batch']:>4}+{r['batch']:<2}"
               + "".join(f"{ms[c]:>10.2f} ms" for c in args.contenders) + ratios
+              + "".join(f"{r['opt_ms'][c]:>13.2f} ms" for c in args.contenders)
               + f"{r['fill_ms']:>8.2f} ms{r['step_ms']:>8.2f} ms")
 
 
