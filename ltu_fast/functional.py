@@ -185,8 +185,11 @@ def sgd_step(
     ``ready [G]`` marks groups whose momentum buffer holds history; it is set for the groups with
     momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
     survives skipped steps and momentum switched on later. ``statistics``: see
-    :func:`harmonized_coefficients`.
+    :func:`harmonized_coefficients`. ``plan`` may live on another device (its tables are copied
+    once to ``rows``' device and cached).
     """
+    plan = plan.to(rows.device)
+    _check_step_buffers(rows, plan, param, momentum, hyper, ready)
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
                                                statistics)
     backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)
@@ -200,6 +203,25 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, 
     if acc.shape != x.shape or acc.device != x.device:
         raise ValueError(f"x: shape/device {tuple(x.shape)}/{x.device} must match acc {tuple(acc.shape)}/{acc.device}")
     resolve_backend(backend, acc.device, x.dtype, acc.dtype).axpy(acc, x, alpha)
+
+
+def _check_step_buffers(rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, momentum: torch.Tensor,
+                        hyper: torch.Tensor, ready: torch.Tensor) -> None:
+    """What a compiled kernel would otherwise turn into an illegal memory access."""
+    if rows.dim() != 2 or rows.shape[1] != plan.total:
+        raise ValueError(f"rows: expected shape [K, {plan.total}], got {tuple(rows.shape)}")
+    for name, t, numels in (("param", param, (plan.total,)), ("momentum", momentum, (0, plan.total))):
+        if t.device != rows.device:
+            raise ValueError(f"{name}: on {t.device}, but rows are on {rows.device}")
+        if t.dim() != 1 or t.numel() not in numels or (t.numel() and t.stride(0) != 1):
+            raise ValueError(f"{name}: expected a contiguous 1-D buffer of {plan.total} elements, "
+                             f"got shape {tuple(t.shape)} strides {t.stride()}")
+    groups = hyper.shape[0] if hyper.dim() == 2 else -1
+    if hyper.device != rows.device or groups < plan.num_groups or hyper.shape[1] != 6:
+        raise ValueError(f"hyper: expected shape [>= {plan.num_groups}, 6] on {rows.device}, "
+                         f"got {tuple(hyper.shape)} on {hyper.device}")
+    if ready.device != rows.device or tuple(ready.shape) != (groups,):
+        raise ValueError(f"ready: expected shape ({groups},) on {rows.device}, got {tuple(ready.shape)} on {ready.device}")
 
 
 def _check_rows(rows: torch.Tensor, plan: SegmentPlan) -> None:
