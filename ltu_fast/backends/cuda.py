@@ -6,6 +6,8 @@ Each tensor of a plan is cut into chunks of at most ``CHUNK`` elements
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..plan import SegmentPlan
@@ -30,6 +32,33 @@ def availability() -> str | None:
         return _IMPORT_ERROR
     if not torch.cuda.is_available():
         return "no CUDA device is visible to torch (torch.cuda.is_available() is False)"
+    return _version_problem()
+
+
+@functools.cache
+def _version_problem() -> str | None:
+    """Checked once per process, on first use (the import stays free of CUDA calls)."""
+    return version_problem(*_C_cuda.versions())
+
+
+def _release(version: int) -> str:
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def version_problem(driver: int, runtime: int) -> str | None:
+    """Why a module with CUDA runtime ``runtime`` statically linked cannot run on ``driver``
+    (versions as 1000 * major + 10 * minor), or None.
+
+    Within one major release a newer runtime runs on an older driver (CUDA minor-version
+    compatibility; the module ships machine code for its targets, no PTX to JIT); across a major
+    release it does not, which is the case of this CUDA 13 build beside a CUDA 12 torch.
+    """
+    if driver <= 0:
+        return "no CUDA driver is installed (cudaDriverGetVersion reports none)"
+    if driver // 1000 < runtime // 1000:
+        return (f"the CUDA driver ({_release(driver)}) is older than the CUDA {_release(runtime)} runtime "
+                f"ltu_fast._C_cuda was built with; update the driver, or rebuild with the toolkit matching "
+                f"torch.version.cuda ({torch.version.cuda}) first on PATH or in CUDACXX; triton is used meanwhile")
     return None
 
 
