@@ -209,7 +209,21 @@ class HarmonizedSGD(Optimizer):
         self._backend = resolve_backend(self.backend_name, ref.device, ref.dtype, ref.dtype)
         self._hyper_key = None
         self._layout_ready = True
+        self._mark_static_addresses(self._flat_params, self._rows, self._momentum, self._ready, self._skipped,
+                                    self.weights)
         self._point_grads()
+
+    @staticmethod
+    def _mark_static_addresses(*buffers: torch.Tensor | None) -> None:
+        """Tell Dynamo these buffers keep their address between steps, so
+        ``torch.compile(mode="reduce-overhead")`` captures the step in a CUDA graph instead of
+        skipping it for mutated (or copying read-only) inputs. A re-layout makes new buffers:
+        Dynamo guards on them and recompiles. (Buffers made while tracing are graph intermediates.)"""
+        if torch.compiler.is_compiling():
+            return
+        for t in buffers:
+            if t is not None:
+                torch._dynamo.mark_static_address(t)
 
     # ----------------------------------------------------------------------- objectives and grads
     def _objective_index(self, which: int | str) -> int:
@@ -309,6 +323,7 @@ class HarmonizedSGD(Optimizer):
             device = self._flat_params.device
             host = torch.tensor(key, dtype=self._hyper_dtype, pin_memory=device.type == "cuda")
             self._hyper_tensor = host.to(device, non_blocking=True)
+            self._mark_static_addresses(self._hyper_tensor)
             self._hyper_key = key
         if not tensor_lrs:
             return self._hyper_tensor
