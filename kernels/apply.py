@@ -88,14 +88,15 @@ def sgd_apply_kernel(rows_ptr, row_stride, beta_ptr, chunks_ptr, param_ptr, mom_
         start = tl.multiple_of(tl.load(chunks_ptr + c * 4), ALIGN)
         n = tl.load(chunks_ptr + c * 4 + 1)
         b = _coefficients(beta_ptr, tl.load(chunks_ptr + c * 4 + 2), K, KP)
-        h = hyper_ptr + tl.load(chunks_ptr + c * 4 + 3) * 6
+        grp = tl.load(chunks_ptr + c * 4 + 3)
+        h = hyper_ptr + grp * 6
         lr = tl.load(h)
         weight_decay = tl.load(h + 1)
         momentum = tl.load(h + 2)
         dampening = tl.load(h + 3)
         nesterov = tl.load(h + 4)
         maximize = tl.load(h + 5)
-        ready = tl.load(ready_ptr + tl.load(chunks_ptr + c * 4 + 3)) != 0
+        ready = tl.load(ready_ptr + grp) != 0
         buf_scale = tl.where(ready, momentum, 0.0)
         grad_scale = tl.where(ready, 1.0 - dampening, 1.0)
         end = start + n

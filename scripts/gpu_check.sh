@@ -3,7 +3,9 @@
 # GPU tests, compute-sanitizer memcheck + racecheck on a small driver (cuda and triton kernels),
 # then the benchmark table and issue #10's targets (scripts/gpu_targets.py).
 # Logs go to $OUT (or build/gpu_check). Exit status: non-zero if any step failed or a target missed.
-#   bash scripts/gpu_check.sh                 # everything (sized for a 10-minute slot)
+#   bash scripts/gpu_check.sh                 # everything, one call (step limits add up past 10 min)
+#   STEPS="build import tests sanitizer" bash scripts/gpu_check.sh; STEPS=bench bash scripts/gpu_check.sh
+#                                             # the same in two calls, for a 10-minute-per-command lease
 #   BENCH_ARGS="--models resnet18" bash scripts/gpu_check.sh
 #   STEPS="build tests" bash scripts/gpu_check.sh      # a subset: build import tests sanitizer bench
 # The CUDA toolkit: setup.py picks the nvcc matching torch.version.cuda when several are installed

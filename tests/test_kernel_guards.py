@@ -166,3 +166,19 @@ def test_a_plan_without_chunks_launches_nothing(backend, monkeypatch):
     before = param.clone()
     backend.sgd_apply(rows, torch.ones(2, 2), plan, param, momentum, hyper, ready, torch.zeros(1))
     assert torch.equal(param, before)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+@pytest.mark.parametrize("name", ["cuda", "triton"])
+def test_rows_on_the_second_gpu_with_the_first_current(name):
+    backend = get_backend(name)
+    if backend.availability() is not None:
+        pytest.skip(f"{name}: {backend.availability()}")
+    plan = SegmentPlan.build([5, 4000, 7], [0, 1, 0])  # on the CPU, as functional users build it
+    rows, param, momentum, hyper, ready = (t.to("cuda:1") for t in _step_inputs(plan, k=3))
+    expected = param.clone()
+    sgd_step(rows, plan, expected, momentum.clone(), hyper, ready.clone(), PCGrad(), reference)
+    with torch.cuda.device(0):
+        sgd_step(rows, plan, param, momentum, hyper, ready, PCGrad(), backend)
+    torch.cuda.synchronize(1)
+    torch.testing.assert_close(param, expected, rtol=1e-5, atol=1e-6)
