@@ -50,8 +50,8 @@ def version_problem(driver: int, runtime: int) -> str | None:
     (versions as 1000 * major + 10 * minor), or None.
 
     Within one major release a newer runtime runs on an older driver (CUDA minor-version
-    compatibility; the module ships machine code for its targets, no PTX to JIT); across a major
-    release it does not, which is the case of this CUDA 13 build beside a CUDA 12 torch.
+    compatibility; the module ships sm_80/sm_90 machine code, so A100/H100 need no PTX JIT); across
+    a major release it does not: a CUDA 13 build beside a CUDA 12 torch on a CUDA 12 driver.
     """
     if driver <= 0:
         return "no CUDA driver is installed (cudaDriverGetVersion reports none)"
