@@ -27,10 +27,11 @@ def _store(ptr, value, m, MASKED: tl.constexpr):
 
 
 @triton.jit
-def combined(rows_ptr, row_stride, b, offs, m, K: tl.constexpr, KP: tl.constexpr, MASKED: tl.constexpr):
+def combined(rows_ptr, row_stride, b, offs, m, K: tl.constexpr, KP: tl.constexpr, MASKED: tl.constexpr,
+             ALIGN: tl.constexpr):
     """``sum_k b[k] * rows[k, offs]``; padded rows (k >= K) read row K-1 in bounds, with ``b`` zero."""
-    ks = tl.minimum(tl.arange(0, KP), K - 1)
-    x = _load(rows_ptr + ks.to(tl.int64)[:, None] * row_stride + offs[None, :], m[None, :], MASKED)
+    row_start = tl.minimum(tl.arange(0, KP), K - 1).to(tl.int64) * row_stride
+    x = _load(rows_ptr + tl.multiple_of(row_start, ALIGN)[:, None] + offs[None, :], m[None, :], MASKED)
     return tl.sum(b[:, None] * x, axis=0)
 
 
@@ -42,9 +43,9 @@ def _coefficients(beta_ptr, seg, K: tl.constexpr, KP: tl.constexpr):
 
 @triton.jit
 def _combine_block(rows_ptr, row_stride, b, out_ptr, offs, n, K: tl.constexpr, KP: tl.constexpr,
-                   MASKED: tl.constexpr):
+                   MASKED: tl.constexpr, ALIGN: tl.constexpr):
     m = offs < n
-    _store(out_ptr + offs, combined(rows_ptr, row_stride, b, offs, m, K, KP, MASKED), m, MASKED)
+    _store(out_ptr + offs, combined(rows_ptr, row_stride, b, offs, m, K, KP, MASKED, ALIGN), m, MASKED)
 
 
 @triton.jit
@@ -58,17 +59,17 @@ def combine_kernel(rows_ptr, row_stride, beta_ptr, chunks_ptr, out_ptr,
     main = start + n // BLOCK * BLOCK
     for i in range(start, main, BLOCK):
         _combine_block(rows_ptr, row_stride, b, out_ptr, tl.multiple_of(i, ALIGN) + tl.arange(0, BLOCK), end,
-                       K, KP, False)
+                       K, KP, False, ALIGN)
     if main < end:
-        _combine_block(rows_ptr, row_stride, b, out_ptr, main + tl.arange(0, BLOCK), end, K, KP, True)
+        _combine_block(rows_ptr, row_stride, b, out_ptr, main + tl.arange(0, BLOCK), end, K, KP, True, ALIGN)
 
 
 @triton.jit
 def _sgd_block(rows_ptr, row_stride, b, param_ptr, mom_ptr, offs, n, lr, weight_decay, momentum, buf_scale,
                grad_scale, nesterov, maximize, K: tl.constexpr, KP: tl.constexpr, HAS_MOMENTUM: tl.constexpr,
-               MASKED: tl.constexpr):
+               MASKED: tl.constexpr, ALIGN: tl.constexpr):
     m = offs < n
-    g = combined(rows_ptr, row_stride, b, offs, m, K, KP, MASKED)
+    g = combined(rows_ptr, row_stride, b, offs, m, K, KP, MASKED, ALIGN)
     p = _load(param_ptr + offs, m, MASKED)
     buf = _load(mom_ptr + offs, m, MASKED) if HAS_MOMENTUM else p
     new_p, new_buf = sgd_element(g, p, buf, lr, weight_decay, momentum, buf_scale, grad_scale,
@@ -104,7 +105,8 @@ def sgd_apply_kernel(rows_ptr, row_stride, beta_ptr, chunks_ptr, param_ptr, mom_
         for i in range(start, main, BLOCK):
             _sgd_block(rows_ptr, row_stride, b, param_ptr, mom_ptr, tl.multiple_of(i, ALIGN) + tl.arange(0, BLOCK),
                        end, lr, weight_decay, momentum, buf_scale, grad_scale, nesterov, maximize, K, KP,
-                       HAS_MOMENTUM, False)
+                       HAS_MOMENTUM, False, ALIGN)
         if main < end:
             _sgd_block(rows_ptr, row_stride, b, param_ptr, mom_ptr, main + tl.arange(0, BLOCK), end, lr,
-                       weight_decay, momentum, buf_scale, grad_scale, nesterov, maximize, K, KP, HAS_MOMENTUM, True)
+                       weight_decay, momentum, buf_scale, grad_scale, nesterov, maximize, K, KP, HAS_MOMENTUM, True,
+                       ALIGN)

@@ -36,7 +36,8 @@ def gram_partial_kernel(rows_ptr, row_stride, chunks_ptr, partial_ptr,
     ks = tl.arange(0, KP)
     kmask = ks < K
     # padded rows point at row K-1 so the unmasked main loop stays in bounds
-    row_base = tl.minimum(ks, K - 1).to(tl.int64) * row_stride + start
+    # (every row start a multiple of ALIGN too: the launcher checked the row stride)
+    row_base = tl.multiple_of(tl.minimum(ks, K - 1).to(tl.int64) * row_stride + start, ALIGN)
     acc = tl.zeros((KP, KP, BLOCK), dtype=tl.float32)
     main = n // BLOCK * BLOCK
     for i in range(0, main, BLOCK):
