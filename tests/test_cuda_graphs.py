@@ -119,3 +119,37 @@ def test_whole_training_step_replays_from_a_cuda_graph(name):
     torch.cuda.synchronize()
     for a, b in zip(eager_model.parameters(), graph_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@gpu
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_tensor_lr_reaches_every_replay(name):
+    """The documented way to schedule the learning rate of a captured step: a CUDA tensor updated in place."""
+    _backend_or_skip(name)
+    eager_model = _model("cuda")
+    graph_model = copy.deepcopy(eager_model)
+    eager = _opt(eager_model, name)
+    lr = torch.tensor(0.05, device="cuda")
+    graphed = HarmonizedSGD(graph_model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4,
+                            objectives=("forget", "retain"), aggregator="pcgrad", backend=name)
+    _fill(eager, 0)
+    _fill(graphed, 0)
+    eager.step()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        graphed.step()  # warm-up outside capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        graphed.step()
+    for seed, new_lr in ((1, 0.02), (2, 0.01), (3, 0.1)):
+        _fill(eager, seed)
+        _fill(graphed, seed)
+        eager.param_groups[0]["lr"] = new_lr
+        lr.fill_(new_lr)
+        eager.step()
+        graph.replay()
+    torch.cuda.synchronize()
+    for a, b in zip(eager_model.parameters(), graph_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
