@@ -19,7 +19,7 @@ from .plan import SegmentPlan
 
 __all__ = [
     "StepStats", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients", "segment_labels",
-    "sgd_step",
+    "sgd_step", "unchecked_sgd_step",
 ]
 
 
@@ -190,6 +190,26 @@ def sgd_step(
     """
     plan = plan.to(rows.device)
     _check_step_buffers(rows, plan, param, momentum, hyper, ready)
+    return unchecked_sgd_step(rows, plan, param, momentum, hyper, ready, aggregator, backend, weights, grad_scale,
+                              found_inf, statistics)
+
+
+def unchecked_sgd_step(
+    rows: torch.Tensor,
+    plan: SegmentPlan,
+    param: torch.Tensor,
+    momentum: torch.Tensor,
+    hyper: torch.Tensor,
+    ready: torch.Tensor,
+    aggregator: Aggregator,
+    backend: Backend,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+    statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+) -> StepStats:
+    """:func:`sgd_step` without its argument checks, for callers that built the buffers and the
+    plan on one device themselves (the optimizers: the checks cost microseconds every step)."""
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
                                                statistics)
     backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)

@@ -21,10 +21,11 @@ def kernel_plan(rows: torch.Tensor, plan: SegmentPlan) -> SegmentPlan:
     """``plan`` with its tables on ``rows``' device, after checking that ``rows`` fits it."""
     if rows.dim() != 2 or rows.shape[1] < plan.total:
         raise ValueError(f"rows: expected shape [K, >= {plan.total}] for this plan, got {tuple(rows.shape)}")
-    if rows.shape[1] > 1 and rows.stride(1) != 1:
-        raise ValueError(f"rows: elements of a row must be contiguous (stride(1) == 1), got strides {rows.stride()}")
-    if rows.shape[0] > 1 and rows.stride(0) < plan.total:
-        raise ValueError(f"rows: row stride {rows.stride(0)} overlaps the plan's {plan.total} elements")
+    if not rows.is_contiguous():  # the common case costs one call; views of wider rows are fine too
+        if rows.shape[1] > 1 and rows.stride(1) != 1:
+            raise ValueError(f"rows: elements of a row must be contiguous (stride(1) == 1), got strides {rows.stride()}")
+        if rows.shape[0] > 1 and rows.stride(0) < plan.total:
+            raise ValueError(f"rows: row stride {rows.stride(0)} overlaps the plan's {plan.total} elements")
     return plan.to(rows.device)
 
 
@@ -35,8 +36,14 @@ def vector_pack(plan: SegmentPlan, chunk: int, rows: torch.Tensor, *tensors: tor
     kernels form (chunk starts = plan offsets + multiples of ``chunk``, row starts = multiples of
     the row stride) a multiple of the pack of the narrowest dtype involved.
     """
-    used = [t for t in (rows, *tensors) if t.numel()]
-    pack = VECTOR_BYTES // min(t.element_size() for t in used)
-    aligned = (plan.align % pack == 0 and chunk % pack == 0 and rows.stride(0) % pack == 0
-               and all(t.data_ptr() % VECTOR_BYTES == 0 for t in used))
+    size = rows.element_size()
+    if rows.data_ptr() % VECTOR_BYTES:
+        return 1
+    for t in tensors:
+        if t.numel():  # an empty buffer (momentum no group uses) is never read
+            if t.data_ptr() % VECTOR_BYTES:
+                return 1
+            size = min(size, t.element_size())
+    pack = VECTOR_BYTES // size
+    aligned = plan.align % pack == 0 and chunk % pack == 0 and rows.stride(0) % pack == 0
     return pack if aligned else 1
