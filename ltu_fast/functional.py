@@ -19,7 +19,7 @@ from .plan import SegmentPlan
 
 __all__ = [
     "StepStats", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients", "segment_labels",
-    "sgd_step", "unchecked_sgd_step",
+    "sgd_step",
 ]
 
 
@@ -179,6 +179,8 @@ def sgd_step(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    *,
+    check: bool = True,
 ) -> StepStats:
     """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
 
@@ -186,30 +188,13 @@ def sgd_step(
     momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
     survives skipped steps and momentum switched on later. ``statistics``: see
     :func:`harmonized_coefficients`. ``plan`` may live on another device (its tables are copied
-    once to ``rows``' device and cached).
+    once to ``rows``' device and cached). ``check=False`` skips the argument checks, for callers
+    that built the buffers and the plan on one device themselves (the optimizers: the checks cost
+    microseconds every step).
     """
-    plan = plan.to(rows.device)
-    _check_step_buffers(rows, plan, param, momentum, hyper, ready)
-    return unchecked_sgd_step(rows, plan, param, momentum, hyper, ready, aggregator, backend, weights, grad_scale,
-                              found_inf, statistics)
-
-
-def unchecked_sgd_step(
-    rows: torch.Tensor,
-    plan: SegmentPlan,
-    param: torch.Tensor,
-    momentum: torch.Tensor,
-    hyper: torch.Tensor,
-    ready: torch.Tensor,
-    aggregator: Aggregator,
-    backend: Backend,
-    weights: torch.Tensor | None = None,
-    grad_scale: torch.Tensor | None = None,
-    found_inf: torch.Tensor | None = None,
-    statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
-) -> StepStats:
-    """:func:`sgd_step` without its argument checks, for callers that built the buffers and the
-    plan on one device themselves (the optimizers: the checks cost microseconds every step)."""
+    if check:
+        plan = plan.to(rows.device)
+        _check_step_buffers(rows, plan, param, momentum, hyper, ready)
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
                                                statistics)
     backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)

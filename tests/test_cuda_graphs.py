@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 import torch._dynamo
+from helpers import capture_cuda_graph
 from torch._dynamo.utils import counters
 
 from ltu_fast import HarmonizedSGD
@@ -21,9 +22,17 @@ def _model(device: str = "cpu") -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(33, 257), torch.nn.GELU(), torch.nn.Linear(257, 10)).to(device)
 
 
-def _opt(model: torch.nn.Module, backend: str = "auto") -> HarmonizedSGD:
-    return HarmonizedSGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4,
+def _opt(model: torch.nn.Module, backend: str = "auto", lr: float | torch.Tensor = 0.05) -> HarmonizedSGD:
+    return HarmonizedSGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4,
                          objectives=("forget", "retain"), aggregator="pcgrad", backend=backend)
+
+
+def _twins(name: str, graph_lr: float | torch.Tensor = 0.05):
+    """Two identical CUDA models with an optimizer each: one stepped eagerly, one through a graph."""
+    _backend_or_skip(name)
+    eager_model = _model("cuda")
+    graph_model = copy.deepcopy(eager_model)
+    return eager_model, graph_model, _opt(eager_model, name), _opt(graph_model, name, graph_lr)
 
 
 def _static(t: torch.Tensor) -> bool:
@@ -58,12 +67,9 @@ def _fill(opt: HarmonizedSGD, seed: int) -> None:
 @gpu
 @pytest.mark.parametrize("name", GPU_BACKENDS)
 def test_reduce_overhead_captures_the_step(name):
-    _backend_or_skip(name)
+    eager_model, graph_model, eager, graphed = _twins(name)
     torch._dynamo.reset()
     counters.clear()
-    eager_model = _model("cuda")
-    graph_model = copy.deepcopy(eager_model)
-    eager, graphed = _opt(eager_model, name), _opt(graph_model, name)
     step = torch.compile(graphed.step, mode="reduce-overhead", fullgraph=True)
     for seed in range(5):  # the first calls warm up and record; later ones replay
         _fill(eager, seed)
@@ -90,26 +96,16 @@ def _train_step(model, opt, x_f, y_f, x_r, y_r) -> None:
 @pytest.mark.parametrize("name", GPU_BACKENDS)
 def test_whole_training_step_replays_from_a_cuda_graph(name):
     """Forward, both backwards and the harmonized step in one graph (fixed PCGrad order)."""
-    _backend_or_skip(name)
-    eager_model = _model("cuda")
-    graph_model = copy.deepcopy(eager_model)
-    eager, graphed = _opt(eager_model, name), _opt(graph_model, name)
+    eager_model, graph_model, eager, graphed = _twins(name)
     gen = torch.Generator(device="cuda").manual_seed(0)
     batches = [(torch.randn(16, 33, device="cuda", generator=gen), torch.randint(0, 10, (16,), device="cuda",
                                                                                   generator=gen))
                for _ in range(8)]
     static = [t.clone() for t in (*batches[0], *batches[1])]
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up outside capture: autograd and the backend set up
-        for _ in range(3):
-            _train_step(graph_model, graphed, *static)
-    torch.cuda.current_stream().wait_stream(side)
+    # three warm-up steps outside capture (autograd and the backend set up), matched by the eager copy
+    graph = capture_cuda_graph(lambda: _train_step(graph_model, graphed, *static), warmup=3)
     for _ in range(3):
         _train_step(eager_model, eager, *static)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        _train_step(graph_model, graphed, *static)
     for i in range(0, 8, 2):
         batch = (*batches[i], *batches[i + 1])
         for dst, src in zip(static, batch):
@@ -125,24 +121,12 @@ def test_whole_training_step_replays_from_a_cuda_graph(name):
 @pytest.mark.parametrize("name", GPU_BACKENDS)
 def test_tensor_lr_reaches_every_replay(name):
     """The documented way to schedule the learning rate of a captured step: a CUDA tensor updated in place."""
-    _backend_or_skip(name)
-    eager_model = _model("cuda")
-    graph_model = copy.deepcopy(eager_model)
-    eager = _opt(eager_model, name)
     lr = torch.tensor(0.05, device="cuda")
-    graphed = HarmonizedSGD(graph_model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4,
-                            objectives=("forget", "retain"), aggregator="pcgrad", backend=name)
+    eager_model, graph_model, eager, graphed = _twins(name, graph_lr=lr)
     _fill(eager, 0)
     _fill(graphed, 0)
     eager.step()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        graphed.step()  # warm-up outside capture
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        graphed.step()
+    graph = capture_cuda_graph(graphed.step)  # one warm-up step outside capture, matched above
     for seed, new_lr in ((1, 0.02), (2, 0.01), (3, 0.1)):
         _fill(eager, seed)
         _fill(graphed, seed)

@@ -21,7 +21,7 @@ import torch
 from ..aggregators import Aggregator
 from ..backends import Backend
 from ..backends.base import HYPER_COLUMNS
-from ..functional import StepStats, unchecked_sgd_step
+from ..functional import StepStats, sgd_step
 from .base import HarmonizedOptimizer, check_hyper
 
 __all__ = ["HarmonizedSGD"]
@@ -99,9 +99,8 @@ class HarmonizedSGD(HarmonizedOptimizer):
 
     def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
                 found_inf: torch.Tensor | None) -> StepStats:
-        return unchecked_sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper, self._ready,
-                                  self.aggregator, backend, self.weights, grad_scale, found_inf,
-                                  self._statistics)
+        return sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper, self._ready,
+                        self.aggregator, backend, self.weights, grad_scale, found_inf, self._statistics, check=False)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"ready": self._ready.clone()}
