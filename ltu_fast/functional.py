@@ -232,6 +232,8 @@ def sgd_step(
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
     skipped: torch.Tensor | None = None,
+    *,
+    check: bool = True,
 ) -> StepStats:
     """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
 
@@ -239,7 +241,13 @@ def sgd_step(
     momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
     survives skipped steps and momentum switched on later. ``statistics``: see
     :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given, counts skipped steps.
+    ``plan`` may live on another device (its tables are copied once to ``rows``' device and
+    cached). ``check=False`` skips the argument checks, for callers that built the buffers and the
+    plan on one device themselves (the optimizers: the checks cost microseconds every step).
     """
+    if check:
+        plan = plan.to(rows.device)
+        _check_step_buffers(rows, plan, param, momentum, hyper, ready)
     ready_before = torch.empty_like(ready)
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
                                                statistics, hyper=hyper, ready=ready, ready_before=ready_before,
@@ -253,6 +261,25 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, 
     if acc.shape != x.shape or acc.device != x.device:
         raise ValueError(f"x: shape/device {tuple(x.shape)}/{x.device} must match acc {tuple(acc.shape)}/{acc.device}")
     resolve_backend(backend, acc.device, x.dtype, acc.dtype).axpy(acc, x, alpha)
+
+
+def _check_step_buffers(rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, momentum: torch.Tensor,
+                        hyper: torch.Tensor, ready: torch.Tensor) -> None:
+    """What a compiled kernel would otherwise turn into an illegal memory access."""
+    if rows.dim() != 2 or rows.shape[1] != plan.total:
+        raise ValueError(f"rows: expected shape [K, {plan.total}], got {tuple(rows.shape)}")
+    for name, t, numels in (("param", param, (plan.total,)), ("momentum", momentum, (0, plan.total))):
+        if t.device != rows.device:
+            raise ValueError(f"{name}: on {t.device}, but rows are on {rows.device}")
+        if t.dim() != 1 or t.numel() not in numels or (t.numel() and t.stride(0) != 1):
+            raise ValueError(f"{name}: expected a contiguous 1-D buffer of {plan.total} elements, "
+                             f"got shape {tuple(t.shape)} strides {t.stride()}")
+    groups = hyper.shape[0] if hyper.dim() == 2 else -1
+    if hyper.device != rows.device or groups < plan.num_groups or hyper.shape[1] != 6:
+        raise ValueError(f"hyper: expected shape [>= {plan.num_groups}, 6] on {rows.device}, "
+                         f"got {tuple(hyper.shape)} on {hyper.device}")
+    if ready.device != rows.device or tuple(ready.shape) != (groups,):
+        raise ValueError(f"ready: expected shape ({groups},) on {rows.device}, got {tuple(ready.shape)} on {ready.device}")
 
 
 def _check_rows(rows: torch.Tensor, plan: SegmentPlan) -> None:

@@ -248,3 +248,18 @@ def _sgd_scale(p: torch.Tensor, buf: torch.Tensor, g_abs: torch.Tensor, hyper: t
     grad = g_abs + wd * p.abs()
     b = (mom * (buf.abs() if buf.numel() else 0.0) + grad)
     return p.abs() + lr * (grad + b + mom * b) + b
+
+
+def capture_cuda_graph(fn, warmup: int = 1):
+    """``fn`` run ``warmup`` times on a side stream (state and autograd set up outside the capture,
+    as PyTorch's graph recipe asks), then captured once; returns the ``torch.cuda.CUDAGraph``."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph

@@ -74,4 +74,9 @@ PYBIND11_MODULE(_C_cuda, m) {
      py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("hyper"),
      py::arg("num_groups"), py::arg("ready"), py::arg("ready_before"), py::arg("skipped"), py::arg("device"),
      py::arg("stream"));
+  m.def("versions", [] {
+    int driver = 0, runtime = 0;
+    versions(&driver, &runtime);
+    return py::make_tuple(driver, runtime);
+  }, "(driver, runtime) CUDA versions as 1000 * major + 10 * minor; driver 0 when none is installed");
 }

@@ -90,6 +90,9 @@ class HarmonizedSGD(HarmonizedOptimizer):
         else:
             self._ready = torch.cat([self._ready, self._ready.new_zeros(len(self.param_groups) - len(self._ready))])
 
+    def _device_state(self) -> tuple[torch.Tensor, ...]:
+        return (self._ready,)
+
     @property
     def _momentum(self) -> torch.Tensor:
         """The flat momentum buffer ``[P]`` (empty while no group uses momentum)."""
@@ -100,7 +103,7 @@ class HarmonizedSGD(HarmonizedOptimizer):
                 found_inf: torch.Tensor | None) -> StepStats:
         return sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper, self._ready,
                         self.aggregator, backend, self.weights, grad_scale, found_inf, self._statistics,
-                        skipped=self._skipped)
+                        skipped=self._skipped, check=False)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"ready": self._ready.clone()}
