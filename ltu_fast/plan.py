@@ -149,9 +149,11 @@ class SegmentPlan:
         a kernel writes element by element, so nothing is filled twice."""
         out = torch.empty(self.total, dtype=dtype, device=self.device)
         if "padding" not in self.cache:
-            ends = [o + n for o, n in zip(self.offsets, self.numels)]
-            starts = list(self.offsets[1:]) + [self.total]
-            gaps = [i for end, start in zip(ends, starts) for i in range(end, start)]
+            gaps, cursor = [], 0  # every element no tensor covers (all of them in a plan without tensors)
+            for o, n in sorted(zip(self.offsets, self.numels)):
+                gaps += range(cursor, o)
+                cursor = max(cursor, o + n)
+            gaps += range(cursor, self.total)
             self.cache["padding"] = torch.tensor(gaps, dtype=torch.int64, device=self.device) if gaps else None
         if self.cache["padding"] is not None:
             out.index_fill_(0, self.cache["padding"], 0)
