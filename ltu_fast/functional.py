@@ -92,7 +92,7 @@ def harmonize_rows(
     stats_plan = plan.to(rows.device)
     gram = impl.gram(rows, stats_plan)
     w = as_weights(weights, rows.shape[0])
-    beta, found_inf = solve(gram, agg, impl, None if w is None else w.to(rows.device))
+    beta, found_inf = coefficients(gram, agg, None if w is None else w.to(rows.device))
     return impl.combine(rows, beta, stats_plan), StepStats(gram, beta, found_inf)
 
 
