@@ -58,7 +58,8 @@ def _setting_args(p: argparse.ArgumentParser, methods: list[str], seeds_help: st
     p.add_argument("--forget-ratio", type=float, help="share of the training members to forget (default 0.1)")
     p.add_argument("--forget-classes", nargs="+", help="class ids to forget with --forget-mode class, e.g. 0 3")
     p.add_argument("--retain-access", type=float, help="share of the retain set methods may read (default 0.1)")
-    p.add_argument("--methods", nargs="+", choices=methods, help="methods to run (default: every one listed)")
+    p.add_argument("--methods", nargs="+", choices=methods,
+                   help="methods to run (default: every one listed but retrain, which alone runs only the references)")
     p.add_argument("--seeds", nargs="+", help=seeds_help)
     p.add_argument("--device", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default 1: reproducible, fast on busy CPUs)")
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Also: `ltu-fast tune ...` chooses the methods' defaults; "
                                        "`ltu-fast bench ...` runs the harmonization benchmarks.")
     p.add_argument("--dataset", choices=sorted(DATASETS), help="default mnist5k (embedded; --quick: digits)")
-    _setting_args(p, available_methods(), "seeds (default 0 1 2 3 4; --quick: 0)")
+    _setting_args(p, ["retrain", *available_methods()], "seeds (default 0 1 2 3 4; --quick: 0)")
     p.add_argument("--out", help="output folder (default ltu_fast_runs/latest); reruns resume from it")
     p.add_argument("--set", nargs="+", default=[], metavar="METHOD.KEY=VALUE", dest="method_args",
                    help="method hyper-parameters over the tuned defaults, e.g. ltu.iterations=50 ga.lr=1e-4")
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def build_tune_parser() -> argparse.ArgumentParser:
     from .unlearn.data import DATASETS
     from .unlearn.runner import available_methods
-    from .unlearn.tune import TUNE_SEEDS
+    from .unlearn.tune import DEFAULT_BUDGET, TUNE_SEEDS
 
     p = argparse.ArgumentParser(prog="ltu-fast tune",
                                 description="Choose every method's defaults with the same budget, on tuning seeds, "
@@ -103,7 +104,9 @@ def build_tune_parser() -> argparse.ArgumentParser:
                    help="one setting per dataset (default mnist5k)")
     _setting_args(p, available_methods(), f"tuning seeds (default {' '.join(map(str, TUNE_SEEDS))}; "
                                           "must not include a reported seed)")
-    p.add_argument("--budget", type=int, default=8, help="configurations per method (default 8)")
+    p.add_argument("--show", action="store_true", help="print the tables of the stored tuning and exit")
+    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                   help=f"configurations per method (default {DEFAULT_BUDGET})")
     return p
 
 
@@ -163,13 +166,14 @@ def unlearn_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = _config(args)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         results = run_comparison(config)
     except (ValueError, FileNotFoundError, TypeError, ReferenceTrainingError) as err:
         print(f"ltu-fast unlearn: error: {err}", file=sys.stderr)
         return 2
     print(markdown_table(results))
-    print(f"wrote {config.out}/results.json, results.md, results.png in {time.perf_counter() - start:.1f} s")
+    print(f"wrote {config.out}/results.json, results.md, results.png in {time.perf_counter() - start:.1f} s "
+          f"({time.process_time() - cpu:.1f} s CPU)")
     return 0
 
 
@@ -181,6 +185,11 @@ def tune_main(argv: Sequence[str]) -> int:
     from .unlearn.tune import TUNE_SEEDS, tune, tune_table
 
     args = build_tune_parser().parse_args(argv)
+    if args.show:
+        from .unlearn.defaults import load_defaults
+
+        print("\n".join(tune_table(e) for e in load_defaults(args.defaults_file)["settings"]))
+        return 0
     command = "ltu-fast tune " + shlex.join(argv)
     try:
         base = ExperimentConfig(seeds=TUNE_SEEDS)

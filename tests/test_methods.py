@@ -137,11 +137,12 @@ def test_iau_is_one_adam_step_from_both_full_gradients(tiny):
 
 @pytest.mark.parametrize("name", sorted(n for n in METHODS if n != "retrain" and not n.endswith("_test")))
 def test_every_method_has_a_search_space_of_at_least_the_default_budget(name):
-    from ltu_fast.unlearn.tune import candidates
+    from ltu_fast.unlearn.tune import DEFAULT_BUDGET, candidates
 
     space = METHODS[name].search_space
     assert space and all(len(v) >= 1 for v in space.values())
-    picked = candidates(METHODS[name], 8)
-    assert len(picked) == 8 and len({tuple(sorted(c.items())) for c in picked}) == 8
-    assert picked == candidates(METHODS[name], 8)  # reproducible draw
+    picked = candidates(METHODS[name], DEFAULT_BUDGET)
+    assert len(picked) == DEFAULT_BUDGET and len({tuple(sorted(c.items())) for c in picked}) == DEFAULT_BUDGET
+    assert picked == candidates(METHODS[name], DEFAULT_BUDGET)  # reproducible draw
+    assert len(candidates(METHODS[name], 5)) == 5
     METHODS[name](**picked[0])  # every knob is a constructor argument

@@ -38,6 +38,7 @@ __all__ = [
     "mia_efficacy",
     "mia_lr",
     "model_outputs",
+    "result_flags",
 ]
 
 GAP_KEYS = ("UA", "RA", "TA", "MIA")
@@ -79,6 +80,14 @@ def at_chance(acc: float, num_classes: int, share: float = 0.1) -> bool:
     """True when ``acc`` lies within ``share`` of the range above chance: a collapsed model, not a result."""
     chance = chance_level(num_classes)
     return not acc >= chance + share * (100.0 - chance)
+
+
+def result_flags(metrics: Mapping[str, float], original: Mapping[str, float], num_classes: int,
+                 accuracies: Iterable[str] = ("TA", "RA"), keys: Iterable[str] = GAP_KEYS) -> list[str]:
+    """What makes a result not a result: ``"at chance"`` (any of ``accuracies`` at chance: a collapsed
+    model) and ``"no-op"`` (every one of ``keys`` equal to the original's: nothing a metric can see)."""
+    flags = ["at chance"] if any(at_chance(metrics[k], num_classes) for k in accuracies) else []
+    return flags + (["no-op"] if all(metrics[k] == original[k] for k in keys) else [])
 
 
 def _balanced(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

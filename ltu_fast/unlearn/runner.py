@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .api import METHODS, ArraySplit, UnlearnResult, UnlearnTask
 from .data import SplitConfig, Splits, build_splits
 from .defaults import load_defaults, lookup, setting_of
-from .metrics import GAP_KEYS, at_chance, avg_gap, evaluate_model, mean_std
+from .metrics import avg_gap, evaluate_model, mean_std, result_flags
 from .models import model_factory
 from .references import train_reference
 from .report import write_results
@@ -149,15 +149,6 @@ def _load_previous(path: Path, config: ExperimentConfig) -> dict[str, dict[str, 
         raise ValueError(f"--out (out): {path} holds results of a different experiment; choose another --out "
                          "or pass --fresh to overwrite")
     return {m: {s: r for s, r in runs.items() if "error" not in r} for m, runs in stored.get("runs", {}).items()}
-
-
-def flags_of(metrics: dict[str, float], original: dict[str, float], num_classes: int) -> list[str]:
-    """What makes a result not a result: a model at chance, or one no reported metric can tell
-    from the original (a no-op)."""
-    flags = ["at chance"] if at_chance(metrics["TA"], num_classes) or at_chance(metrics["RA"], num_classes) else []
-    if all(metrics[k] == original[k] for k in GAP_KEYS):
-        flags.append("no-op")
-    return flags
 
 
 def summarise(runs: dict[str, dict[str, dict]]) -> dict[str, dict[str, Any]]:
@@ -284,7 +275,7 @@ def _run_seed(exp: _Experiment, seed: int, bar: tqdm) -> None:
             info = {k: v for k, v in result.info.items() if k not in ("rte", "config")}
             exp.record(method, seed, {**metrics, "gap": avg_gap(metrics, reference), "RTE": result.info["rte"],
                                       "conflict_rate": info.pop("conflict_rate", None),
-                                      "flags": flags_of(metrics, untouched, splits.num_classes),
+                                      "flags": result_flags(metrics, untouched, splits.num_classes),
                                       "method_config": result.info["config"], "info": info})
         bar.update(1)
 

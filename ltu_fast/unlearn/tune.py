@@ -36,15 +36,16 @@ from tqdm.auto import tqdm
 from .api import METHODS, UnlearnMethod
 from .data import Splits, build_splits
 from .defaults import load_defaults, setting_of, store_setting
-from .metrics import accuracy, at_chance, avg_gap, mia_efficacy, model_outputs
+from .metrics import accuracy, avg_gap, mia_efficacy, model_outputs, result_flags
 from .models import model_factory
 from .references import train_reference
-from .runner import REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
+from .runner import METHOD_ORDER, REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
 from .train import CODE_VERSION
 
-__all__ = ["TUNE_SEEDS", "VAL_KEYS", "candidates", "tune", "validation_metrics"]
+__all__ = ["DEFAULT_BUDGET", "TUNE_SEEDS", "VAL_KEYS", "candidates", "tune", "validation_metrics"]
 
 TUNE_SEEDS = (100, 101)
+DEFAULT_BUDGET = 12  # each baseline's space has exactly this many points (its whole grid); larger spaces are drawn from
 REPORTED_SEEDS = ExperimentConfig().seeds
 VAL_KEYS = ("UA", "RA", "VA", "MIA")
 CRITERION = ("mean over tuning seeds of mean |Δ| to Retrain over UA (forget), RA (accessible retain), "
@@ -71,11 +72,6 @@ def validation_metrics(model: nn.Module, splits: Splits, device: str | torch.dev
             "MIA": mia_efficacy(p_r, p_h, p_f, splits.seed)}
 
 
-def _flags(val: dict[str, float], original: dict[str, float], num_classes: int) -> list[str]:
-    flags = ["at chance"] if at_chance(val["VA"], num_classes) or at_chance(val["RA"], num_classes) else []
-    return flags + (["no-op"] if all(val[k] == original[k] for k in VAL_KEYS) else [])
-
-
 def _seed_state(config: ExperimentConfig, seed: int) -> dict[str, Any]:
     """Splits, task, the original model and both references' validation metrics of one tuning seed."""
     splits = build_splits(config.split_config(), seed)
@@ -99,7 +95,7 @@ def _select(trials: list[dict[str, Any]]) -> dict[str, Any]:
             **({} if clean else {"warning": "every configuration was flagged; the least bad one was kept"})}
 
 
-def tune(config: ExperimentConfig, budget: int = 8, sample_seed: int = 0, command: str = "",
+def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: int = 0, command: str = "",
          defaults_file: str | Path | None = None) -> dict[str, Any]:
     """Tune every requested method on ``config.seeds`` and store the setting's entry; returns it."""
     config.split_config().validate()
@@ -129,7 +125,8 @@ def tune(config: ExperimentConfig, budget: int = 8, sample_seed: int = 0, comman
                     bar.set_postfix_str(f"{method} {params}")
                     result = unlearn(state["original"], state["task"], method, **params)
                     val = validation_metrics(result.model, state["splits"], config.device)
-                    flags.update(_flags(val, state["val"]["original"], state["splits"].num_classes))
+                    flags.update(result_flags(val, state["val"]["original"], state["splits"].num_classes,
+                                              ("VA", "RA"), VAL_KEYS))
                     per_seed.append({**val, "gap": avg_gap(val, state["val"]["retrain"], VAL_KEYS),
                                      "rte": result.info["rte"]})
                     bar.update(1)
@@ -159,11 +156,15 @@ def tune(config: ExperimentConfig, budget: int = 8, sample_seed: int = 0, comman
 def tune_table(entry: dict[str, Any]) -> str:
     """Markdown: per method the trials, the choice, its validation gap and the runner-up's."""
     s, p = entry["setting"], entry["protocol"]
+    untouched = np.mean([avg_gap(r["val"]["original"], r["val"]["retrain"], VAL_KEYS)
+                         for r in entry["references"].values()])
     head = (f"Setting {s['dataset']}/{s['model']}/{s['forget_mode']}/forget {s['forget_ratio']}/access "
-            f"{s['retain_access']}; tuning seeds {p['seeds']}; budget {p['budget']} configurations per method.")
+            f"{s['retain_access']}; tuning seeds {p['seeds']}; budget {p['budget']} configurations per method; "
+            f"the untouched original scores {untouched:.2f}.")
     lines = [head, "",
              "| method | configs | chosen | val. gap | next best | flagged configs |", "|---|---|---|---|---|---|"]
-    for method, rec in entry["methods"].items():
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    for method, rec in sorted(entry["methods"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
         ranked = sorted((t for t in rec["trials"] if not t["flags"]), key=lambda t: t["score"])
         runner_up = f"{ranked[1]['score']:.2f}" if len(ranked) > 1 else "–"
         chosen = ", ".join(f"{k}={v}" for k, v in rec["chosen"].items()) or "(no knobs)"
