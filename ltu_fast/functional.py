@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .aggregators import Aggregator, as_weights, make_aggregator
+from .aggregators import MAX_SOLVER_K, Aggregator, as_weights, make_aggregator
 from .backends import Backend, resolve_backend
 from .backends.base import HYPER_MOMENTUM
 from .plan import SegmentPlan
 
 __all__ = [
     "StepStats", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients", "segment_labels",
-    "sgd_step",
+    "sgd_step", "solve",
 ]
 
 
@@ -145,6 +145,51 @@ def harmonize(
     return [v.clone() for v in plan.views(combined, [g.shape for g in first])]
 
 
+def solve(
+    gram: torch.Tensor,
+    aggregator: Aggregator,
+    backend: Backend,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+    *,
+    hyper: torch.Tensor | None = None,
+    ready: torch.Tensor | None = None,
+    ready_before: torch.Tensor | None = None,
+    skipped: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(beta, found_inf)`` from the Gram batch, plus the optimizer's per-step bookkeeping.
+
+    A compiled backend does it all in one call (one single-block kernel on a GPU); the reference,
+    a custom aggregator or K beyond the backend's ``SOLVE_MAX_K`` (8; Triton 4) run
+    :func:`coefficients` in torch, which defines the semantics.
+    With ``ready [G]`` (and ``hyper [G, 6]``, ``ready_before [G]``): ``ready_before`` receives
+    ``ready`` as it was (what the update pass must read) and ``ready`` is set for the groups with
+    momentum unless the step is skipped. ``skipped [1]`` (int64) counts skipped steps.
+    """
+    spec = aggregator.solver_spec()
+    compiled = getattr(backend, "solve", None)
+    max_k = getattr(backend, "SOLVE_MAX_K", MAX_SOLVER_K)
+    if compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32:
+        return compiled(gram, spec, aggregator.step_counter(gram.device), _f32(weights), _f32(grad_scale),
+                        _f32(found_inf), hyper, ready, ready_before, skipped)
+    beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
+    if ready is not None:
+        ready_before.copy_(ready)
+        stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
+        torch.maximum(ready, stepped, out=ready)
+    if skipped is not None:
+        skipped += flag.to(skipped.dtype)
+    return beta, flag
+
+
+def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
+    """An optional scalar/vector input as the float32 [n] the compiled solvers read."""
+    if t is None or (t.dtype == torch.float32 and t.dim() == 1 and t.is_contiguous()):
+        return t
+    return t.to(torch.float32).reshape(-1).contiguous()
+
+
 def harmonized_coefficients(
     rows: torch.Tensor,
     plan: SegmentPlan,
@@ -154,15 +199,22 @@ def harmonized_coefficients(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    *,
+    hyper: torch.Tensor | None = None,
+    ready: torch.Tensor | None = None,
+    ready_before: torch.Tensor | None = None,
+    skipped: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pass 1 of every fused step (SGD or any other update rule): ``(gram, beta, found_inf)``.
 
     The one place where the Gram statistics become coefficients, so every update rule shares it.
     ``statistics(rows, plan) -> [L, K, K]`` replaces ``backend.gram`` where the Gram must see more
-    than the local rows (sharded training sums per-rank partials across processes).
+    than the local rows (sharded training sums per-rank partials across processes). The keyword
+    arguments are the optimizer bookkeeping of :func:`solve`, done in the same kernel.
     """
     gram = backend.gram(rows, plan) if statistics is None else statistics(rows, plan)
-    beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
+    beta, flag = solve(gram, aggregator, backend, weights, grad_scale, found_inf, hyper=hyper, ready=ready,
+                       ready_before=ready_before, skipped=skipped)
     return gram, beta, flag
 
 
@@ -179,19 +231,28 @@ def sgd_step(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    skipped: torch.Tensor | None = None,
+    *,
+    check: bool = True,
 ) -> StepStats:
     """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
 
     ``ready [G]`` marks groups whose momentum buffer holds history; it is set for the groups with
     momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
     survives skipped steps and momentum switched on later. ``statistics``: see
-    :func:`harmonized_coefficients`.
+    :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given, counts skipped steps.
+    ``plan`` may live on another device (its tables are copied once to ``rows``' device and
+    cached). ``check=False`` skips the argument checks, for callers that built the buffers and the
+    plan on one device themselves (the optimizers: the checks cost microseconds every step).
     """
+    if check:
+        plan = plan.to(rows.device)
+        _check_step_buffers(rows, plan, param, momentum, hyper, ready)
+    ready_before = torch.empty_like(ready)
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
-                                               statistics)
-    backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)
-    stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
-    torch.maximum(ready, stepped, out=ready)
+                                               statistics, hyper=hyper, ready=ready, ready_before=ready_before,
+                                               skipped=skipped)
+    backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready_before, flag)
     return StepStats(gram, beta, flag)
 
 
@@ -200,6 +261,25 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, 
     if acc.shape != x.shape or acc.device != x.device:
         raise ValueError(f"x: shape/device {tuple(x.shape)}/{x.device} must match acc {tuple(acc.shape)}/{acc.device}")
     resolve_backend(backend, acc.device, x.dtype, acc.dtype).axpy(acc, x, alpha)
+
+
+def _check_step_buffers(rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, momentum: torch.Tensor,
+                        hyper: torch.Tensor, ready: torch.Tensor) -> None:
+    """What a compiled kernel would otherwise turn into an illegal memory access."""
+    if rows.dim() != 2 or rows.shape[1] != plan.total:
+        raise ValueError(f"rows: expected shape [K, {plan.total}], got {tuple(rows.shape)}")
+    for name, t, numels in (("param", param, (plan.total,)), ("momentum", momentum, (0, plan.total))):
+        if t.device != rows.device:
+            raise ValueError(f"{name}: on {t.device}, but rows are on {rows.device}")
+        if t.dim() != 1 or t.numel() not in numels or (t.numel() and t.stride(0) != 1):
+            raise ValueError(f"{name}: expected a contiguous 1-D buffer of {plan.total} elements, "
+                             f"got shape {tuple(t.shape)} strides {t.stride()}")
+    groups = hyper.shape[0] if hyper.dim() == 2 else -1
+    if hyper.device != rows.device or groups < plan.num_groups or hyper.shape[1] != 6:
+        raise ValueError(f"hyper: expected shape [>= {plan.num_groups}, 6] on {rows.device}, "
+                         f"got {tuple(hyper.shape)} on {hyper.device}")
+    if ready.device != rows.device or tuple(ready.shape) != (groups,):
+        raise ValueError(f"ready: expected shape ({groups},) on {rows.device}, got {tuple(ready.shape)} on {ready.device}")
 
 
 def _check_rows(rows: torch.Tensor, plan: SegmentPlan) -> None:

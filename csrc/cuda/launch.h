@@ -57,6 +57,8 @@ void gram(const GramArgs& a);
 void combine(const CombineArgs& a);
 void sgd_apply(const SgdArgs& a);
 void axpy(const AxpyArgs& a);
+// CUDA versions as 1000 * major + 10 * minor (cudaDriverGetVersion, cudaRuntimeGetVersion); driver 0: none.
+void versions(int* driver, int* runtime);
 
 }  // namespace cuda
 }  // namespace ltu_fast

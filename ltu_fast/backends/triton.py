@@ -7,6 +7,7 @@ how CI tests it without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -18,6 +19,9 @@ from types import SimpleNamespace
 import torch
 
 from ..plan import SegmentPlan
+from . import reference
+from .base import solve_buffers
+from .layout import kernel_plan, vector_pack
 
 name = "triton"
 CHUNK = 1 << 15  # elements per program (tests lower it to exercise many chunks on small sizes)
@@ -28,20 +32,20 @@ _ROW_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _load_kernels():
-    """``ltu_fast.kernels``: installed via package_dir, or (source checkout on PYTHONPATH) the
-    repository's ``kernels/`` directory registered under that name, never as top-level ``kernels``."""
-    try:
+    """``ltu_fast.kernels``: in a source checkout (``setup.py`` beside ``kernels/``) the repository's
+    ``kernels/`` registered under that name, never as top-level ``kernels``, so the kernels always
+    match this copy of the package (an editable install elsewhere maps the name to *its* checkout);
+    otherwise the installed subpackage."""
+    root = Path(__file__).resolve().parents[2]
+    source = root / "kernels" / "__init__.py"
+    if not (source.exists() and (root / "setup.py").exists()):
         return importlib.import_module("ltu_fast.kernels")
-    except ModuleNotFoundError:
-        source = Path(__file__).resolve().parents[2] / "kernels" / "__init__.py"
-        spec = importlib.util.spec_from_file_location("ltu_fast.kernels", source,
-                                                      submodule_search_locations=[str(source.parent)])
-        if spec is None or not source.exists():
-            raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ltu_fast.kernels"] = module
-        spec.loader.exec_module(module)
-        return module
+    spec = importlib.util.spec_from_file_location("ltu_fast.kernels", source,
+                                                  submodule_search_locations=[str(source.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ltu_fast.kernels"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 _IMPORT_ERROR = None if importlib.util.find_spec("triton") else "triton is not installed"
@@ -53,9 +57,10 @@ def _kernels() -> SimpleNamespace:
     kernel is defined (and its interpreter must be chosen before triton is first imported), so
     deferring lets a test module set it after this backend was imported."""
     _load_kernels()
-    from ltu_fast.kernels import apply, axpy, gram
+    from ltu_fast.kernels import apply, axpy, gram, solve
     return SimpleNamespace(gram_partial=gram.gram_partial_kernel, gram_reduce=gram.gram_reduce_kernel,
-                           combine=apply.combine_kernel, sgd_apply=apply.sgd_apply_kernel, axpy=axpy.axpy_kernel)
+                           combine=apply.combine_kernel, sgd_apply=apply.sgd_apply_kernel, axpy=axpy.axpy_kernel,
+                           solve=solve.solve_kernel)
 
 
 def _interpreting() -> bool:
@@ -79,40 +84,87 @@ def _padded(k: int) -> int:
     return 1 << (k - 1).bit_length()
 
 
+def _on_device(t: torch.Tensor):
+    """Make ``t``'s GPU current for a launch: Triton launches on the current device and stream,
+    so rows on ``cuda:1`` under current device 0 would be an illegal access (CPU: interpreter)."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
 def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k, kp = rows.shape[0], _padded(rows.shape[0])
+    plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
+    if table.num_chunks == 0:  # a rank that owns no shard: nothing to launch (a 0-program grid is an error)
+        return reference.gram(rows, plan)
     partial = torch.empty(table.num_chunks, kp * kp, dtype=torch.float32, device=rows.device)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
-    _kernels().gram_partial[(table.num_chunks,)](rows, rows.stride(0), table.chunks, partial,
-                                             K=k, KP=kp, BLOCK=max(16, 4 * BLOCK // (kp * kp)))
-    _kernels().gram_reduce[(plan.num_segments,)](partial, table.seg_ptr, table.seg_chunks, stats,
-                                             K=k, KP=kp, BLOCK_C=REDUCE_BLOCK)
+    with _on_device(rows):
+        _kernels().gram_partial[(table.num_chunks,)](
+            rows, rows.stride(0), table.chunks, partial, K=k, KP=kp, BLOCK=max(16, 4 * BLOCK // (kp * kp)),
+            ALIGN=vector_pack(plan, CHUNK, rows))
+        _kernels().gram_reduce[(plan.num_segments,)](partial, table.seg_ptr, table.seg_chunks, stats,
+                                                     K=k, KP=kp, BLOCK_C=REDUCE_BLOCK)
     return stats
 
 
 def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k = rows.shape[0]
+    plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
-    out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
-    _kernels().combine[(table.num_chunks,)](rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks,
-                                        out, K=k, KP=_padded(k), BLOCK=BLOCK)
+    out = plan.empty_row(rows.dtype) if rows.shape[1] == plan.total else rows.new_zeros(rows.shape[1])
+    if table.num_chunks:
+        with _on_device(rows):
+            _kernels().combine[(table.num_chunks,)](
+                rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, out, K=k, KP=_padded(k),
+                BLOCK=BLOCK, ALIGN=vector_pack(plan, CHUNK, rows, out))
     return out
 
 
 def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
     k = rows.shape[0]
+    plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
+    if table.num_chunks == 0:
+        return
     has_momentum = momentum.numel() > 0
-    _kernels().sgd_apply[(table.num_chunks,)](
-        rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param,
-        momentum if has_momentum else param, hyper.to(torch.float32).contiguous(), ready.to(torch.float32),
-        found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK)
+    with _on_device(rows):
+        _kernels().sgd_apply[(table.num_chunks,)](
+            rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param,
+            momentum if has_momentum else param, hyper.to(torch.float32).contiguous(), ready.to(torch.float32),
+            found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK,
+            ALIGN=vector_pack(plan, CHUNK, rows, param, momentum))
+
+
+SOLVE_MAX_K = 4  # the solve unrolls K^3 steps: larger K compiles for minutes, so it runs in torch
+SOLVE_BLOCK_L = 64  # segments per iteration of the single solve program
+SOLVE_BLOCK_G = 64  # param groups per iteration of its bookkeeping
+
+
+def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
+    """One single-program launch: coefficients, skip flag and bookkeeping (see base.py)."""
+    num_segments, k = gram.shape[0], gram.shape[-1]
+    gram, beta, flag, hyper = solve_buffers(gram, hyper if ready is not None else None)
+    with_ready = ready is not None
+    random = spec.random_order and counter is not None
+    with _on_device(gram):
+        _kernels().solve[(1,)](
+            gram, num_segments, spec.protect, spec.iterations, spec.seed, counter if random else gram,
+            gram if weights is None else weights, gram if grad_scale is None else grad_scale,
+            gram if found_inf is None else found_inf, beta, flag, hyper if with_ready else gram,
+            ready.shape[0] if with_ready else 0, ready if with_ready else gram, ready_before if with_ready else gram,
+            gram if skipped is None else skipped,
+            K=k, KP=_padded(k), KIND=spec.kind, RANDOM=random, HAS_WEIGHTS=weights is not None,
+            HAS_SCALE=grad_scale is not None, HAS_FOUND_INF=found_inf is not None, HAS_READY=with_ready,
+            HAS_SKIPPED=skipped is not None, BLOCK_L=SOLVE_BLOCK_L, BLOCK_G=SOLVE_BLOCK_G)
+    return beta, flag
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
     n = acc.numel()
+    if n == 0:
+        return
     on_device = isinstance(alpha, torch.Tensor)
     alpha_t = alpha.to(device=acc.device, dtype=torch.float32).reshape(1) if on_device else acc
-    _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
+    with _on_device(acc):
+        _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
                                                 ALPHA_ON_DEVICE=on_device, BLOCK=AXPY_BLOCK)

@@ -1,19 +1,19 @@
-"""``HarmonizedSGD``: SGD on the harmonized combination of K objectives' gradients.
+"""The base every harmonizing optimizer shares: layout, objectives, gradient rows, statistics, checkpoints.
 
-The optimizer owns three flat buffers laid out by one :class:`~ltu_fast.plan.SegmentPlan`:
-parameters ``[P]`` (each ``param.data`` becomes a view, as FSDP's FlatParameter does), momentum
-``[P]``, and gradient rows ``[K, P]``. Each parameter's ``.grad`` is a view into the row of the
-active objective, so ``backward()`` accumulates straight into that row:
+An update rule (SGD, AdamW, ...) is a small subclass that says which hyper-parameters it reads,
+which per-element state buffers it keeps and which fused step it runs. Everything else lives here:
 
-    opt = HarmonizedSGD(model.parameters(), lr=0.1, momentum=0.9, objectives=("forget", "retain"))
-    opt.zero_grad()
-    with opt.objective("forget"):
-        loss_f.backward()
-    with opt.objective("retain"):
-        loss_r.backward()
-    opt.step()        # Gram per layer -> coefficients -> one fused update pass
+* one :class:`~ltu_fast.plan.SegmentPlan` lays out parameters ``[P]`` (each ``param.data`` a view,
+  as FSDP's FlatParameter), per-element state buffers ``[P]`` and the gradient rows ``[K, P]``;
+* each parameter's ``.grad`` is a view into the row of the active objective, so ``backward()``
+  accumulates straight into that row (``with opt.objective(name): loss.backward()``);
+* ``step()`` runs the rule's fused step (Gram -> coefficients -> one update pass, no host sync)
+  and keeps its :class:`~ltu_fast.functional.StepStats` for ``conflict_rate()`` and skip counts;
+* ``state_dict()`` / ``load_state_dict()`` carry torch's per-parameter state (views of the flat
+  buffers, so torch's own checkpoints load) plus the harmonization state.
 
-With one objective and ``aggregator="sum"`` it is ``torch.optim.SGD``.
+The hot path of a step is kept in small methods (:meth:`_absorb_foreign_grads`,
+:meth:`_point_grads`, :meth:`_hyper`, :meth:`step`) so it can be tuned in one place for every rule.
 """
 
 from __future__ import annotations
@@ -25,21 +25,20 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from .aggregators import Aggregator, as_weights, make_aggregator
-from .backends import resolve_backend
-from .backends.base import HYPER_COLUMNS, HYPER_LR, HYPER_MOMENTUM
-from .functional import StepStats, segment_labels, sgd_step
-from .ops import through_ops
-from .plan import SegmentPlan
+from ..aggregators import Aggregator, as_weights, make_aggregator
+from ..backends import Backend, resolve_backend
+from ..functional import StepStats, segment_labels
+from ..ops import through_ops
+from ..plan import SegmentPlan
 
-__all__ = ["HarmonizedSGD"]
+__all__ = ["GRANULARITIES", "HarmonizedOptimizer", "check_hyper"]
 
 GRANULARITIES = ("layer", "module", "global")
 
 
-def _check_hyper(name: str, value: Any, where: str) -> None:
-    """Numbers >= 0; only ``lr`` may be a one-element tensor (read on the device, e.g. for graph capture)."""
-    if isinstance(value, torch.Tensor) and name == "lr":
+def check_hyper(name: str, value: Any, where: str, *, tensor_ok: bool = False) -> None:
+    """Numbers >= 0; a one-element tensor where ``tensor_ok`` (read on the device, e.g. for graph capture)."""
+    if isinstance(value, torch.Tensor) and tensor_ok:
         if value.numel() != 1:
             raise ValueError(f"{name}{where}: a tensor {name} must have one element, got shape {tuple(value.shape)}")
         return
@@ -62,41 +61,26 @@ def _objective_names(objectives: int | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-class HarmonizedSGD(Optimizer):
-    """SGD (momentum, dampening, Nesterov, weight decay, maximize) on harmonized gradients.
+class HarmonizedOptimizer(Optimizer):
+    """Base of the harmonizing optimizers (see the module docstring); not used directly.
 
-    Args:
-        params: parameters, param groups, or ``model.named_parameters()`` (names are needed for
-            ``granularity="module"``). All must be dense, floating point, on one device, one dtype.
-        lr, momentum, dampening, weight_decay, nesterov, maximize: as ``torch.optim.SGD``
-            (per param group too); ``lr`` may be a float or a one-element tensor, the others are numbers.
-        objectives: K, or K distinct names (e.g. ``("forget", "retain")``).
-        aggregator: ``"sum"``, ``"pcgrad"``, ``"project"``, ``"mgda"`` or an
-            :class:`~ltu_fast.aggregators.Aggregator` instance (e.g. ``Project(protect=1)``).
-        granularity: ``"layer"`` (one segment per tensor), ``"module"`` (per owning module),
-            ``"global"`` (the whole model), or a sequence of segment ids, one per parameter.
-        weights: K non-negative objective weights (as if each loss were scaled).
-        backend: ``"auto"``, ``"reference"``, ``"cpu"``, ``"cuda"`` or ``"triton"``.
-        align_bytes: alignment of each tensor in the flat buffers.
-
-    After ``step()``, ``last_stats`` holds per-segment device tensors (Gram, coefficients,
-    skip flag); ``conflict_rate()`` and ``skipped_steps`` read them on demand. A step whose
-    gradients contain NaN/Inf in any row leaves parameters and momentum untouched.
+    Subclasses set :attr:`hyper_columns` (group keys uploaded as one ``[G, C]`` device table per
+    change), :attr:`tensor_hyper` (keys that may be one-element tensors), and implement
+    :meth:`_check_group`, :meth:`_state_buffers` and :meth:`_update`.
     """
 
     _step_supports_amp_scaling = True  # GradScaler passes grad_scale / found_inf; we unscale in-kernel
     _statistics = None  # subclasses (sharded training) set a ``(rows, plan) -> gram`` to see all ranks
+    _defer_zero_grad = True  # zero_grad leaves rows pending (see there); False: fill them
+    _update_counts_skips = False  # True: the rule's fused step adds its skip flag to ``_skipped`` itself
+    hyper_columns: tuple[str, ...] = ()
+    tensor_hyper: tuple[str, ...] = ("lr",)
 
     def __init__(
         self,
         params,
-        lr: float | torch.Tensor = 1e-3,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: float = 0.0,
-        nesterov: bool = False,
+        defaults: dict[str, Any],
         *,
-        maximize: bool = False,
         objectives: int | Sequence[str] = 1,
         aggregator: str | Aggregator = "pcgrad",
         granularity: str | Sequence[int] = "layer",
@@ -104,8 +88,6 @@ class HarmonizedSGD(Optimizer):
         backend: str = "auto",
         align_bytes: int = 64,
     ):
-        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
-                    "nesterov": nesterov, "maximize": maximize}
         self.objectives = _objective_names(objectives)
         self.aggregator = make_aggregator(aggregator)
         self.aggregator.validate(len(self.objectives))
@@ -119,15 +101,43 @@ class HarmonizedSGD(Optimizer):
         super().__init__(params, defaults)
         self._build_layout()
 
+    # ------------------------------------------------------------------------ rule hooks
+    def _check_group(self, group: dict, where: str) -> None:
+        """Validate one param group's hyper-parameters (``where`` names it in errors)."""
+        raise NotImplementedError
+
+    def _state_buffers(self) -> tuple[str, ...]:
+        """Names of the per-element state buffers the current hyper-parameters need (flat, [P] each)."""
+        return ()
+
+    def _state_dtype(self, param_dtype: torch.dtype) -> torch.dtype:
+        """dtype of the per-element state buffers."""
+        return param_dtype
+
+    def _layout_changed(self, first: bool) -> None:
+        """Called after every (re-)layout: allocate or grow per-group device state."""
+
+    def _device_state(self) -> tuple[torch.Tensor, ...]:
+        """Per-group device tensors the step updates in place (static addresses for CUDA graphs)."""
+        return ()
+
+    def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
+                found_inf: torch.Tensor | None) -> StepStats:
+        """The fused step on the flat buffers; returns its statistics."""
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Rule state beyond torch's per-parameter state, saved under ``state_dict()["harmonized"]``."""
+        return {}
+
+    def _load_extra_state(self, extra: dict[str, Any] | None) -> None:
+        """Restore :meth:`_extra_state`; ``extra`` is None for a plain torch optimizer's state_dict."""
+
     # ----------------------------------------------------------------- construction and layout
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        where = f" (param group {len(self.param_groups) - 1})"
-        for name in ("lr", "momentum", "dampening", "weight_decay"):
-            _check_hyper(name, group[name], where)
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(f"nesterov{where}: requires momentum > 0 and zero dampening")
+        self._check_group(group, f" (param group {len(self.param_groups) - 1})")
         if self._layout_ready:  # a group added after construction: re-lay the buffers out
             self._build_layout()
 
@@ -152,7 +162,7 @@ class HarmonizedSGD(Optimizer):
                 raise TypeError(f"params: {name} has dtype {p.dtype}; parameters must be floating point")
             if p.device != ref.device or p.dtype != ref.dtype:
                 raise ValueError(f"params: {name} is {p.dtype} on {p.device} but {ref_name} is {ref.dtype} on "
-                                 f"{ref.device}; HarmonizedSGD needs one device and one dtype")
+                                 f"{ref.device}; {type(self).__name__} needs one device and one dtype")
 
     def _segment_labels(self, named) -> list:
         if self.granularity == "module":
@@ -162,11 +172,13 @@ class HarmonizedSGD(Optimizer):
         return segment_labels(len(named), self.granularity)
 
     def _build_layout(self) -> None:
-        """Move parameters, momentum and gradient rows into flat buffers (keeping any values)."""
+        """Move parameters, state buffers and gradient rows into flat buffers (keeping any values)."""
         named = self._named_params()
         self._validate_params(named)
         params = [p for _, p, _ in named]
         ref = params[0]
+        if self._layout_ready:
+            self._materialize_rows()  # pending rows hold their gradients in .grad: write them first
         old_rows = getattr(self, "_row_views", None)
         old_index = {id(p): i for i, p in enumerate(getattr(self, "_params", []))}
         plan = SegmentPlan.build([p.numel() for p in params], self._segment_labels(named),
@@ -177,39 +189,56 @@ class HarmonizedSGD(Optimizer):
         flat = plan.flatten([p.detach() for p in params])
         rows = torch.zeros(k, plan.total, dtype=ref.dtype, device=ref.device)
         row_views = [plan.views(rows[j], shapes) for j in range(k)]
-        uses_momentum = any(g["momentum"] != 0 for g in self.param_groups)
-        momentum = torch.zeros(plan.total if uses_momentum else 0, dtype=ref.dtype, device=ref.device)
-        momentum_views = plan.views(momentum, shapes) if uses_momentum else [None] * len(params)
         for i, p in enumerate(params):
             j = old_index.get(id(p))
-            if j is not None:  # re-layout: keep gradient rows and momentum history
+            if j is not None:  # re-layout: keep gradient rows
                 for obj in range(k):
                     row_views[obj][i].copy_(old_rows[obj][j])
-            buf = self.state.get(p, {}).get("momentum_buffer")
-            if buf is not None and momentum_views[i] is not None:
-                momentum_views[i].copy_(buf)
-        for p, view, buf in zip(params, plan.views(flat, shapes), momentum_views):
+        buffers = {}
+        for name in self._state_buffers():  # per-element state: keep any history the parameters hold
+            buffers[name] = torch.zeros(plan.total, dtype=self._state_dtype(ref.dtype), device=ref.device)
+            for p, view in zip(params, plan.views(buffers[name], shapes)):
+                old = self.state.get(p, {}).get(name)
+                if old is not None:
+                    view.copy_(old)
+                self.state[p][name] = view
+        for p, view in zip(params, plan.views(flat, shapes)):
             p.data = view
-            if buf is not None:
-                self.state[p]["momentum_buffer"] = buf
         self.plan, self._params, self._shapes = plan, params, shapes
-        self._flat_params, self._rows, self._row_views, self._momentum = flat, rows, row_views, momentum
+        self._flat_params, self._rows, self._row_views, self._buffers = flat, rows, row_views, buffers
+        self._pending = [False] * k  # see zero_grad
         if not self._layout_ready:
-            # ready[g]: group g's momentum buffers hold history (torch.optim.SGD's "buffer is not None")
-            self._ready = torch.zeros(len(self.param_groups), dtype=torch.float32, device=ref.device)
             self._skipped = torch.zeros(1, dtype=torch.int64, device=ref.device)
             self._active = 0
             self.last_stats: StepStats | None = None
             if self.weights is not None:  # moved once, so step() uploads nothing
                 self.weights = self.weights.to(ref.device)
-        else:
-            self._ready = torch.cat([self._ready, self._ready.new_zeros(len(self.param_groups) - len(self._ready))])
+        self._layout_changed(first=not self._layout_ready)
         # float64 parameters get float64 hyper-parameters: a float32 lr would perturb every float64 step
         self._hyper_dtype = torch.float64 if ref.dtype == torch.float64 else torch.float32
         self._backend = resolve_backend(self.backend_name, ref.device, ref.dtype, ref.dtype)
         self._hyper_key = None
         self._layout_ready = True
+        self._mark_static_addresses(self._flat_params, self._rows, self._skipped, self.weights,
+                                    self.aggregator.step_counter(ref.device), *self._buffers.values(),
+                                    *self._device_state())
         self._point_grads()
+
+    def _empty_buffer(self) -> torch.Tensor:
+        """What a kernel receives for a state buffer no group needs (numel 0)."""
+        return self._flat_params.new_zeros(0, dtype=self._state_dtype(self._flat_params.dtype))
+
+    @staticmethod
+    def _mark_static_addresses(*buffers: torch.Tensor | None) -> None:
+        """Tell Dynamo these buffers keep their address between steps, so
+        ``torch.compile(mode="reduce-overhead")`` captures the step in a CUDA graph instead of
+        skipping it for mutated (or copying read-only) inputs. A re-layout makes new buffers, and
+        CUDA graphs re-record for them. (Buffers made while tracing are graph intermediates.)"""
+        if torch.compiler.is_compiling():
+            return
+        for t in buffers:
+            if t is not None:
+                torch._dynamo.mark_static_address(t)
 
     # ----------------------------------------------------------------------- objectives and grads
     def _objective_index(self, which: int | str) -> int:
@@ -222,6 +251,11 @@ class HarmonizedSGD(Optimizer):
         return which
 
     def _point_grads(self) -> None:
+        """``.grad`` of every parameter: a view of the active row, or None while that row is pending."""
+        if self._pending[self._active]:
+            for p in self._params:
+                p.grad = None
+            return
         for p, view in zip(self._params, self._row_views[self._active]):
             p.grad = view
 
@@ -233,8 +267,12 @@ class HarmonizedSGD(Optimizer):
         that parameter's gradient is cleared in *every* objective's row (so the usual loop
         ``model.zero_grad(); with opt.objective(...): backward()`` per objective sees no stale
         rows). A new tensor (a backward after that, or ``create_graph=True``) is copied into the
-        active row, so nothing written to ``.grad`` is lost.
+        active row, so nothing written to ``.grad`` is lost. A pending row (see :meth:`zero_grad`)
+        is written whole from ``.grad``.
         """
+        if self._pending[self._active]:
+            self._write_pending_row()
+            return
         for i, (p, view) in enumerate(zip(self._params, self._row_views[self._active])):
             g = p.grad
             if g is view:
@@ -242,16 +280,48 @@ class HarmonizedSGD(Optimizer):
             if g is None:
                 for row_views in self._row_views:
                     row_views[i].zero_()
-            elif g.layout != torch.strided:
-                raise TypeError(f"params: a sparse gradient was assigned to parameter {i} ({tuple(g.shape)}); "
-                                "HarmonizedSGD supports dense gradients only")
             else:
+                self._check_dense(i, g)
                 view.copy_(g)
             p.grad = view
+
+    def _check_dense(self, i: int, g: torch.Tensor) -> None:
+        if g.layout != torch.strided:
+            raise TypeError(f"params: a sparse gradient was assigned to parameter {i} ({tuple(g.shape)}); "
+                            f"{type(self).__name__} supports dense gradients only")
+
+    def _write_pending_row(self) -> None:
+        """The active pending row := ``.grad`` (what backward wrote; None is zero): one foreach copy
+        and one foreach zero, instead of a zero fill plus an accumulation per backward."""
+        sources, targets, absent = [], [], []
+        for i, (p, view) in enumerate(zip(self._params, self._row_views[self._active])):
+            g = p.grad
+            if g is None:
+                absent.append(view)
+            elif g is not view:
+                self._check_dense(i, g)
+                sources.append(g)
+                targets.append(view)
+            p.grad = view
+        if targets:
+            torch._foreach_copy_(targets, sources)
+        if absent:
+            torch._foreach_zero_(absent)
+        self._pending[self._active] = False
+
+    def _materialize_rows(self) -> None:
+        """Every row holds its gradients (the active one absorbed, pending ones written or zeroed)."""
+        self._absorb_foreign_grads()
+        for k, pending in enumerate(self._pending):
+            if pending:
+                self._rows[k].zero_()
+                self._pending[k] = False
 
     def set_objective(self, which: int | str) -> None:
         """Route subsequent ``backward()`` calls into the row of objective ``which``."""
         k = self._objective_index(which)
+        if k == self._active and self._pending[k]:
+            return  # .grad (None, or what backward wrote) is this row's content until it is written
         self._absorb_foreign_grads()
         self._active = k
         self._point_grads()
@@ -273,7 +343,7 @@ class HarmonizedSGD(Optimizer):
     @property
     def grad_rows(self) -> torch.Tensor:
         """The flat gradient rows ``[K, P]`` (live: writes go straight to the optimizer)."""
-        self._absorb_foreign_grads()
+        self._materialize_rows()
         return self._rows
 
     def grad_row(self, which: int | str) -> torch.Tensor:
@@ -286,57 +356,74 @@ class HarmonizedSGD(Optimizer):
         return self._flat_params
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Zero every objective's row in one fill. ``set_to_none`` is accepted for compatibility:
-        ``.grad`` stays a view (None would disconnect autograd from the flat rows)."""
-        self._rows.zero_()
-        self._point_grads()
+        """Clear every objective's gradients.
+
+        By default no row is filled: each becomes *pending*, ``.grad`` is None, the first
+        backward into a row leaves its gradients in ``.grad`` (autograd's own fresh tensors, as
+        after ``torch.optim``'s ``zero_grad``), and they are copied into the row once, when the
+        objective changes or the step reads the rows: one write per element instead of a K x P
+        zero fill plus an accumulating read-modify-write. ``set_to_none=False`` (or a subclass
+        with ``_defer_zero_grad = False``) fills the rows with zeros and keeps ``.grad`` views.
+        """
+        if not (set_to_none and self._defer_zero_grad):
+            self._rows.zero_()
+            self._pending = [False] * len(self.objectives)
+            self._point_grads()
+            return
+        self._pending = [True] * len(self.objectives)
+        for p in self._params:
+            p.grad = None
 
     # -------------------------------------------------------------------------------- the step
     def _hyper(self) -> torch.Tensor:
-        """[G, 6] hyper-parameters on the device.
+        """[G, C] hyper-parameters (:attr:`hyper_columns`) on the device.
 
         Host values are uploaded only when one changed (a scheduler), from pinned memory without
-        blocking; a tensor ``lr`` is copied on the device every step. May re-lay the buffers out
-        (momentum switched on after construction), so call it before reading them.
+        blocking; a tensor hyper-parameter is copied on the device every step. May re-lay the
+        buffers out (a state buffer switched on after construction), so call it before reading them.
         """
-        tensor_lrs = [(g, group["lr"]) for g, group in enumerate(self.param_groups)
-                      if isinstance(group["lr"], torch.Tensor)]
-        key = tuple(tuple(0.0 if c == "lr" and isinstance(group[c], torch.Tensor) else float(group[c])
-                          for c in HYPER_COLUMNS) for group in self.param_groups)
+        columns = self.hyper_columns
+        tensors = [(g, c, group[name]) for g, group in enumerate(self.param_groups)
+                   for c, name in enumerate(columns) if isinstance(group[name], torch.Tensor)]
+        key = tuple(tuple(0.0 if isinstance(group[c], torch.Tensor) else float(group[c]) for c in columns)
+                    for group in self.param_groups)
         if key != self._hyper_key:
-            if self._momentum.numel() == 0 and any(row[HYPER_MOMENTUM] != 0 for row in key):
-                self._build_layout()  # momentum switched on after construction: allocate its buffer
+            if not set(self._state_buffers()) <= set(self._buffers):
+                self._build_layout()  # e.g. momentum switched on after construction: allocate its buffer
             device = self._flat_params.device
             host = torch.tensor(key, dtype=self._hyper_dtype, pin_memory=device.type == "cuda")
             self._hyper_tensor = host.to(device, non_blocking=True)
+            self._mark_static_addresses(self._hyper_tensor)
             self._hyper_key = key
-        if not tensor_lrs:
+        if not tensors:
             return self._hyper_tensor
         hyper = self._hyper_tensor.clone()
-        for g, lr in tensor_lrs:
-            hyper[g, HYPER_LR] = lr.reshape(())
+        for g, c, value in tensors:
+            hyper[g, c] = value.reshape(())
         return hyper
+
+    def _step_backend(self) -> Backend:
+        """Compiled: the kernels as opaque custom ops (no graph break); eager: direct, less overhead."""
+        return through_ops(self._backend) if torch.compiler.is_compiling() else self._backend
 
     @torch.no_grad()
     def step(self, closure=None):
-        """Harmonize the K rows per segment and apply one SGD update. No host sync."""
+        """Harmonize the K rows per segment and apply one fused update. No host sync."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self._absorb_foreign_grads()
+        self._materialize_rows()
         grad_scale = getattr(self, "grad_scale", None)  # set by torch.amp.GradScaler.step
         found_inf = getattr(self, "found_inf", None)
         if found_inf is not None and grad_scale is None and len(self.objectives) > 1:
             raise RuntimeError("GradScaler.unscale_ reaches only the active objective's row (.grad); with several "
                                "objectives let scaler.step() unscale in the fused pass instead")
-        # compiled: the kernels as opaque custom ops (no graph break); eager: direct, less overhead
-        backend = through_ops(self._backend) if torch.compiler.is_compiling() else self._backend
+        backend = self._step_backend()
         hyper = self._hyper()  # first: it may re-lay out the buffers read below
-        stats = sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper,
-                         self._ready, self.aggregator, backend, self.weights, grad_scale, found_inf,
-                         self._statistics)
-        self._skipped += stats.found_inf.to(torch.int64)
+        stats = self._update(backend, hyper, grad_scale, found_inf)
+        if not self._update_counts_skips:
+            self._skipped += stats.found_inf.to(torch.int64)
         self.last_stats = stats
         return loss
 
@@ -379,9 +466,9 @@ class HarmonizedSGD(Optimizer):
         state["harmonized"] = {
             "objectives": list(self.objectives),
             "active": self._active,
-            "ready": self._ready.clone(),
             "skipped": self._skipped.clone(),
             "aggregator": self.aggregator.state_dict(),
+            **self._extra_state(),
         }
         return state
 
@@ -391,17 +478,14 @@ class HarmonizedSGD(Optimizer):
         if extra is not None and list(extra["objectives"]) != list(self.objectives):
             raise ValueError(f"state_dict: saved objectives {extra['objectives']} differ from {list(self.objectives)}")
         super().load_state_dict(state_dict)
-        if extra is None:  # e.g. torch.optim.SGD's: a group whose buffers all exist has momentum history
-            for g, group in enumerate(self.param_groups):
-                has = [self.state[p].get("momentum_buffer") is not None for p in group["params"] if p.requires_grad]
-                self._ready[g] = float(bool(has) and all(has))
-        for p, view in zip(self._params, self.plan.views(self._momentum, self._shapes) if self._momentum.numel() else []):
-            buf = self.state[p].get("momentum_buffer")
-            if buf is not None and buf is not view:
-                view.copy_(buf)
-            self.state[p]["momentum_buffer"] = view
+        self._load_extra_state(extra)  # first: a plain torch state_dict's history is read from what it holds
+        for name, flat in self._buffers.items():  # loaded per-parameter state goes back into the flat buffers
+            for p, view in zip(self._params, self.plan.views(flat, self._shapes)):
+                loaded = self.state[p].get(name)
+                if loaded is not None and loaded is not view:
+                    view.copy_(loaded)
+                self.state[p][name] = view
         if extra is not None:
-            self._ready.copy_(extra["ready"])
             self._skipped.copy_(extra["skipped"])
             self.aggregator.load_state_dict(extra["aggregator"])
             self._active = extra["active"]

@@ -1,0 +1,7 @@
+"""Harmonizing optimizers: one base (layout, objectives, rows, statistics, checkpoints), one small
+module per update rule."""
+
+from .base import HarmonizedOptimizer
+from .sgd import HarmonizedSGD
+
+__all__ = ["HarmonizedOptimizer", "HarmonizedSGD"]
