@@ -112,8 +112,8 @@ def run_grid(config: ExperimentConfig, cells: dict[str, tuple[str, dict[str, Any
     path = out / "sweep.json"
     runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     torch.set_num_threads(config.threads or 1)
-    for mode in modes:
-        for seed in config.seeds:
+    for seed in config.seeds:  # seed-major: an interrupted run has every level and mode of its first seeds
+        for mode in modes:
             for level in levels:
                 cfg = replace(config, **MODES[mode], retain_access=level)
                 tuned = cfg.resolved_kwargs()[0]  # the defaults `ltu-fast tune` chose for this setting
