@@ -27,7 +27,7 @@ import torch
 
 from .api import UnlearnTask
 from .data import Splits, build_splits
-from .metrics import avg_gap, evaluate_model
+from .metrics import at_chance, avg_gap, evaluate_model
 from .models import model_factory
 from .references import train_reference
 from .runner import ExperimentConfig, available_methods, unlearn
@@ -112,8 +112,8 @@ def run_grid(config: ExperimentConfig, cells: dict[str, tuple[str, dict[str, Any
     path = out / "sweep.json"
     runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     torch.set_num_threads(config.threads or 1)
-    for mode in modes:
-        for seed in config.seeds:
+    for seed in config.seeds:  # seed-major: an interrupted run has every level and mode of its first seeds
+        for mode in modes:
             for level in levels:
                 cfg = replace(config, **MODES[mode], retain_access=level)
                 tuned = cfg.resolved_kwargs()[0]  # the defaults `ltu-fast tune` chose for this setting
@@ -131,9 +131,10 @@ def run_grid(config: ExperimentConfig, cells: dict[str, tuple[str, dict[str, Any
 
 
 def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float], modes: Sequence[str],
-            seeds: Sequence[int], focus: str = "ltu") -> str:
-    """Markdown: mean ± std Avg. Gap per label and level, rank of ``focus`` and its paired interval
-    against the best other label (smallest mean gap) at each (mode, level)."""
+            seeds: Sequence[int], focus: str = "ltu", num_classes: int = 10) -> str:
+    """Markdown: mean ± std Avg. Gap per label and level (†k: k seeds at chance accuracy, a collapse,
+    averaged in but marked), rank of ``focus`` and its paired interval against the best other label
+    (smallest mean gap) at each (mode, level), and its time as a share of Retrain's."""
     lines = []
     for mode in modes:
         lines += [f"\n**{mode} forgetting** (Avg. Gap, mean ± std over seeds {list(seeds)})\n",
@@ -144,13 +145,19 @@ def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float]
             cells = []
             for lv in levels:
                 g = [x for x in gaps[lb, lv] if x is not None]
-                cells.append(f"{statistics.fmean(g):.2f} ± {statistics.stdev(g) if len(g) > 1 else 0:.2f}" if g else "–")
+                collapsed = sum(any(at_chance(r[k], num_classes) for k in ("TA", "RA"))
+                                for r in (runs.get(f"{mode}|{lv}|{s}|{lb}") for s in seeds) if r)
+                mark = f" †{collapsed}" if collapsed else ""
+                cells.append(f"{statistics.fmean(g):.2f} ± {statistics.stdev(g) if len(g) > 1 else 0:.2f}{mark}"
+                             if g else "–")
             lines.append(f"| {lb} | " + " | ".join(cells) + " |")
         if focus in labels:
             lines.append(f"\n| {focus} vs best other | " + " | ".join(f"{lv:g}" for lv in levels) + " |")
             lines.append("|---" * (len(levels) + 1) + "|")
-            rank_row, diff_row = [], []
+            rank_row, diff_row, time_row = [], [], []
             for lv in levels:
+                shares = [runs[k]["RTE_share"] for k in (f"{mode}|{lv}|{s}|{focus}" for s in seeds) if k in runs]
+                time_row.append(f"{statistics.fmean(shares):.3f}" if shares else "–")
                 done = {lb: gaps[lb, lv] for lb in labels if all(x is not None for x in gaps[lb, lv])}
                 if focus not in done or len(done) < 2:
                     rank_row.append("–"), diff_row.append("–")
@@ -163,6 +170,7 @@ def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float]
                 diff_row.append(f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] vs {best}")
             lines.append("| rank | " + " | ".join(rank_row) + " |")
             lines.append("| paired Δgap, 95% CI | " + " | ".join(diff_row) + " |")
+            lines.append(f"| {focus} time / Retrain's | " + " | ".join(time_row) + " |")
     return "\n".join(lines) + "\n"
 
 
