@@ -7,6 +7,7 @@ their own flat rows or on per-parameter gradient lists.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,12 +16,14 @@ import torch
 from .aggregators import Aggregator, as_weights, make_aggregator
 from .backends import Backend, resolve_backend
 from .backends.base import HYPER_MOMENTUM
-from .plan import SegmentPlan
+from .plan import TABLE_GROUP, TABLE_SEGMENT, SegmentPlan
 
 __all__ = [
-    "StepStats", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients", "segment_labels",
-    "sgd_step",
+    "StepStats", "adamw_step", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients", "segment_labels",
+    "sgd_step", "tensor_plan", "touched_tensors",
 ]
+
+ADAMW_GROUP_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
 
 
 @dataclass
@@ -166,6 +169,42 @@ def harmonized_coefficients(
     return gram, beta, flag
 
 
+def tensor_plan(plan: SegmentPlan) -> SegmentPlan:
+    """The same layout with one hyper-parameter row per tensor (group ``i`` = tensor ``i``), cached.
+
+    Update rules whose per-tensor state differs (torch keeps a step count and a "buffer exists"
+    bit per parameter, and skips a parameter without gradient) apply with this plan and a
+    ``[T, C]`` table built on the device from the ``[G, C]`` group table."""
+    found = plan.cache.get("tensor_plan")
+    if found is None:
+        t = plan.num_tensors
+        found = dataclasses.replace(plan, groups=tuple(range(t)), num_groups=t, cache={})
+        plan.cache["tensor_plan"] = found
+    return found
+
+
+def touched_tensors(gram: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+    """[T] bool: some objective's gradient is nonzero in the tensor's segment (device, no sync).
+
+    The Gram diagonal holds each objective's squared norm per segment, so this costs no pass over
+    memory. With one segment per tensor (``granularity="layer"``) it is exactly "some row of this
+    tensor is nonzero"; with coarser segments, a tensor counts as touched when its segment is.
+    """
+    per_segment = (torch.diagonal(gram, dim1=1, dim2=2) != 0).any(1)
+    return per_segment.index_select(0, plan.table[:, TABLE_SEGMENT])
+
+
+def _untouched_sgd_hyper(hyper: torch.Tensor, ready: torch.Tensor, touched: torch.Tensor) -> torch.Tensor:
+    """Per-tensor SGD rows that leave an untouched tensor exactly as it is, through the same kernel.
+
+    Its combined gradient is exactly zero, so with lr = weight_decay = 0 the parameter is
+    ``p - 0 * g = p``; a momentum buffer with history keeps ``1 * buf + 0`` (momentum := 1), one
+    without history is not touched at all (momentum := 0, so ``ready`` stays 0 too)."""
+    idle = torch.zeros_like(hyper)
+    idle[:, HYPER_MOMENTUM] = ready.to(hyper) * (hyper[:, HYPER_MOMENTUM] != 0).to(hyper)
+    return torch.where(touched[:, None], hyper, idle)
+
+
 def sgd_step(
     rows: torch.Tensor,
     plan: SegmentPlan,
@@ -179,19 +218,73 @@ def sgd_step(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    skip_untouched: bool = False,
 ) -> StepStats:
     """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
 
-    ``ready [G]`` marks groups whose momentum buffer holds history; it is set for the groups with
-    momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
-    survives skipped steps and momentum switched on later. ``statistics``: see
-    :func:`harmonized_coefficients`.
+    ``ready`` marks buffers that hold history; it is set where momentum is on after a step that
+    was not skipped, so SGD's "first step copies the gradient" rule survives skipped steps and
+    momentum switched on later. It is per group ``[G]``, or per tensor ``[T]`` with
+    ``skip_untouched``: then a tensor no objective touched (:func:`touched_tensors`) is left
+    exactly as it is, buffer included, as ``torch.optim.SGD`` skips ``grad is None``.
+    ``statistics``: see :func:`harmonized_coefficients`.
     """
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
                                                statistics)
+    if skip_untouched:
+        hyper = _untouched_sgd_hyper(hyper.index_select(0, plan.table[:, TABLE_GROUP]), ready,
+                                     touched_tensors(gram, plan))
+        plan = tensor_plan(plan)
     backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)
     stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
     torch.maximum(ready, stepped, out=ready)
+    return StepStats(gram, beta, flag)
+
+
+def adamw_table(hyper: torch.Tensor, steps: torch.Tensor, active: torch.Tensor, plan: SegmentPlan,
+                dtype: torch.dtype) -> torch.Tensor:
+    """The kernel's ``[T, ADAMW_COLUMNS]`` rows from the group table ``[G, ADAMW_GROUP_COLUMNS]``.
+
+    Bias corrections use each tensor's own step count in float64, as torch computes them in
+    Python floats; then one cast to the kernel's dtype."""
+    h = hyper.to(torch.float64).index_select(0, plan.table[:, TABLE_GROUP])
+    lr, beta1, beta2, eps, weight_decay, amsgrad, maximize = h.unbind(1)
+    t = steps.to(torch.float64).clamp_min(1)  # an inactive tensor at step 0 gets finite, unused rows
+    columns = (lr / (1 - beta1.pow(t)), (1 - beta2.pow(t)).sqrt(), 1 - lr * weight_decay, 1 - beta1, beta2,
+               1 - beta2, eps, amsgrad, maximize, active.to(torch.float64))
+    return torch.stack(columns, 1).to(dtype)
+
+
+def adamw_step(
+    rows: torch.Tensor,
+    plan: SegmentPlan,
+    param: torch.Tensor,
+    exp_avg: torch.Tensor,
+    exp_avg_sq: torch.Tensor,
+    max_exp_avg_sq: torch.Tensor,
+    hyper: torch.Tensor,
+    steps: torch.Tensor,
+    aggregator: Aggregator,
+    backend: Backend,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+    statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+) -> StepStats:
+    """One harmonized AdamW step on flat buffers: the Gram pass, then one fused pass; no host sync.
+
+    ``hyper [G, 7]``: columns ``ADAMW_GROUP_COLUMNS`` per param group (float64 keeps torch's
+    Python-float bias corrections). ``steps [T]``: each tensor's step count, advanced on the
+    device only for tensors some objective touched and only when the step is not skipped, so a
+    skipped or untouched step changes no state (as torch skips ``grad is None``).
+    ``max_exp_avg_sq`` may be empty when no group uses amsgrad.
+    """
+    gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
+                                               statistics)
+    active = touched_tensors(gram, plan) & (flag == 0)
+    steps.add_(active.to(steps.dtype))
+    table = adamw_table(hyper, steps, active, plan, torch.float64 if param.dtype == torch.float64 else torch.float32)
+    backend.adamw_apply(rows, beta, tensor_plan(plan), param, exp_avg, exp_avg_sq, max_exp_avg_sq, table, flag)
     return StepStats(gram, beta, flag)
 
 

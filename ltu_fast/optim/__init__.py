@@ -1,7 +1,8 @@
 """Harmonizing optimizers: one base (layout, objectives, rows, statistics, checkpoints), one small
 module per update rule."""
 
+from .adamw import HarmonizedAdamW
 from .base import HarmonizedOptimizer
 from .sgd import HarmonizedSGD
 
-__all__ = ["HarmonizedOptimizer", "HarmonizedSGD"]
+__all__ = ["HarmonizedAdamW", "HarmonizedOptimizer", "HarmonizedSGD"]

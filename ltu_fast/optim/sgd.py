@@ -83,11 +83,12 @@ class HarmonizedSGD(HarmonizedOptimizer):
         return ("momentum_buffer",) if any(g["momentum"] != 0 for g in self.param_groups) else ()
 
     def _layout_changed(self, first: bool) -> None:
-        # ready[g]: group g's momentum buffers hold history (torch.optim.SGD's "buffer is not None")
-        if first:
-            self._ready = torch.zeros(len(self.param_groups), dtype=torch.float32, device=self._flat_params.device)
-        else:
-            self._ready = torch.cat([self._ready, self._ready.new_zeros(len(self.param_groups) - len(self._ready))])
+        # ready[t]: tensor t's momentum buffer holds history (torch.optim.SGD's "buffer is not None");
+        # kept per tensor across a re-layout
+        old = {} if first else dict(zip(self._ready_params, self._ready.tolist()))
+        self._ready_params = [id(p) for p in self._params]
+        self._ready = torch.tensor([old.get(i, 0.0) for i in self._ready_params], dtype=torch.float32,
+                                   device=self._flat_params.device)
 
     @property
     def _momentum(self) -> torch.Tensor:
@@ -97,7 +98,8 @@ class HarmonizedSGD(HarmonizedOptimizer):
     def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
                 found_inf: torch.Tensor | None) -> StepStats:
         return sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper, self._ready,
-                        self.aggregator, backend, self.weights, grad_scale, found_inf, self._statistics)
+                        self.aggregator, backend, self.weights, grad_scale, found_inf, self._statistics,
+                        skip_untouched=True)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"ready": self._ready.clone()}
@@ -106,6 +108,6 @@ class HarmonizedSGD(HarmonizedOptimizer):
         if extra is not None:
             self._ready.copy_(extra["ready"])
             return
-        for g, group in enumerate(self.param_groups):  # e.g. torch.optim.SGD's: buffers exist = history
-            has = [self.state[p].get("momentum_buffer") is not None for p in group["params"] if p.requires_grad]
-            self._ready[g] = float(bool(has) and all(has))
+        # e.g. torch.optim.SGD's: a parameter whose buffer exists has history
+        has = [self.state[p].get("momentum_buffer") is not None for p in self._params]
+        self._ready.copy_(torch.tensor(has, dtype=torch.float32))
