@@ -28,20 +28,20 @@ _ROW_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _load_kernels():
-    """``ltu_fast.kernels``: installed via package_dir, or (source checkout on PYTHONPATH) the
-    repository's ``kernels/`` directory registered under that name, never as top-level ``kernels``."""
-    try:
+    """``ltu_fast.kernels``: in a source checkout (``setup.py`` beside ``kernels/``) the repository's
+    ``kernels/`` registered under that name, never as top-level ``kernels``, so the kernels always
+    match this copy of the package (an editable install elsewhere maps the name to *its* checkout);
+    otherwise the installed subpackage."""
+    root = Path(__file__).resolve().parents[2]
+    source = root / "kernels" / "__init__.py"
+    if not (source.exists() and (root / "setup.py").exists()):
         return importlib.import_module("ltu_fast.kernels")
-    except ModuleNotFoundError:
-        source = Path(__file__).resolve().parents[2] / "kernels" / "__init__.py"
-        spec = importlib.util.spec_from_file_location("ltu_fast.kernels", source,
-                                                      submodule_search_locations=[str(source.parent)])
-        if spec is None or not source.exists():
-            raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ltu_fast.kernels"] = module
-        spec.loader.exec_module(module)
-        return module
+    spec = importlib.util.spec_from_file_location("ltu_fast.kernels", source,
+                                                  submodule_search_locations=[str(source.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ltu_fast.kernels"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 _IMPORT_ERROR = None if importlib.util.find_spec("triton") else "triton is not installed"
@@ -116,3 +116,29 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> Non
     alpha_t = alpha.to(device=acc.device, dtype=torch.float32).reshape(1) if on_device else acc
     _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
                                                 ALPHA_ON_DEVICE=on_device, BLOCK=AXPY_BLOCK)
+
+
+@functools.cache
+def _adamw_kernel():
+    """The fused AdamW kernel (its own module in ``ltu_fast.kernels``), imported on first use."""
+    _load_kernels()
+    from ltu_fast.kernels import adamw
+    return adamw.adamw_apply_kernel
+
+
+def _vector_align(plan: SegmentPlan, *tensors: torch.Tensor) -> int:
+    """Elements per 128-bit pack that every chunk start is a multiple of, or 1 if the layout does not vouch."""
+    pack = max(16 // t.element_size() for t in tensors)
+    ok = plan.align % pack == 0 and CHUNK % pack == 0 and all(t.data_ptr() % 16 == 0 for t in tensors if t.numel())
+    return pack if ok else 1
+
+
+def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+    k = rows.shape[0]
+    table = plan.chunk_table(CHUNK)
+    has_amsgrad = max_exp_avg_sq.numel() > 0
+    _adamw_kernel()[(table.num_chunks,)](
+        rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param, exp_avg, exp_avg_sq,
+        max_exp_avg_sq if has_amsgrad else exp_avg_sq, hyper.to(torch.float32).contiguous(),
+        found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_AMSGRAD=has_amsgrad, BLOCK=BLOCK,
+        ALIGN=_vector_align(plan, rows, param, exp_avg, exp_avg_sq))
