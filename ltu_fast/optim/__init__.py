@@ -4,5 +4,6 @@ module per update rule."""
 from .adamw import HarmonizedAdamW
 from .base import HarmonizedOptimizer
 from .sgd import HarmonizedSGD
+from .wrapper import Harmonized
 
-__all__ = ["HarmonizedAdamW", "HarmonizedOptimizer", "HarmonizedSGD"]
+__all__ = ["Harmonized", "HarmonizedAdamW", "HarmonizedOptimizer", "HarmonizedSGD"]

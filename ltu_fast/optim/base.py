@@ -395,20 +395,34 @@ class HarmonizedOptimizer(Optimizer):
     # ----------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["harmonized"] = {
+        state["harmonized"] = self._harmonized_state()
+        return state
+
+    def _harmonized_state(self) -> dict[str, Any]:
+        return {
             "objectives": list(self.objectives),
             "active": self._active,
             "skipped": self._skipped.clone(),
             "aggregator": self.aggregator.state_dict(),
             **self._extra_state(),
         }
-        return state
+
+    def _check_saved_objectives(self, extra: dict[str, Any] | None) -> None:
+        if extra is not None and list(extra["objectives"]) != list(self.objectives):
+            raise ValueError(f"state_dict: saved objectives {extra['objectives']} differ from {list(self.objectives)}")
+
+    def _restore_harmonized(self, extra: dict[str, Any] | None) -> None:
+        if extra is not None:
+            self._skipped.copy_(extra["skipped"])
+            self.aggregator.load_state_dict(extra["aggregator"])
+            self._active = extra["active"]
+        self._hyper_key = None
+        self._point_grads()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         extra = state_dict.pop("harmonized", None)
-        if extra is not None and list(extra["objectives"]) != list(self.objectives):
-            raise ValueError(f"state_dict: saved objectives {extra['objectives']} differ from {list(self.objectives)}")
+        self._check_saved_objectives(extra)
         super().load_state_dict(state_dict)
         self._load_extra_state(extra)  # first: a plain torch state_dict's history is read from what it holds
         for name, flat in self._buffers.items():  # loaded per-parameter state goes back into the flat buffers
@@ -417,9 +431,4 @@ class HarmonizedOptimizer(Optimizer):
                 if loaded is not None and loaded is not view:
                     view.copy_(loaded)
                 self.state[p][name] = view
-        if extra is not None:
-            self._skipped.copy_(extra["skipped"])
-            self.aggregator.load_state_dict(extra["aggregator"])
-            self._active = extra["active"]
-        self._hyper_key = None
-        self._point_grads()
+        self._restore_harmonized(extra)
