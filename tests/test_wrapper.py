@@ -203,3 +203,12 @@ def test_grad_scaler_unscales_in_the_harmonization():
             scaler.update()
         runs.append(_flat(model))
     torch.testing.assert_close(runs[1], runs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_adamw_benchmark_contenders_run():
+    from ltu_fast.bench_adamw import contenders
+
+    steps = contenders([300, 7, 64], 2, torch.device("cpu"))
+    assert set(steps) == {"fused", "wrapper", "torch", "copy"}
+    for fn in steps.values():
+        fn()
