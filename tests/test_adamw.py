@@ -310,3 +310,26 @@ def assert_adamw_matches_reference(name, plan, rows, beta, param, m, v, vmax, hy
 def test_cpu_adamw_apply_matches_reference(dtype, numels, k, seed, amsgrad):
     plan = SegmentPlan.build(numels, [i % 2 for i in range(len(numels))], list(range(len(numels))))
     assert_adamw_matches_reference("cpu", plan, *adamw_inputs(plan, k, seed, dtype, "cpu", amsgrad))
+
+
+def test_step_traces_as_one_graph_and_matches_eager():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    models = [_mlp(dtype=torch.float32) for _ in range(2)]
+    opts = [HarmonizedAdamW(m.parameters(), lr=0.01, amsgrad=True, objectives=2) for m in models]
+    for model, opt in zip(models, opts):
+        x, y = _batches(1, torch.float32)[0]
+        for j, loss in zip(range(2), _losses(model, x, y)):
+            with opt.objective(j):
+                loss.backward()
+    explained = torch._dynamo.explain(opts[1].step)()
+    assert explained.graph_break_count == 0, explained.break_reasons
+    ops = {str(n.target) for g in explained.graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert any("ltu_fast.adamw_apply" in o for o in ops), ops
+    opts[0].step()  # explain() ran one step of opts[1]; now one more each, the second one compiled
+    opts[0].step()
+    torch.compile(opts[1].step, fullgraph=True)()
+    torch._dynamo.reset()
+    torch.testing.assert_close(_flat(models[1]), _flat(models[0]), rtol=1e-6, atol=1e-7)
+    assert opts[1].state[models[1][0].weight]["step"].item() == 2
