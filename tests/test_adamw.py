@@ -12,6 +12,7 @@ from torch import nn
 
 from ltu_fast import HarmonizedAdamW, HarmonizedSGD, PCGrad, harmonize_rows
 from ltu_fast.backends import available_backends, get_backend
+from ltu_fast.optim import HarmonizedOptimizer
 from ltu_fast.plan import SegmentPlan
 
 optim_db = pytest.importorskip("torch.testing._internal.common_optimizers").optim_db
@@ -82,37 +83,42 @@ def test_one_objective_equals_torch_adamw_on_optim_db_inputs(desc, kwargs, backe
             torch.testing.assert_close(ours.state[pb][key].to(value), value, **tol)
 
 
+def check_against_oracle(make_plain, make_ours, aggregator, granularity, steps=4):
+    """``make_ours(model)`` on K = 3 objectives steps like the float64 harmonization of the same rows
+    followed by ``make_plain(params)``'s torch optimizer."""
+    a, b = _mlp(), _mlp()
+    plain, ours = make_plain(a.parameters()), make_ours(b)
+    oracle = HarmonizedSGD(a.parameters(), objectives=3, granularity=granularity)  # layout and rows only
+    for x, y in _batches(steps):
+        oracle.zero_grad()
+        for k, loss in enumerate(_losses(a, x, y)):
+            with oracle.objective(k):
+                loss.backward()
+        combined, _ = harmonize_rows(oracle.grad_rows, oracle.plan, aggregator, backend="reference")
+        for p, view in zip(a.parameters(), oracle.plan.views(combined, [p.shape for p in a.parameters()])):
+            p.grad = view.clone()
+        plain.step()
+        oracle._point_grads()
+        _run(b, ours, [(x, y)])
+        torch.testing.assert_close(_flat(b), _flat(a), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("aggregator", ["pcgrad", "mgda", PCGrad("random", seed=3)])
 @pytest.mark.parametrize("granularity", ["layer", "global"])
 def test_several_objectives_equal_float64_harmonization_then_torch_adamw(aggregator, granularity):
-    a, b = _mlp(), _mlp()
-    torch_opt = torch.optim.AdamW(a.parameters(), lr=0.01, weight_decay=0.1, amsgrad=True)
-    ours = HarmonizedAdamW(b.parameters(), lr=0.01, weight_decay=0.1, amsgrad=True, objectives=3,
-                           aggregator=copy.deepcopy(aggregator), granularity=granularity)
-    oracle = HarmonizedSGD(a.parameters(), objectives=3, granularity=granularity)  # layout and rows only
-    oracle_aggregator = copy.deepcopy(aggregator)  # a seeded order advances per call: one copy per side
-    for x, y in _batches(5):
-        oracle.zero_grad()
-        ours.zero_grad()
-        for k, (la, lb) in enumerate(zip(_losses(a, x, y), _losses(b, x, y))):
-            with oracle.objective(k):
-                la.backward()
-            with ours.objective(k):
-                lb.backward()
-        combined, _ = harmonize_rows(oracle.grad_rows, oracle.plan, oracle_aggregator, backend="reference")
-        for p, view in zip(a.parameters(), oracle.plan.views(combined, [p.shape for p in a.parameters()])):
-            p.grad = view.clone()
-        torch_opt.step()
-        oracle._point_grads()
-        ours.step()
-        torch.testing.assert_close(_flat(b), _flat(a), rtol=1e-10, atol=1e-12)
+    # a seeded order advances per call: each side gets its own copy
+    check_against_oracle(lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1, amsgrad=True),
+                         lambda m: HarmonizedAdamW(m.parameters(), lr=0.01, weight_decay=0.1, amsgrad=True,
+                                                   objectives=3, aggregator=copy.deepcopy(aggregator),
+                                                   granularity=granularity),
+                         copy.deepcopy(aggregator), granularity, steps=5)
 
 
 def _run(model, opt, batches, k=3):
     for x, y in batches:
         opt.zero_grad()
         for j, loss in zip(range(k), _losses(model, x, y)):
-            if isinstance(opt, HarmonizedAdamW):
+            if isinstance(opt, HarmonizedOptimizer):
                 with opt.objective(j):
                     loss.backward()
             else:

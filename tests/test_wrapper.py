@@ -6,41 +6,13 @@ import io
 import pytest
 import torch
 from helpers import assert_steps_without_host_sync
-from torch import nn
+from test_adamw import _batches, _flat, _losses, _mlp, _run, _TwoHeads, check_against_oracle
 
-from ltu_fast import Harmonized, HarmonizedSGD, PCGrad, harmonize_rows
-
-
-def _mlp(seed=0, dtype=torch.float64):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype)
-
-
-def _batches(steps, dtype=torch.float64, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    return [(torch.randn(16, 5, generator=gen, dtype=dtype), torch.randn(16, 3, generator=gen, dtype=dtype))
-            for _ in range(steps)]
-
-
-def _losses(model, x, y):
-    yield (model(x) - y).pow(2).mean()
-    yield (model(x) + y).abs().mean()
-    yield model(x).pow(2).sum(1).mean() * 0.1
-
-
-def _flat(model):
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
+from ltu_fast import Harmonized, HarmonizedSGD, PCGrad
 
 
 def _step(model, opt, x, y, k):
-    opt.zero_grad()
-    for j, loss in zip(range(k), _losses(model, x, y)):
-        if isinstance(opt, Harmonized):
-            with opt.objective(j):
-                loss.backward()
-        else:
-            loss.backward()
-    opt.step()
+    _run(model, opt, [(x, y)], k)
 
 
 OPTIMIZERS = {
@@ -65,35 +37,11 @@ def test_one_objective_sum_is_the_wrapped_optimizer(name):
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 @pytest.mark.parametrize("granularity", ["layer", "global"])
 def test_several_objectives_equal_float64_harmonization_then_the_optimizer(name, granularity):
-    a, b = _mlp(), _mlp()
-    plain = OPTIMIZERS[name](a.parameters())
     aggregator = PCGrad("random", seed=4)
-    oracle = HarmonizedSGD(a.parameters(), objectives=3, granularity=granularity)  # layout and rows only
-    wrapped = Harmonized(OPTIMIZERS[name](b.parameters()), objectives=3, aggregator=copy.deepcopy(aggregator),
-                         granularity=granularity)
-    for x, y in _batches(4):
-        oracle.zero_grad()
-        for k, loss in enumerate(_losses(a, x, y)):
-            with oracle.objective(k):
-                loss.backward()
-        combined, _ = harmonize_rows(oracle.grad_rows, oracle.plan, aggregator, backend="reference")
-        for p, g in zip(a.parameters(), oracle.plan.views(combined, [p.shape for p in a.parameters()])):
-            p.grad = g.clone()
-        plain.step()
-        oracle._point_grads()
-        _step(b, wrapped, x, y, 3)
-        torch.testing.assert_close(_flat(b), _flat(a), rtol=1e-10, atol=1e-12)
-
-
-class _TwoHeads(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.body, self.head_a, self.head_b = nn.Linear(4, 6), nn.Linear(6, 2), nn.Linear(6, 2)
-        self.double()
-
-    def forward(self, x, head):
-        return getattr(self, head)(torch.tanh(self.body(x)))
+    check_against_oracle(OPTIMIZERS[name],
+                         lambda m: Harmonized(OPTIMIZERS[name](m.parameters()), objectives=3,
+                                              aggregator=copy.deepcopy(aggregator), granularity=granularity),
+                         aggregator, granularity)
 
 
 @pytest.mark.parametrize("name", ["adamw", "sgd", "rmsprop"])
