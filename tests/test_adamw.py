@@ -1,4 +1,4 @@
-"""HarmonizedAdamW: torch.optim.AdamW on PyTorch's own test inputs, harmonization, resume, skips, state."""
+"""HarmonizedAdamW (and HarmonizedSGD): torch.optim.AdamW / SGD on PyTorch's own test inputs, harmonization, resume, skips, state."""
 
 import copy
 import io
@@ -20,19 +20,20 @@ optim_db = pytest.importorskip("torch.testing._internal.common_optimizers").opti
 CPU_BUILT = available_backends()["cpu"] is None
 
 
-def _adamw_inputs() -> list[dict]:
-    """Every AdamW configuration of torch's optim_db (CPU and CUDA lists); ``capturable`` dropped:
-    it only chooses how torch computes on the device, which this optimizer always does."""
-    info = next(o for o in optim_db if o.optim_cls is torch.optim.AdamW)
+def _optim_db_inputs(cls) -> list[tuple[str, type, dict]]:
+    """Every configuration of torch's optim_db for ``cls`` (CPU and CUDA lists); ``capturable``
+    dropped: it only chooses how torch computes on the device, which these optimizers always do."""
+    info = next(o for o in optim_db if o.optim_cls is cls)
     out = {}
     for device in ("cpu", "cuda"):
         for oi in info.optim_inputs_func(device=device):
             kwargs = {k: v for k, v in oi.kwargs.items() if k != "capturable"}
-            out.setdefault(repr(kwargs), (oi.desc, kwargs))
+            out.setdefault(repr(kwargs), (f"{cls.__name__}: {oi.desc}", cls, kwargs))
     return list(out.values())
 
 
-ADAMW_INPUTS = _adamw_inputs()
+OPTIM_DB_INPUTS = _optim_db_inputs(torch.optim.AdamW) + _optim_db_inputs(torch.optim.SGD)
+OURS = {torch.optim.AdamW: HarmonizedAdamW, torch.optim.SGD: HarmonizedSGD}
 
 
 def _mlp(seed=0, dtype=torch.float64):
@@ -62,14 +63,14 @@ def _kwargs_copy(kwargs, dtype):
                 else v.clone() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
 
 
-@pytest.mark.parametrize("desc,kwargs", ADAMW_INPUTS, ids=[d for d, _ in ADAMW_INPUTS])
+@pytest.mark.parametrize("desc,cls,kwargs", OPTIM_DB_INPUTS, ids=[d for d, _, _ in OPTIM_DB_INPUTS])
 @pytest.mark.parametrize("backend,dtype", [("reference", torch.float64), ("cpu", torch.float32)])
-def test_one_objective_equals_torch_adamw_on_optim_db_inputs(desc, kwargs, backend, dtype):
+def test_one_objective_equals_torch_on_optim_db_inputs(desc, cls, kwargs, backend, dtype):
     if backend == "cpu" and not CPU_BUILT:
         pytest.skip(available_backends()["cpu"])
     a, b = _mlp(dtype=dtype), _mlp(dtype=dtype)
-    torch_opt = torch.optim.AdamW(a.parameters(), **_kwargs_copy(kwargs, dtype))
-    ours = HarmonizedAdamW(b.parameters(), aggregator="sum", backend=backend, **_kwargs_copy(kwargs, dtype))
+    torch_opt = cls(a.parameters(), **_kwargs_copy(kwargs, dtype))
+    ours = OURS[cls](b.parameters(), aggregator="sum", backend=backend, **_kwargs_copy(kwargs, dtype))
     # torch computes tensor hyper-parameters in their float32 dtype; float64 parameters see that rounding
     tol = {"rtol": 1e-6, "atol": 1e-7} if dtype == torch.float32 or "Tensor" in desc else {"rtol": 1e-12, "atol": 1e-14}
     for x, y in _batches(8, dtype):
