@@ -5,11 +5,14 @@
     python setup.py build_ext --inplace        # development: modules land in ./ltu_fast
 
 Environment: LTU_FAST_NATIVE=0 for a portable build (no -march=native), LTU_FAST_CUDA=0 to skip
-the CUDA module, CMAKE_BUILD_PARALLEL_LEVEL to cap build jobs (default: all cores).
+the CUDA module, CMAKE_BUILD_PARALLEL_LEVEL to cap build jobs (default: all cores), CUDACXX to
+name the nvcc (default: the installed toolkit matching ``torch.version.cuda``, see
+build_tools/cuda_toolkit.py, else CMake's choice).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -26,6 +29,33 @@ ROOT = Path(__file__).resolve().parent
 def _flag(name: str, default: str = "1") -> str:
     """CMake ON/OFF from an environment variable ("0", "off", "false", "no" mean OFF)."""
     return "OFF" if os.environ.get(name, default).strip().lower() in ("0", "off", "false", "no") else "ON"
+
+
+def _cuda_compiler() -> list[str]:
+    """``-DCMAKE_CUDA_COMPILER=...`` for the toolkit matching torch's CUDA, when torch is a CUDA build
+    installed here and such a toolkit is found (``_C_cuda`` links its runtime statically)."""
+    if _flag("LTU_FAST_CUDA") == "OFF" or os.environ.get("CUDACXX"):
+        return []
+    try:
+        import torch
+    except ImportError:  # an isolated build without torch: CMake's default nvcc
+        return []
+    source = ROOT / "build_tools" / "cuda_toolkit.py"
+    if not source.exists():
+        return []
+    spec = importlib.util.spec_from_file_location("cuda_toolkit", source)
+    toolkit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toolkit)
+    wanted = toolkit.parse_release(torch.version.cuda or "")
+    if wanted is None:
+        return []
+    found = {path: release for path in toolkit.installed_nvccs() if (release := toolkit.nvcc_release(path))}
+    nvcc = toolkit.choose(wanted, found)
+    if nvcc is None:
+        print(f"ltu_fast: no CUDA {wanted[0]}.x toolkit for torch's CUDA {torch.version.cuda} among {found}; "
+              "_C_cuda may need a newer driver than torch (backends.available_backends() will say so)")
+        return []
+    return [f"-DCMAKE_CUDA_COMPILER={nvcc}"]
 
 
 class CMakeExtension(Extension):
@@ -56,6 +86,7 @@ class CMakeBuild(build_ext):
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DLTU_FAST_NATIVE={_flag('LTU_FAST_NATIVE')}",
             f"-DLTU_FAST_CUDA={_flag('LTU_FAST_CUDA')}",
+            *_cuda_compiler(),
         ]
         subprocess.run(configure, check=True)
         build = ["cmake", "--build", str(build_dir)]

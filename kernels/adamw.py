@@ -1,7 +1,7 @@
 """Fused combine + AdamW: one program per chunk of one tensor; the row of per-tensor hyper-parameters
 (``ADAMW_COLUMNS``) is picked by the chunk's group column.
 
-Vector-friendly like the other element-wise kernels: the chunk start is a multiple of ``ALIGN``
+Built like ``apply.py``'s kernels, from its helpers: the chunk start is a multiple of ``ALIGN``
 (128-bit accesses when the launcher vouches for it), the main loop is unmasked and one masked
 iteration handles the tail; the skip flag and the tensor's ``active`` bit are read once as scalars.
 """
@@ -10,30 +10,15 @@ import triton
 import triton.language as tl
 
 from .adamw_math import adamw_element
-
-
-@triton.jit
-def _load(ptr, m, MASKED: tl.constexpr):
-    if MASKED:
-        return tl.load(ptr, mask=m, other=0.0).to(tl.float32)
-    return tl.load(ptr).to(tl.float32)
-
-
-@triton.jit
-def _store(ptr, value, m, MASKED: tl.constexpr):
-    if MASKED:
-        tl.store(ptr, value.to(ptr.dtype.element_ty), mask=m)
-    else:
-        tl.store(ptr, value.to(ptr.dtype.element_ty))
+from .apply import _coefficients, _load, _store, combined
 
 
 @triton.jit
 def _adamw_block(rows_ptr, row_stride, b, param_ptr, m_ptr, v_ptr, vmax_ptr, offs, end, h,
-                 K: tl.constexpr, KP: tl.constexpr, HAS_AMSGRAD: tl.constexpr, MASKED: tl.constexpr):
+                 K: tl.constexpr, KP: tl.constexpr, HAS_AMSGRAD: tl.constexpr, MASKED: tl.constexpr,
+                 ALIGN: tl.constexpr):
     mask = offs < end
-    ks = tl.minimum(tl.arange(0, KP), K - 1)  # padded rows read row K-1 in bounds, with b zero
-    x = _load(rows_ptr + ks.to(tl.int64)[:, None] * row_stride + offs[None, :], mask[None, :], MASKED)
-    g = tl.sum(b[:, None] * x, axis=0)
+    g = combined(rows_ptr, row_stride, b, offs, mask, K, KP, MASKED, ALIGN)
     p = _load(param_ptr + offs, mask, MASKED)
     m = _load(m_ptr + offs, mask, MASKED)
     v = _load(v_ptr + offs, mask, MASKED)
@@ -57,13 +42,12 @@ def adamw_apply_kernel(rows_ptr, row_stride, beta_ptr, chunks_ptr, param_ptr, m_
     if (tl.load(found_inf_ptr) == 0) & (tl.load(h + 9) != 0):  # not skipped, and the tensor was touched
         start = tl.multiple_of(tl.load(chunks_ptr + c * 4), ALIGN)
         n = tl.load(chunks_ptr + c * 4 + 1)
-        ks = tl.arange(0, KP)
-        b = tl.load(beta_ptr + tl.load(chunks_ptr + c * 4 + 2) * K + ks, mask=ks < K, other=0.0).to(tl.float32)
+        b = _coefficients(beta_ptr, tl.load(chunks_ptr + c * 4 + 2), K, KP)
         end = start + n
         main = start + n // BLOCK * BLOCK
         for i in range(start, main, BLOCK):
             _adamw_block(rows_ptr, row_stride, b, param_ptr, m_ptr, v_ptr, vmax_ptr,
-                         tl.multiple_of(i, ALIGN) + tl.arange(0, BLOCK), end, h, K, KP, HAS_AMSGRAD, False)
+                         tl.multiple_of(i, ALIGN) + tl.arange(0, BLOCK), end, h, K, KP, HAS_AMSGRAD, False, ALIGN)
         if main < end:
             _adamw_block(rows_ptr, row_stride, b, param_ptr, m_ptr, v_ptr, vmax_ptr, main + tl.arange(0, BLOCK), end,
-                         h, K, KP, HAS_AMSGRAD, True)
+                         h, K, KP, HAS_AMSGRAD, True, ALIGN)

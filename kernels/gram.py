@@ -2,6 +2,11 @@
 
 No atomics: each chunk writes its own [KP, KP] partial, and one program per segment adds its
 chunks' partials in chunk-list order, so results are bitwise repeatable run to run.
+
+Vector width: the main loop runs unmasked over ``n // BLOCK * BLOCK`` elements with the chunk
+start marked a multiple of ``ALIGN`` (the launcher passes the 16-byte pack size only when the
+plan, the row stride and the base address guarantee it, else 1), so it compiles to 128-bit loads;
+one masked iteration handles the tail.
 """
 
 import triton
@@ -9,21 +14,36 @@ import triton.language as tl
 
 
 @triton.jit
+def _gram_block(rows_ptr, row_base, offs, kmask, acc, MASKED: tl.constexpr, n, K: tl.constexpr,
+                KP: tl.constexpr):
+    """``acc += x x^T`` (elementwise over the block) for the rows' values at ``offs``."""
+    ptrs = rows_ptr + row_base[:, None] + offs[None, :]
+    if MASKED:
+        x = tl.load(ptrs, mask=kmask[:, None] & (offs < n)[None, :], other=0.0).to(tl.float32)
+    else:
+        x = tl.load(ptrs).to(tl.float32)
+        if K != KP:  # padded rows read row K-1 again (in bounds); zero them
+            x = tl.where(kmask[:, None], x, 0.0)
+    return acc + x[:, None, :] * x[None, :, :]
+
+
+@triton.jit
 def gram_partial_kernel(rows_ptr, row_stride, chunks_ptr, partial_ptr,
-                        K: tl.constexpr, KP: tl.constexpr, BLOCK: tl.constexpr):
+                        K: tl.constexpr, KP: tl.constexpr, BLOCK: tl.constexpr, ALIGN: tl.constexpr):
     c = tl.program_id(0)
-    start = tl.load(chunks_ptr + c * 4)
+    start = tl.multiple_of(tl.load(chunks_ptr + c * 4), ALIGN)
     n = tl.load(chunks_ptr + c * 4 + 1)
     ks = tl.arange(0, KP)
     kmask = ks < K
-    row_base = ks.to(tl.int64) * row_stride + start
+    # padded rows point at row K-1 so the unmasked main loop stays in bounds
+    # (every row start a multiple of ALIGN too: the launcher checked the row stride)
+    row_base = tl.multiple_of(tl.minimum(ks, K - 1).to(tl.int64) * row_stride + start, ALIGN)
     acc = tl.zeros((KP, KP, BLOCK), dtype=tl.float32)
-    for i in range(0, n, BLOCK):
-        offs = i + tl.arange(0, BLOCK)
-        m = offs < n
-        x = tl.load(rows_ptr + row_base[:, None] + offs[None, :], mask=kmask[:, None] & m[None, :], other=0.0)
-        x = x.to(tl.float32)
-        acc += x[:, None, :] * x[None, :, :]
+    main = n // BLOCK * BLOCK
+    for i in range(0, main, BLOCK):
+        acc = _gram_block(rows_ptr, row_base, i + tl.arange(0, BLOCK), kmask, acc, False, n, K, KP)
+    if main < n:
+        acc = _gram_block(rows_ptr, row_base, main + tl.arange(0, BLOCK), kmask, acc, True, n, K, KP)
     g = tl.sum(acc, axis=2)
     tl.store(partial_ptr + c * (KP * KP) + ks[:, None] * KP + ks[None, :], g)
 

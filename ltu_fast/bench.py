@@ -191,7 +191,7 @@ def print_table(results: list[dict]) -> None:
           f"{'vs foreach':>11}")
     for r in results:
         print(f"{r['model']:<13}{r['params_m']:>8.1f}M{r['tensors']:>5}{r['k']:>3} {r['dtype']:<9}{r['variant']:<10}"
-              f"{r['ms']:>10.3f}{r['x_floor']:>9.1f}{r['vs_foreach']:>10.2f}x")
+              f"{r['ms']:>10.3f}{r['x_floor']:>9.2f}{r['vs_foreach']:>10.2f}x")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -218,6 +218,8 @@ def sgd_step(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    *,
+    check: bool = True,
     skip_untouched: bool = False,
 ) -> StepStats:
     """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
@@ -227,8 +229,14 @@ def sgd_step(
     momentum switched on later. It is per group ``[G]``, or per tensor ``[T]`` with
     ``skip_untouched``: then a tensor no objective touched (:func:`touched_tensors`) is left
     exactly as it is, buffer included, as ``torch.optim.SGD`` skips ``grad is None``.
-    ``statistics``: see :func:`harmonized_coefficients`.
+    ``statistics``: see :func:`harmonized_coefficients`. ``plan`` may live on another device (its
+    tables are copied once to ``rows``' device and cached). ``check=False`` skips the argument
+    checks, for callers that built the buffers and the plan on one device themselves (the
+    optimizers: the checks cost microseconds every step).
     """
+    if check:
+        plan = plan.to(rows.device)
+        _check_step_buffers(rows, plan, param, momentum, hyper, ready, per_tensor=skip_untouched)
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
                                                statistics)
     if skip_untouched:
@@ -293,6 +301,27 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, 
     if acc.shape != x.shape or acc.device != x.device:
         raise ValueError(f"x: shape/device {tuple(x.shape)}/{x.device} must match acc {tuple(acc.shape)}/{acc.device}")
     resolve_backend(backend, acc.device, x.dtype, acc.dtype).axpy(acc, x, alpha)
+
+
+def _check_step_buffers(rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, momentum: torch.Tensor,
+                        hyper: torch.Tensor, ready: torch.Tensor, *, per_tensor: bool = False) -> None:
+    """What a compiled kernel would otherwise turn into an illegal memory access."""
+    if rows.dim() != 2 or rows.shape[1] != plan.total:
+        raise ValueError(f"rows: expected shape [K, {plan.total}], got {tuple(rows.shape)}")
+    for name, t, numels in (("param", param, (plan.total,)), ("momentum", momentum, (0, plan.total))):
+        if t.device != rows.device:
+            raise ValueError(f"{name}: on {t.device}, but rows are on {rows.device}")
+        if t.dim() != 1 or t.numel() not in numels or (t.numel() and t.stride(0) != 1):
+            raise ValueError(f"{name}: expected a contiguous 1-D buffer of {plan.total} elements, "
+                             f"got shape {tuple(t.shape)} strides {t.stride()}")
+    groups = hyper.shape[0] if hyper.dim() == 2 else -1
+    if hyper.device != rows.device or groups < plan.num_groups or hyper.shape[1] != 6:
+        raise ValueError(f"hyper: expected shape [>= {plan.num_groups}, 6] on {rows.device}, "
+                         f"got {tuple(hyper.shape)} on {hyper.device}")
+    expected = plan.num_tensors if per_tensor else groups  # skip_untouched keeps the history bits per tensor
+    if ready.device != rows.device or tuple(ready.shape) != (expected,):
+        raise ValueError(f"ready: expected shape ({expected},) on {rows.device}, got {tuple(ready.shape)} on "
+                         f"{ready.device}")
 
 
 def _check_rows(rows: torch.Tensor, plan: SegmentPlan) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import (
     assert_backend_matches_reference,
+    capture_cuda_graph,
     hyper_table,
     hypers,
     plans,
@@ -129,14 +130,7 @@ def test_step_is_cuda_graph_capturable(name):
     _fill(eager, 0)
     _fill(graphed, 0)
     eager.step()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        graphed.step()  # warm-up: chunk tables and hyper tensor built outside capture
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        graphed.step()
+    graph = capture_cuda_graph(graphed.step)  # warm-up: chunk tables and hyper tensor built outside capture
     for seed in (1, 2, 3):
         _fill(eager, seed)
         _fill(graphed, seed)

@@ -70,4 +70,9 @@ PYBIND11_MODULE(_C_cuda, m) {
     axpy(a);
   }, py::arg("acc"), py::arg("acc_dtype"), py::arg("x"), py::arg("x_dtype"), py::arg("n"), py::arg("alpha_ptr"),
      py::arg("alpha"), py::arg("device"), py::arg("stream"));
+  m.def("versions", [] {
+    int driver = 0, runtime = 0;
+    versions(&driver, &runtime);
+    return py::make_tuple(driver, runtime);
+  }, "(driver, runtime) CUDA versions as 1000 * major + 10 * minor; driver 0 when none is installed");
 }

@@ -68,6 +68,8 @@ void combine(const CombineArgs& a);
 void sgd_apply(const SgdArgs& a);
 void axpy(const AxpyArgs& a);
 void adamw_apply(const AdamWArgs& a);
+// CUDA versions as 1000 * major + 10 * minor (cudaDriverGetVersion, cudaRuntimeGetVersion); driver 0: none.
+void versions(int* driver, int* runtime);
 
 }  // namespace cuda
 }  // namespace ltu_fast

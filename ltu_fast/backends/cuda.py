@@ -6,10 +6,13 @@ Each tensor of a plan is cut into chunks of at most ``CHUNK`` elements
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..plan import SegmentPlan
 from . import reference
+from .layout import kernel_plan, vector_pack
 
 name = "cuda"
 CHUNK = 1 << 15  # elements per block: 16 iterations of 512 threads x 4 fp32
@@ -29,19 +32,39 @@ def availability() -> str | None:
         return _IMPORT_ERROR
     if not torch.cuda.is_available():
         return "no CUDA device is visible to torch (torch.cuda.is_available() is False)"
+    return _version_problem()
+
+
+@functools.cache
+def _version_problem() -> str | None:
+    """Checked once per process, on first use (the import stays free of CUDA calls)."""
+    return version_problem(*_C_cuda.versions())
+
+
+def _release(version: int) -> str:
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def version_problem(driver: int, runtime: int) -> str | None:
+    """Why a module with CUDA runtime ``runtime`` statically linked cannot run on ``driver``
+    (versions as 1000 * major + 10 * minor), or None.
+
+    Within one major release a newer runtime runs on an older driver (CUDA minor-version
+    compatibility; the module ships sm_80/sm_90 machine code, so A100/H100 need no PTX JIT); across
+    a major release it does not: a CUDA 13 build beside a CUDA 12 torch on a CUDA 12 driver.
+    """
+    if driver <= 0:
+        return "no CUDA driver is installed (cudaDriverGetVersion reports none)"
+    if driver // 1000 < runtime // 1000:
+        return (f"the CUDA driver ({_release(driver)}) is older than the CUDA {_release(runtime)} runtime "
+                f"ltu_fast._C_cuda was built with; update the driver, or rebuild with the toolkit matching "
+                f"torch.version.cuda ({torch.version.cuda}) first on PATH or in CUDACXX; triton is used meanwhile")
     return None
 
 
 def supports(device: torch.device, row_dtype: torch.dtype, param_dtype: torch.dtype | None) -> bool:
     return (device.type == "cuda" and row_dtype in _DTYPE_CODES
             and (param_dtype is None or param_dtype == torch.float32))
-
-
-def _vec_ok(plan: SegmentPlan, row_dtype: torch.dtype, *tensors: torch.Tensor) -> bool:
-    """16-byte packs are legal: every base address aligned and tensor offsets multiples of a pack."""
-    pack = 16 // row_dtype.itemsize
-    return (plan.align % pack == 0 and CHUNK % pack == 0
-            and all(t.data_ptr() % 16 == 0 for t in tensors if t.numel()))
 
 
 def _common(rows: torch.Tensor, plan: SegmentPlan) -> dict:
@@ -54,35 +77,38 @@ def _common(rows: torch.Tensor, plan: SegmentPlan) -> dict:
 
 def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k = rows.shape[0]
-    if k > MAX_K:
-        return reference.gram(rows, plan)
+    plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
+    if k > MAX_K or table.num_chunks == 0:  # no chunks: a rank that owns no shard (a 0-block grid is an error)
+        return reference.gram(rows, plan)
     partial = torch.empty(table.num_chunks, k * (k + 1) // 2, dtype=torch.float32, device=rows.device)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
-    _C_cuda.gram(**_common(rows, plan), vec=_vec_ok(plan, rows.dtype, rows), seg_ptr=table.seg_ptr.data_ptr(),
+    _C_cuda.gram(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows) > 1, seg_ptr=table.seg_ptr.data_ptr(),
                  seg_chunks=table.seg_chunks.data_ptr(), num_segments=plan.num_segments,
                  partial=partial.data_ptr(), stats=stats.data_ptr())
     return stats
 
 
 def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
-    if rows.shape[0] > MAX_K:
+    plan = kernel_plan(rows, plan)
+    if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
         return reference.combine(rows, beta, plan)
     beta = beta.to(torch.float32).contiguous()
     out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
-    _C_cuda.combine(**_common(rows, plan), vec=_vec_ok(plan, rows.dtype, rows, out),
+    _C_cuda.combine(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, out) > 1,
                     beta=beta.data_ptr(), out=out.data_ptr())
     return out
 
 
 def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
-    if rows.shape[0] > MAX_K:
+    plan = kernel_plan(rows, plan)
+    if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
         return reference.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf)
     beta = beta.to(torch.float32).contiguous()
     hyper = hyper.to(torch.float32).contiguous()
     ready = ready.to(torch.float32)
     found_inf = found_inf.to(torch.float32)
-    _C_cuda.sgd_apply(**_common(rows, plan), vec=_vec_ok(plan, rows.dtype, rows, param, momentum),
+    _C_cuda.sgd_apply(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, param, momentum) > 1,
                       beta=beta.data_ptr(), param=param.data_ptr(),
                       momentum=momentum.data_ptr() if momentum.numel() else 0, hyper=hyper.data_ptr(),
                       ready=ready.data_ptr(), found_inf=found_inf.data_ptr())
@@ -101,13 +127,14 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> Non
 
 
 def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
-    if rows.shape[0] > MAX_K:
+    plan = kernel_plan(rows, plan)
+    if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
         return reference.adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf)
     beta = beta.to(torch.float32).contiguous()
     hyper = hyper.to(torch.float32).contiguous()
     found_inf = found_inf.to(torch.float32)
     buffers = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
-    _C_cuda.adamw_apply(**_common(rows, plan), vec=_vec_ok(plan, rows.dtype, rows, *buffers), beta=beta.data_ptr(),
+    _C_cuda.adamw_apply(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, *buffers) > 1, beta=beta.data_ptr(),
                         param=param.data_ptr(), exp_avg=exp_avg.data_ptr(), exp_avg_sq=exp_avg_sq.data_ptr(),
                         max_exp_avg_sq=max_exp_avg_sq.data_ptr() if max_exp_avg_sq.numel() else 0,
                         hyper=hyper.data_ptr(), found_inf=found_inf.data_ptr())

@@ -7,6 +7,7 @@ how CI tests it without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -18,6 +19,8 @@ from types import SimpleNamespace
 import torch
 
 from ..plan import SegmentPlan
+from . import reference
+from .layout import kernel_plan, vector_pack
 
 name = "triton"
 CHUNK = 1 << 15  # elements per program (tests lower it to exercise many chunks on small sizes)
@@ -79,42 +82,65 @@ def _padded(k: int) -> int:
     return 1 << (k - 1).bit_length()
 
 
+def _on_device(t: torch.Tensor):
+    """Make ``t``'s GPU current for a launch: Triton launches on the current device and stream,
+    so rows on ``cuda:1`` under current device 0 would be an illegal access (CPU: interpreter)."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
 def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k, kp = rows.shape[0], _padded(rows.shape[0])
+    plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
+    if table.num_chunks == 0:  # a rank that owns no shard: nothing to launch (a 0-program grid is an error)
+        return reference.gram(rows, plan)
     partial = torch.empty(table.num_chunks, kp * kp, dtype=torch.float32, device=rows.device)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
-    _kernels().gram_partial[(table.num_chunks,)](rows, rows.stride(0), table.chunks, partial,
-                                             K=k, KP=kp, BLOCK=max(16, 4 * BLOCK // (kp * kp)))
-    _kernels().gram_reduce[(plan.num_segments,)](partial, table.seg_ptr, table.seg_chunks, stats,
-                                             K=k, KP=kp, BLOCK_C=REDUCE_BLOCK)
+    with _on_device(rows):
+        _kernels().gram_partial[(table.num_chunks,)](
+            rows, rows.stride(0), table.chunks, partial, K=k, KP=kp, BLOCK=max(16, 4 * BLOCK // (kp * kp)),
+            ALIGN=vector_pack(plan, CHUNK, rows))
+        _kernels().gram_reduce[(plan.num_segments,)](partial, table.seg_ptr, table.seg_chunks, stats,
+                                                     K=k, KP=kp, BLOCK_C=REDUCE_BLOCK)
     return stats
 
 
 def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k = rows.shape[0]
+    plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
     out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
-    _kernels().combine[(table.num_chunks,)](rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks,
-                                        out, K=k, KP=_padded(k), BLOCK=BLOCK)
+    if table.num_chunks:
+        with _on_device(rows):
+            _kernels().combine[(table.num_chunks,)](
+                rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, out, K=k, KP=_padded(k),
+                BLOCK=BLOCK, ALIGN=vector_pack(plan, CHUNK, rows, out))
     return out
 
 
 def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
     k = rows.shape[0]
+    plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
+    if table.num_chunks == 0:
+        return
     has_momentum = momentum.numel() > 0
-    _kernels().sgd_apply[(table.num_chunks,)](
-        rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param,
-        momentum if has_momentum else param, hyper.to(torch.float32).contiguous(), ready.to(torch.float32),
-        found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK)
+    with _on_device(rows):
+        _kernels().sgd_apply[(table.num_chunks,)](
+            rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param,
+            momentum if has_momentum else param, hyper.to(torch.float32).contiguous(), ready.to(torch.float32),
+            found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK,
+            ALIGN=vector_pack(plan, CHUNK, rows, param, momentum))
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
     n = acc.numel()
+    if n == 0:
+        return
     on_device = isinstance(alpha, torch.Tensor)
     alpha_t = alpha.to(device=acc.device, dtype=torch.float32).reshape(1) if on_device else acc
-    _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
+    with _on_device(acc):
+        _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
                                                 ALPHA_ON_DEVICE=on_device, BLOCK=AXPY_BLOCK)
 
 
@@ -126,19 +152,16 @@ def _adamw_kernel():
     return adamw.adamw_apply_kernel
 
 
-def _vector_align(plan: SegmentPlan, *tensors: torch.Tensor) -> int:
-    """Elements per 128-bit pack that every chunk start is a multiple of, or 1 if the layout does not vouch."""
-    pack = max(16 // t.element_size() for t in tensors)
-    ok = plan.align % pack == 0 and CHUNK % pack == 0 and all(t.data_ptr() % 16 == 0 for t in tensors if t.numel())
-    return pack if ok else 1
-
-
 def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
     k = rows.shape[0]
+    plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
+    if table.num_chunks == 0:
+        return
     has_amsgrad = max_exp_avg_sq.numel() > 0
-    _adamw_kernel()[(table.num_chunks,)](
-        rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param, exp_avg, exp_avg_sq,
-        max_exp_avg_sq if has_amsgrad else exp_avg_sq, hyper.to(torch.float32).contiguous(),
-        found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_AMSGRAD=has_amsgrad, BLOCK=BLOCK,
-        ALIGN=_vector_align(plan, rows, param, exp_avg, exp_avg_sq))
+    with _on_device(rows):
+        _adamw_kernel()[(table.num_chunks,)](
+            rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param, exp_avg, exp_avg_sq,
+            max_exp_avg_sq if has_amsgrad else exp_avg_sq, hyper.to(torch.float32).contiguous(),
+            found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_AMSGRAD=has_amsgrad, BLOCK=BLOCK,
+            ALIGN=vector_pack(plan, CHUNK, rows, param, exp_avg, exp_avg_sq, max_exp_avg_sq))

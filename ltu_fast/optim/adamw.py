@@ -100,6 +100,9 @@ class HarmonizedAdamW(HarmonizedOptimizer):
         self._step_params, self._steps = list(self._params), steps
         self._point_steps()
 
+    def _device_state(self) -> tuple[torch.Tensor, ...]:
+        return (self._steps,)
+
     def _point_steps(self) -> None:
         for p, step in zip(self._params, self._steps):
             self.state[p]["step"] = step

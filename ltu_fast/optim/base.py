@@ -124,6 +124,10 @@ class HarmonizedOptimizer(Optimizer):
     def _layout_changed(self, first: bool) -> None:
         """Called after every (re-)layout: allocate or grow per-group device state."""
 
+    def _device_state(self) -> tuple[torch.Tensor, ...]:
+        """Per-group device tensors the step updates in place (static addresses for CUDA graphs)."""
+        return ()
+
     def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
                 found_inf: torch.Tensor | None) -> StepStats:
         """The fused step on the flat buffers; returns its statistics."""
@@ -223,11 +227,25 @@ class HarmonizedOptimizer(Optimizer):
         self._backend = resolve_backend(self.backend_name, ref.device, ref.dtype, ref.dtype)
         self._hyper_key = None
         self._layout_ready = True
+        self._mark_static_addresses(self._flat_params, self._rows, self._skipped, self.weights,
+                                    *self._buffers.values(), *self._device_state())
         self._point_grads()
 
     def _empty_buffer(self) -> torch.Tensor:
         """What a kernel receives for a state buffer no group needs (numel 0)."""
         return self._flat_params.new_zeros(0, dtype=self._state_dtype(self._flat_params.dtype))
+
+    @staticmethod
+    def _mark_static_addresses(*buffers: torch.Tensor | None) -> None:
+        """Tell Dynamo these buffers keep their address between steps, so
+        ``torch.compile(mode="reduce-overhead")`` captures the step in a CUDA graph instead of
+        skipping it for mutated (or copying read-only) inputs. A re-layout makes new buffers, and
+        CUDA graphs re-record for them. (Buffers made while tracing are graph intermediates.)"""
+        if torch.compiler.is_compiling():
+            return
+        for t in buffers:
+            if t is not None:
+                torch._dynamo.mark_static_address(t)
 
     # ----------------------------------------------------------------------- objectives and grads
     def _objective_index(self, which: int | str) -> int:
@@ -327,6 +345,7 @@ class HarmonizedOptimizer(Optimizer):
             device = self._flat_params.device
             host = torch.tensor(key, dtype=self._hyper_dtype, pin_memory=device.type == "cuda")
             self._hyper_tensor = host.to(device, non_blocking=True)
+            self._mark_static_addresses(self._hyper_tensor)
             self._hyper_key = key
         if not tensors:
             return self._hyper_tensor

@@ -90,6 +90,9 @@ class HarmonizedSGD(HarmonizedOptimizer):
         self._ready = torch.tensor([old.get(i, 0.0) for i in self._ready_params], dtype=torch.float32,
                                    device=self._flat_params.device)
 
+    def _device_state(self) -> tuple[torch.Tensor, ...]:
+        return (self._ready,)
+
     @property
     def _momentum(self) -> torch.Tensor:
         """The flat momentum buffer ``[P]`` (empty while no group uses momentum)."""
@@ -98,7 +101,7 @@ class HarmonizedSGD(HarmonizedOptimizer):
     def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
                 found_inf: torch.Tensor | None) -> StepStats:
         return sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper, self._ready,
-                        self.aggregator, backend, self.weights, grad_scale, found_inf, self._statistics,
+                        self.aggregator, backend, self.weights, grad_scale, found_inf, self._statistics, check=False,
                         skip_untouched=True)
 
     def _extra_state(self) -> dict[str, Any]:

@@ -1,0 +1,93 @@
+"""Compile the Triton kernels ahead of time for sm_90 and print their PTX as JSON (no GPU needed).
+
+Run as a subprocess by ``test_triton_ptx.py``: triton's own library functions are built as
+interpreter objects when triton is imported with ``TRITON_INTERPRET=1`` (which the test session
+sets on a machine without a GPU), so a compiled build needs a fresh interpreter.
+
+Launch-time specialisation is reproduced by hand: every pointer 16-byte divisible, as Triton infers
+for aligned tensors, and ``ALIGN`` the 16-byte pack the backend passes for an aligned plan. Integer
+arguments (the row stride) get no divisibility: the kernels' own hints must carry the vector width.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import triton
+import triton.language as tl
+
+KERNELS = Path(__file__).resolve().parents[1] / "kernels"
+ITEMSIZE = {"fp32": 4, "bf16": 2}
+
+
+def _load(module: str):
+    """``kernels/<module>.py`` under a private package name (never the installed ``ltu_fast.kernels``)."""
+    name = "_ltu_fast_kernels_aot"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, KERNELS / "__init__.py",
+                                                      submodule_search_locations=[str(KERNELS)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[name] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"{name}.{module}")
+
+
+@triton.jit
+def _probe_kernel(x_ptr):
+    tl.store(x_ptr, 1.0)
+
+
+def compile_ptx(fn, signature: dict, constants: dict) -> str:
+    from triton.backends.compiler import GPUTarget  # the ahead-of-time API of Triton 3.x
+    from triton.compiler import ASTSource
+
+    attrs = {(i,): [["tt.divisibility", 16]] for i, kind in enumerate(signature.values()) if kind.startswith("*")}
+    signature = {**signature, **dict.fromkeys(constants, "constexpr")}
+    source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32)).asm["ptx"]
+
+
+def cases() -> dict[str, tuple]:
+    """name -> (kernel, signature, constants)."""
+    gram, apply, axpy = _load("gram"), _load("apply"), _load("axpy")
+    out = {}
+    for dtype, size in ITEMSIZE.items():
+        rows = {"rows_ptr": f"*{dtype}", "row_stride": "i64"}
+        for k in (2, 4):
+            align = 16 // size
+            out[f"gram/{dtype}/{k}"] = (gram.gram_partial_kernel,
+                                        {**rows, "chunks_ptr": "*i64", "partial_ptr": "*fp32"},
+                                        {"K": k, "KP": k, "BLOCK": max(16, 4096 // (k * k)), "ALIGN": align})
+            out[f"sgd_apply/{dtype}/{k}"] = (
+                apply.sgd_apply_kernel,
+                {**rows, "beta_ptr": "*fp32", "chunks_ptr": "*i64", "param_ptr": "*fp32", "mom_ptr": "*fp32",
+                 "hyper_ptr": "*fp32", "ready_ptr": "*fp32", "found_inf_ptr": "*fp32"},
+                {"K": k, "KP": k, "HAS_MOMENTUM": True, "BLOCK": 1024, "ALIGN": align})
+            out[f"combine/{dtype}/{k}"] = (apply.combine_kernel,
+                                           {**rows, "beta_ptr": "*fp32", "chunks_ptr": "*i64", "out_ptr": f"*{dtype}"},
+                                           {"K": k, "KP": k, "BLOCK": 1024, "ALIGN": align})
+        out[f"axpy/{dtype}"] = (axpy.axpy_kernel, {"acc_ptr": "*fp32", "x_ptr": f"*{dtype}", "alpha_ptr": "*fp32",
+                                                   "alpha": "fp32", "n": "i64"},
+                                {"ALPHA_ON_DEVICE": True, "BLOCK": 4096})
+    return out
+
+
+def main() -> None:
+    """Print ``{"triton": version, "error": ..., "ptx": {case: text}}``; a failure to build a one-line
+    probe kernel is reported, not raised, so the caller can tell a toolchain that cannot build sm_90
+    from a bug in ours (which raises)."""
+    try:
+        compile_ptx(_probe_kernel, {"x_ptr": "*fp32"}, {})
+    except Exception as exc:  # noqa: BLE001 - any failure of a one-line kernel is the toolchain's
+        json.dump({"triton": triton.__version__, "error": repr(exc)}, sys.stdout)
+        return
+    json.dump({"triton": triton.__version__, "error": None,
+               "ptx": {name: compile_ptx(*case) for name, case in cases().items()}}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

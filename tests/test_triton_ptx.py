@@ -1,0 +1,80 @@
+"""The Triton kernels, compiled ahead of time for sm_90 (no GPU needed), use 128-bit accesses.
+
+Each kernel's hot loop (the PTX from a block label to the later branch back to it) must
+read every row, and write every output, with ``ld/st.global.v4`` only: a scalar access there
+means the vector path silently fell back (what the issue found in the first version).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+
+GLOBAL = re.compile(r"\b(ld|st)\.global(\.[\w.]+)")
+
+
+@pytest.fixture(scope="module")
+def ptx() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    probe = Path(__file__).with_name("ptx_sm90.py")
+    done = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, env=env, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    if result["error"] is not None:
+        pytest.skip(f"triton {result['triton']} cannot compile for sm_90 on this machine: {result['error']}")
+    return result["ptx"]
+
+
+def _hot_loop(code: str) -> str:
+    """The PTX of the (single) loop: from a block label to the later branch back to it."""
+    loops = []
+    for label in re.finditer(r"^(\$L__BB\w+):", code, re.MULTILINE):
+        back = re.search(rf"\bbra(\.uni)?\s+{re.escape(label.group(1))};", code[label.end():])
+        if back:
+            loops.append(code[label.start():label.end() + back.start()])
+    assert len(loops) == 1, f"expected one loop, found {len(loops)}"
+    return loops[0]
+
+
+def _assert_vector_only(code: str, stores: bool) -> None:
+    """Only v4 accesses, loads present (and stores where the loop writes); how many per thread
+    depends on the layout Triton picks (K rows may share a thread's 16 bytes or not)."""
+    accesses = GLOBAL.findall(code)
+    scalar = [op + suffix for op, suffix in accesses if not suffix.startswith(".v4.")]
+    assert not scalar, f"scalar global accesses in the hot loop: {scalar}"
+    assert any(op == "ld" for op, _ in accesses), f"no loads in the hot loop: {accesses}"
+    assert any(op == "st" for op, _ in accesses) == stores, f"stores expected: {stores}; got {accesses}"
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("k", [2, 4])
+def test_gram_hot_loop_loads_128_bits(ptx, dtype, k):
+    _assert_vector_only(_hot_loop(ptx[f"gram/{dtype}/{k}"]), stores=False)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("k", [2, 4])
+def test_sgd_apply_hot_loop_is_128_bits(ptx, dtype, k):
+    _assert_vector_only(_hot_loop(ptx[f"sgd_apply/{dtype}/{k}"]), stores=True)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("k", [2, 4])
+def test_combine_hot_loop_is_128_bits(ptx, dtype, k):
+    _assert_vector_only(_hot_loop(ptx[f"combine/{dtype}/{k}"]), stores=True)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_axpy_full_blocks_are_128_bits(ptx, dtype):
+    ops = {op + suffix for op, suffix in GLOBAL.findall(ptx[f"axpy/{dtype}"])}
+    assert {"ld.v4.b32", "st.v4.b32"} <= ops, ops
