@@ -1,4 +1,4 @@
-"""HarmonizedSGD (or HarmonizedAdamW, Harmonized) under DistributedDataParallel: one forward/backward per objective, no new code path.
+"""HarmonizedSGD (HarmonizedAdamW, Harmonized) under DDP: one forward/backward per objective, no new code path.
 
 DDP's reducer all-reduces each backward's gradients and writes the average back into
 ``param.grad``. With ``gradient_as_bucket_view=False`` (the default) it copies into the existing
@@ -39,15 +39,16 @@ def check_ddp(model: nn.Module, optimizer: HarmonizedOptimizer, group: dist.Proc
     every rank) if the ranks disagree on the objectives or the aggregator.
     """
     require_process_group(group)
-    from .sharded import ShardedHarmonizedSGD
+    from .sharded import _Sharded
 
     if not isinstance(model, DistributedDataParallel):
         raise TypeError(f"model: expected a DistributedDataParallel module, got {type(model).__name__}")
     if uses_fsdp(model.module):
         raise TypeError("model: DDP wraps a module managed by FSDP (fully_shard / DTensor parameters); "
                         "use FSDP alone with ShardedHarmonizedSGD")
-    if isinstance(optimizer, ShardedHarmonizedSGD):
-        raise TypeError("optimizer: ShardedHarmonizedSGD is for FSDP-sharded models; use HarmonizedSGD with DDP")
+    if isinstance(optimizer, _Sharded):
+        raise TypeError(f"optimizer: {type(optimizer).__name__} is for FSDP-sharded models; use HarmonizedSGD, "
+                        "HarmonizedAdamW or Harmonized with DDP")
     if not isinstance(optimizer, HarmonizedOptimizer):
         raise TypeError(f"optimizer: expected a HarmonizedSGD, HarmonizedAdamW or Harmonized, got "
                         f"{type(optimizer).__name__}")
