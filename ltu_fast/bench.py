@@ -2,6 +2,7 @@
 
     python -m ltu_fast.bench                       # GPU: all models, K=2 fp32, then K=3/4 and bf16
     python -m ltu_fast.bench --device cpu --models resnet18 --reps 5
+    python -m ltu_fast.bench step                  # full training step (see ltu_fast/bench_step.py)
 
 Parameter shapes are generated in code (no torchvision/transformers). Every variant runs on the
 same gradient rows (views for the torch baselines). GPU times use CUDA events (median of --reps
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -195,6 +197,10 @@ def print_table(results: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "step":  # ltu-fast bench step: the full training step (bench_step.py)
+        from .bench_step import main as step_main
+        return step_main(argv[1:])
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if cuda else "cpu")

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .aggregators import Aggregator, as_weights, make_aggregator
+from .aggregators import MAX_SOLVER_K, Aggregator, as_weights, make_aggregator
 from .backends import Backend, resolve_backend
 from .backends.base import HYPER_MOMENTUM
 from .plan import TABLE_GROUP, TABLE_SEGMENT, SegmentPlan
 
 __all__ = [
-    "StepStats", "adamw_step", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients", "segment_labels",
-    "sgd_step", "tensor_plan", "touched_tensors",
+    "StepStats", "adamw_step", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients",
+    "segment_labels", "sgd_step", "solve", "tensor_plan", "touched_tensors",
 ]
 
 ADAMW_GROUP_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
@@ -148,6 +148,51 @@ def harmonize(
     return [v.clone() for v in plan.views(combined, [g.shape for g in first])]
 
 
+def solve(
+    gram: torch.Tensor,
+    aggregator: Aggregator,
+    backend: Backend,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+    *,
+    hyper: torch.Tensor | None = None,
+    ready: torch.Tensor | None = None,
+    ready_before: torch.Tensor | None = None,
+    skipped: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(beta, found_inf)`` from the Gram batch, plus the optimizer's per-step bookkeeping.
+
+    A compiled backend does it all in one call (one single-block kernel on a GPU); the reference,
+    a custom aggregator or K beyond the backend's ``SOLVE_MAX_K`` (8; Triton 4) run
+    :func:`coefficients` in torch, which defines the semantics.
+    With ``ready [G]`` (and ``hyper [G, 6]``, ``ready_before [G]``): ``ready_before`` receives
+    ``ready`` as it was (what the update pass must read) and ``ready`` is set for the groups with
+    momentum unless the step is skipped. ``skipped [1]`` (int64) counts skipped steps.
+    """
+    spec = aggregator.solver_spec()
+    compiled = getattr(backend, "solve", None)
+    max_k = getattr(backend, "SOLVE_MAX_K", MAX_SOLVER_K)
+    if compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32:
+        return compiled(gram, spec, aggregator.step_counter(gram.device), _f32(weights), _f32(grad_scale),
+                        _f32(found_inf), hyper, ready, ready_before, skipped)
+    beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
+    if ready is not None:
+        ready_before.copy_(ready)
+        stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
+        torch.maximum(ready, stepped, out=ready)
+    if skipped is not None:
+        skipped += flag.to(skipped.dtype)
+    return beta, flag
+
+
+def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
+    """An optional scalar/vector input as the float32 [n] the compiled solvers read."""
+    if t is None or (t.dtype == torch.float32 and t.dim() == 1 and t.is_contiguous()):
+        return t
+    return t.to(torch.float32).reshape(-1).contiguous()
+
+
 def harmonized_coefficients(
     rows: torch.Tensor,
     plan: SegmentPlan,
@@ -157,15 +202,22 @@ def harmonized_coefficients(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    *,
+    hyper: torch.Tensor | None = None,
+    ready: torch.Tensor | None = None,
+    ready_before: torch.Tensor | None = None,
+    skipped: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pass 1 of every fused step (SGD or any other update rule): ``(gram, beta, found_inf)``.
 
     The one place where the Gram statistics become coefficients, so every update rule shares it.
     ``statistics(rows, plan) -> [L, K, K]`` replaces ``backend.gram`` where the Gram must see more
-    than the local rows (sharded training sums per-rank partials across processes).
+    than the local rows (sharded training sums per-rank partials across processes). The keyword
+    arguments are the optimizer bookkeeping of :func:`solve`, done in the same kernel.
     """
     gram = backend.gram(rows, plan) if statistics is None else statistics(rows, plan)
-    beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
+    beta, flag = solve(gram, aggregator, backend, weights, grad_scale, found_inf, hyper=hyper, ready=ready,
+                       ready_before=ready_before, skipped=skipped)
     return gram, beta, flag
 
 
@@ -190,19 +242,24 @@ def touched_tensors(gram: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     memory. With one segment per tensor (``granularity="layer"``) it is exactly "some row of this
     tensor is nonzero"; with coarser segments, a tensor counts as touched when its segment is.
     """
-    per_segment = (torch.diagonal(gram, dim1=1, dim2=2) != 0).any(1)
+    per_segment = torch.diagonal(gram, dim1=1, dim2=2).any(1)  # any(): nonzero, NaN included
     return per_segment.index_select(0, plan.table[:, TABLE_SEGMENT])
 
 
-def _untouched_sgd_hyper(hyper: torch.Tensor, ready: torch.Tensor, touched: torch.Tensor) -> torch.Tensor:
+def _untouched_sgd_hyper(hyper: torch.Tensor, ready: torch.Tensor, touched: torch.Tensor,
+                         plan: SegmentPlan) -> torch.Tensor:
     """Per-tensor SGD rows that leave an untouched tensor exactly as it is, through the same kernel.
 
     Its combined gradient is exactly zero, so with lr = weight_decay = 0 the parameter is
     ``p - 0 * g = p``; a momentum buffer with history keeps ``1 * buf + 0`` (momentum := 1), one
-    without history is not touched at all (momentum := 0, so ``ready`` stays 0 too)."""
-    idle = torch.zeros_like(hyper)
-    idle[:, HYPER_MOMENTUM] = ready.to(hyper) * (hyper[:, HYPER_MOMENTUM] != 0).to(hyper)
-    return torch.where(touched[:, None], hyper, idle)
+    without history is not touched at all (momentum := ready = 0, so ``ready`` stays 0 too; a
+    group without momentum never has history)."""
+    key = ("sgd_idle_momentum", hyper.dtype)
+    unit = plan.cache.get(key)
+    if unit is None:  # built once per plan: a step dispatches no op for it
+        unit = plan.cache[key] = torch.zeros(hyper.shape[1], dtype=hyper.dtype, device=hyper.device)
+        unit[HYPER_MOMENTUM] = 1.0
+    return torch.where(touched.view(-1, 1), hyper, torch.outer(ready.to(hyper), unit))
 
 
 def sgd_step(
@@ -218,6 +275,7 @@ def sgd_step(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    skipped: torch.Tensor | None = None,
     *,
     check: bool = True,
     skip_untouched: bool = False,
@@ -226,26 +284,32 @@ def sgd_step(
 
     ``ready`` marks buffers that hold history; it is set where momentum is on after a step that
     was not skipped, so SGD's "first step copies the gradient" rule survives skipped steps and
-    momentum switched on later. It is per group ``[G]``, or per tensor ``[T]`` with
-    ``skip_untouched``: then a tensor no objective touched (:func:`touched_tensors`) is left
-    exactly as it is, buffer included, as ``torch.optim.SGD`` skips ``grad is None``.
-    ``statistics``: see :func:`harmonized_coefficients`. ``plan`` may live on another device (its
-    tables are copied once to ``rows``' device and cached). ``check=False`` skips the argument
-    checks, for callers that built the buffers and the plan on one device themselves (the
-    optimizers: the checks cost microseconds every step).
+    momentum switched on later. It is per group ``[G]`` (updated inside the coefficient solve),
+    or per tensor ``[T]`` with ``skip_untouched``: then a tensor no objective touched
+    (:func:`touched_tensors`) is left exactly as it is, buffer included, as ``torch.optim.SGD``
+    skips ``grad is None`` (the per-tensor rows need the Gram, so ``ready`` is updated after the
+    solve). ``statistics``: see :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given,
+    counts skipped steps. ``plan`` may live on another device (its tables are copied once to
+    ``rows``' device and cached). ``check=False`` skips the argument checks, for callers that built
+    the buffers and the plan on one device themselves (the optimizers: the checks cost
+    microseconds every step).
     """
     if check:
         plan = plan.to(rows.device)
         _check_step_buffers(rows, plan, param, momentum, hyper, ready, per_tensor=skip_untouched)
-    gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
-                                               statistics)
     if skip_untouched:
+        gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
+                                                   statistics, skipped=skipped)
         hyper = _untouched_sgd_hyper(hyper.index_select(0, plan.table[:, TABLE_GROUP]), ready,
-                                     touched_tensors(gram, plan))
-        plan = tensor_plan(plan)
-    backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, flag)
-    stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
-    torch.maximum(ready, stepped, out=ready)
+                                     touched_tensors(gram, plan), plan)
+        backend.sgd_apply(rows, beta, tensor_plan(plan), param, momentum, hyper, ready, flag)
+        torch.maximum(ready, hyper[:, HYPER_MOMENTUM].ne(0) & flag.eq(0), out=ready)
+        return StepStats(gram, beta, flag)
+    ready_before = torch.empty_like(ready)
+    gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
+                                               statistics, hyper=hyper, ready=ready, ready_before=ready_before,
+                                               skipped=skipped)
+    backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready_before, flag)
     return StepStats(gram, beta, flag)
 
 

@@ -17,7 +17,8 @@ import weakref
 
 import torch
 
-from .backends import resolve_backend
+from .aggregators import MAX_SOLVER_K, SolverSpec
+from .backends import get_backend, resolve_backend
 from .plan import SegmentPlan
 
 __all__ = ["OpBackend", "plan_handle", "through_ops"]
@@ -109,11 +110,31 @@ def _(acc, x, alpha, alpha_tensor, backend):
     return None
 
 
+@torch.library.custom_op("ltu_fast::solve", mutates_args=("counter", "ready", "ready_before", "skipped"))
+def solve(gram: torch.Tensor, kind: int, protect: int, iterations: int, random_order: bool, seed: int,
+          counter: torch.Tensor | None, weights: torch.Tensor | None, grad_scale: torch.Tensor | None,
+          found_inf: torch.Tensor | None, hyper: torch.Tensor | None, ready: torch.Tensor | None,
+          ready_before: torch.Tensor | None, skipped: torch.Tensor | None,
+          backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    impl = resolve_backend(backend, gram.device, torch.float32)
+    return impl.solve(gram, SolverSpec(kind, protect, iterations, random_order, seed), counter, weights, grad_scale,
+                      found_inf, hyper, ready, ready_before, skipped)
+
+
+@solve.register_fake
+def _(gram, kind, protect, iterations, random_order, seed, counter, weights, grad_scale, found_inf, hyper, ready,
+      ready_before, skipped, backend):
+    return gram.new_empty(gram.shape[:2], dtype=torch.float32), gram.new_empty((1,), dtype=torch.float32)
+
+
 class OpBackend:
     """A :class:`~ltu_fast.backends.Backend` that calls through the custom ops (for compiled code)."""
 
     def __init__(self, backend_name: str):
         self.name = backend_name
+        self.SOLVE_MAX_K = getattr(get_backend(backend_name), "SOLVE_MAX_K", MAX_SOLVER_K)
+        if not hasattr(get_backend(backend_name), "solve"):
+            self.solve = None  # the reference: functional.solve traces the torch aggregators instead
 
     def availability(self) -> str | None:
         return None
@@ -130,6 +151,11 @@ class OpBackend:
     def sgd_apply(self, rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
         torch.ops.ltu_fast.sgd_apply(rows, beta, plan_handle(plan), param, momentum, hyper, ready, found_inf,
                                      self.name)
+
+    def solve(self, gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
+        return torch.ops.ltu_fast.solve(gram, spec.kind, spec.protect, spec.iterations, spec.random_order, spec.seed,
+                                        counter, weights, grad_scale, found_inf, hyper, ready, ready_before,
+                                        skipped, self.name)
 
     def adamw_apply(self, rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
         torch.ops.ltu_fast.adamw_apply(rows, beta, plan_handle(plan), param, exp_avg, exp_avg_sq, max_exp_avg_sq,

@@ -144,6 +144,21 @@ class SegmentPlan:
             )
         return self.cache[key]
 
+    def empty_row(self, dtype: torch.dtype) -> torch.Tensor:
+        """A new flat row ``[total]`` on the plan's device whose padding (only) is zero: for outputs
+        a kernel writes element by element, so nothing is filled twice."""
+        out = torch.empty(self.total, dtype=dtype, device=self.device)
+        if "padding" not in self.cache:
+            gaps, cursor = [], 0  # every element no tensor covers (all of them in a plan without tensors)
+            for o, n in sorted(zip(self.offsets, self.numels)):
+                gaps += range(cursor, o)
+                cursor = max(cursor, o + n)
+            gaps += range(cursor, self.total)
+            self.cache["padding"] = torch.tensor(gaps, dtype=torch.int64, device=self.device) if gaps else None
+        if self.cache["padding"] is not None:
+            out.index_fill_(0, self.cache["padding"], 0)
+        return out
+
     def to(self, device: torch.device | str) -> SegmentPlan:
         """The same layout with its device tables on ``device``."""
         device = torch.device(device)

@@ -43,6 +43,23 @@ def pcgrad_vectors(g: np.ndarray, orders: Sequence[Sequence[int]]) -> np.ndarray
     return out
 
 
+def _mix32(x: int) -> int:
+    m = 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & m
+    x ^= x >> 15
+    x = (x * 0x5BD1E995) & m
+    return x ^ (x >> 16)
+
+
+def pcgrad_random_orders(seed: int, step: int, k: int) -> list[list[int]]:
+    """The documented random visit orders in plain Python integers (independent of torch): the
+    others of i sorted by mix32(mix32(mix32(16 i + j) ^ step) ^ seed), ties by j."""
+    def key(i: int, j: int) -> tuple[int, int]:
+        return _mix32(_mix32(_mix32(16 * i + j) ^ (step & 0xFFFFFFFF)) ^ (seed & 0xFFFFFFFF)), j
+    return [sorted((j for j in range(k) if j != i), key=lambda j, i=i: key(i, j)) for i in range(k)]
+
+
 def project_vectors(g: np.ndarray, protect: int) -> np.ndarray:
     """One-sided projection: every g_i conflicting with g_protect loses its component along it."""
     r = g[protect]

@@ -1,5 +1,7 @@
 """SegmentPlan: aligned non-overlapping layout, zero-copy views, dense labels, cached device tables."""
 
+import dataclasses
+
 import torch
 from helpers import plans
 from hypothesis import given
@@ -55,3 +57,15 @@ def test_to_is_cached_per_device():
     assert plan.to("cpu") is plan
     meta = plan.to("meta")
     assert meta is plan.to("meta") and meta.device.type == "meta" and meta.offsets == plan.offsets
+
+
+def test_empty_row_zeroes_exactly_the_padding():
+    plan = SegmentPlan.build([5, 3, 17], align_bytes=32)
+    torch.empty(4 * plan.total).fill_(7.0)  # leave garbage behind in the allocator
+    row = plan.empty_row(torch.float32)
+    covered = torch.zeros(plan.total, dtype=torch.bool)
+    for o, n in zip(plan.offsets, plan.numels):
+        covered[o:o + n] = True
+    assert row.shape == (plan.total,) and (row[~covered] == 0).all() and (~covered).any()
+    bare = dataclasses.replace(plan, numels=(), segments=(), groups=(), offsets=(), cache={})
+    assert (bare.empty_row(torch.float32) == 0).all()  # a rank that owns no tensor: all padding

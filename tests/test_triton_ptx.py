@@ -78,3 +78,10 @@ def test_combine_hot_loop_is_128_bits(ptx, dtype, k):
 def test_axpy_full_blocks_are_128_bits(ptx, dtype):
     ops = {op + suffix for op, suffix in GLOBAL.findall(ptx[f"axpy/{dtype}"])}
     assert {"ld.v4.b32", "st.v4.b32"} <= ops, ops
+
+
+@pytest.mark.parametrize("case", ["solve/pcgrad_random/4", "solve/mgda/3"])
+def test_solve_compiles_and_writes_its_outputs(ptx, case):
+    """The single-program coefficient solve builds for sm_90 and stores beta, the flag and the state."""
+    ops = {op for op, _ in GLOBAL.findall(ptx[case])}
+    assert ops == {"ld", "st"}, ops

@@ -5,6 +5,7 @@
 // the GIL is released while the kernels run.
 #include <pybind11/pybind11.h>
 
+#include "coefficients.h"
 #include "adamw.h"
 #include "convert.h"
 #include "kernels.h"
@@ -88,4 +89,22 @@ PYBIND11_MODULE(_C, m) {
       "alpha_tensor: address of a float32 scalar (read here, no host sync in Python), or 0 to use alpha",
       py::arg("acc"), py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("alpha_tensor"), py::arg("alpha"),
       py::arg("threads"), py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "solve",
+      [](int64_t gram, int64_t num_segments, int64_t k, int kind, int protect, int iterations, bool random_order,
+         int64_t seed, int64_t counter, int64_t weights, int64_t grad_scale, int64_t found_inf_in, int64_t beta,
+         int64_t flag, int64_t hyper, int64_t num_groups, int64_t ready, int64_t ready_before, int64_t skipped) {
+        solve(SolveArgs{ptr<const float>(gram), num_segments, k, kind, protect, iterations, random_order,
+                        static_cast<uint32_t>(seed & 0xffffffff), ptr<int64_t>(counter), ptr<const float>(weights),
+                        ptr<const float>(grad_scale), ptr<const float>(found_inf_in), ptr<float>(beta),
+                        ptr<float>(flag), ptr<const float>(hyper), num_groups, ptr<float>(ready),
+                        ptr<float>(ready_before), ptr<int64_t>(skipped)});
+      },
+      "Gram [L, k, k] -> beta [L, k] and the skip flag, plus optimizer bookkeeping; 0 = null pointer",
+      py::arg("gram"), py::arg("num_segments"), py::arg("k"), py::arg("kind"), py::arg("protect"),
+      py::arg("iterations"), py::arg("random_order"), py::arg("seed"), py::arg("counter"), py::arg("weights"),
+      py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("hyper"),
+      py::arg("num_groups"), py::arg("ready"), py::arg("ready_before"), py::arg("skipped"),
+      py::call_guard<py::gil_scoped_release>());
 }

@@ -19,6 +19,14 @@ device and owned by torch (backends never allocate behind torch's back):
     ``hyper`` and ``ready`` are float32, except ``hyper`` is float64 for float64 parameters.
     ``momentum`` may be empty (numel 0) only when no group uses momentum.
     If ``found_inf[0] != 0`` nothing is written (read on the device: no host sync).
+``solve(gram[L, K, K], spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped)``
+    Optional (the reference has none: ``functional.solve`` runs the torch aggregators, which are
+    the semantics). Coefficients ``beta [L, K]`` float32 and the skip flag ``[1]`` of the
+    aggregator described by ``spec`` (:class:`~ltu_fast.aggregators.SolverSpec`; K up to the
+    module's ``SOLVE_MAX_K``, default 8), in one call: objective ``weights [K]``, ``grad_scale [1]`` divided out, ``found_inf [1]`` OR-ed in,
+    PCGrad's ``counter [1]`` (int64) read then advanced. With ``ready`` given: ``ready_before``
+    receives it and ``ready`` is updated as ``max(ready, (1 - flag) * (hyper[:, momentum] != 0))``;
+    ``skipped [1]`` (int64) += flag. Every optional tensor may be None.
 ``adamw_apply(rows, beta, plan, param[P], exp_avg[P], exp_avg_sq[P], max_exp_avg_sq[P], hyper[R, 10], found_inf[1])``
     The fused AdamW update, in place on ``param`` and the state buffers (float32; float64 for
     float64 parameters). The chunk table's group column picks the row ``h = hyper[q]`` (columns
@@ -53,6 +61,7 @@ __all__ = [
     "HYPER_NESTEROV",
     "HYPER_WEIGHT_DECAY",
     "Backend",
+    "solve_buffers",
 ]
 
 ADAMW_COLUMNS = ("step_size", "bc2_sqrt", "decay", "w1", "beta2", "one_minus_beta2", "eps", "amsgrad", "maximize",
@@ -103,3 +112,15 @@ class Backend(Protocol):
     ) -> None: ...
 
     def axpy(self, acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None: ...
+
+
+def solve_buffers(gram: torch.Tensor, hyper: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """What every compiled ``solve`` starts from: the contiguous Gram, new float32 ``beta [L, K]``
+    and ``flag [1]``, and ``hyper`` as the float32 contiguous table the kernels read (or None)."""
+    gram = gram.contiguous()
+    beta = torch.empty(gram.shape[0], gram.shape[-1], dtype=torch.float32, device=gram.device)
+    flag = torch.empty(1, dtype=torch.float32, device=gram.device)
+    if hyper is not None and (hyper.dtype != torch.float32 or not hyper.is_contiguous()):
+        hyper = hyper.to(torch.float32).contiguous()
+    return gram, beta, flag, hyper

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..aggregators import SolverSpec
 from ..plan import SegmentPlan
 from .base import ADAMW_COLUMNS, HYPER_COLUMNS
 
@@ -95,7 +96,7 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.
     _check_rows(rows, plan)
     _check_beta(beta, rows, plan)
     tables = plan.chunk_table(CHUNK_ELEMENTS)
-    out = torch.zeros(plan.total, dtype=rows.dtype)
+    out = plan.to(rows.device).empty_row(rows.dtype)
     _C.combine(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
                tables.num_chunks, beta.data_ptr(), out.data_ptr(), torch.get_num_threads())
     return out
@@ -127,6 +128,35 @@ def sgd_apply(
                  tables.num_chunks, beta.data_ptr(), param.data_ptr(), momentum.data_ptr() if momentum.numel() else 0,
                  hyper.data_ptr(), ready.data_ptr(), found_inf.data_ptr(), torch.get_num_threads())
 
+
+def _address(arg: str, t: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype) -> int:
+    """An optional tensor's address for the kernels (0: absent), after the usual checks."""
+    if t is None:
+        return 0
+    _check(arg, t, shape, (dtype,))
+    return t.data_ptr()
+
+
+def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, weights: torch.Tensor | None,
+          grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None, hyper: torch.Tensor | None,
+          ready: torch.Tensor | None, ready_before: torch.Tensor | None,
+          skipped: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    _available()
+    _check_cpu("gram", gram)
+    num_segments, k = gram.shape[0], gram.shape[-1]
+    _check("gram", gram, (num_segments, k, k), (torch.float32,))
+    num_groups = 0 if ready is None else ready.shape[0]
+    beta = torch.empty(num_segments, k, dtype=torch.float32)
+    flag = torch.empty(1, dtype=torch.float32)
+    _C.solve(gram.data_ptr(), num_segments, k, spec.kind, spec.protect, spec.iterations, spec.random_order,
+             spec.seed, _address("counter", counter, (1,), torch.int64), _address("weights", weights, (k,), torch.float32),
+             _address("grad_scale", grad_scale, (1,), torch.float32),
+             _address("found_inf", found_inf, (1,), torch.float32), beta.data_ptr(), flag.data_ptr(),
+             _address("hyper", hyper, (num_groups, len(HYPER_COLUMNS)), torch.float32) if ready is not None else 0,
+             num_groups, _address("ready", ready, (num_groups,), torch.float32),
+             _address("ready_before", ready_before, (num_groups,), torch.float32) if ready is not None else 0,
+             _address("skipped", skipped, (1,), torch.int64))
+    return beta, flag
 
 def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
     _available()

@@ -12,6 +12,7 @@ import torch
 
 from ..plan import SegmentPlan
 from . import reference
+from .base import solve_buffers
 from .layout import kernel_plan, vector_pack
 
 name = "cuda"
@@ -94,7 +95,7 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.
     if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
         return reference.combine(rows, beta, plan)
     beta = beta.to(torch.float32).contiguous()
-    out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
+    out = plan.empty_row(rows.dtype) if rows.shape[1] == plan.total else rows.new_zeros(rows.shape[1])
     _C_cuda.combine(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, out) > 1,
                     beta=beta.data_ptr(), out=out.data_ptr())
     return out
@@ -112,6 +113,26 @@ def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> Non
                       beta=beta.data_ptr(), param=param.data_ptr(),
                       momentum=momentum.data_ptr() if momentum.numel() else 0, hyper=hyper.data_ptr(),
                       ready=ready.data_ptr(), found_inf=found_inf.data_ptr())
+
+
+def _address(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
+    """One single-block kernel: coefficients, skip flag and bookkeeping (see base.py)."""
+    num_segments, k = gram.shape[0], gram.shape[-1]
+    gram, beta, flag, hyper = solve_buffers(gram, hyper if ready is not None else None)
+    with_ready = ready is not None
+    _C_cuda.solve(gram=gram.data_ptr(), num_segments=num_segments, k=k, kind=spec.kind, protect=spec.protect,
+                  iterations=spec.iterations, random_order=spec.random_order, seed=spec.seed,
+                  counter=_address(counter), weights=_address(weights), grad_scale=_address(grad_scale),
+                  found_inf=_address(found_inf), beta=beta.data_ptr(), flag=flag.data_ptr(),
+                  hyper=hyper.data_ptr() if with_ready else 0, num_groups=ready.shape[0] if with_ready else 0,
+                  ready=_address(ready), ready_before=_address(ready_before), skipped=_address(skipped),
+                  device=gram.device.index if gram.device.index is not None else torch.cuda.current_device(),
+                  stream=torch.cuda.current_stream(gram.device).cuda_stream)
+    return beta, flag
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:

@@ -20,6 +20,7 @@ import torch
 
 from ..plan import SegmentPlan
 from . import reference
+from .base import solve_buffers
 from .layout import kernel_plan, vector_pack
 
 name = "triton"
@@ -56,9 +57,10 @@ def _kernels() -> SimpleNamespace:
     kernel is defined (and its interpreter must be chosen before triton is first imported), so
     deferring lets a test module set it after this backend was imported."""
     _load_kernels()
-    from ltu_fast.kernels import apply, axpy, gram
+    from ltu_fast.kernels import apply, axpy, gram, solve
     return SimpleNamespace(gram_partial=gram.gram_partial_kernel, gram_reduce=gram.gram_reduce_kernel,
-                           combine=apply.combine_kernel, sgd_apply=apply.sgd_apply_kernel, axpy=axpy.axpy_kernel)
+                           combine=apply.combine_kernel, sgd_apply=apply.sgd_apply_kernel, axpy=axpy.axpy_kernel,
+                           solve=solve.solve_kernel)
 
 
 def _interpreting() -> bool:
@@ -109,7 +111,7 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.
     k = rows.shape[0]
     plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
-    out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
+    out = plan.empty_row(rows.dtype) if rows.shape[1] == plan.total else rows.new_zeros(rows.shape[1])
     if table.num_chunks:
         with _on_device(rows):
             _kernels().combine[(table.num_chunks,)](
@@ -131,6 +133,30 @@ def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> Non
             momentum if has_momentum else param, hyper.to(torch.float32).contiguous(), ready.to(torch.float32),
             found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK,
             ALIGN=vector_pack(plan, CHUNK, rows, param, momentum))
+
+
+SOLVE_MAX_K = 4  # the solve unrolls K^3 steps: larger K compiles for minutes, so it runs in torch
+SOLVE_BLOCK_L = 64  # segments per iteration of the single solve program
+SOLVE_BLOCK_G = 64  # param groups per iteration of its bookkeeping
+
+
+def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
+    """One single-program launch: coefficients, skip flag and bookkeeping (see base.py)."""
+    num_segments, k = gram.shape[0], gram.shape[-1]
+    gram, beta, flag, hyper = solve_buffers(gram, hyper if ready is not None else None)
+    with_ready = ready is not None
+    random = spec.random_order and counter is not None
+    with _on_device(gram):
+        _kernels().solve[(1,)](
+            gram, num_segments, spec.protect, spec.iterations, spec.seed, counter if random else gram,
+            gram if weights is None else weights, gram if grad_scale is None else grad_scale,
+            gram if found_inf is None else found_inf, beta, flag, hyper if with_ready else gram,
+            ready.shape[0] if with_ready else 0, ready if with_ready else gram, ready_before if with_ready else gram,
+            gram if skipped is None else skipped,
+            K=k, KP=_padded(k), KIND=spec.kind, RANDOM=random, HAS_WEIGHTS=weights is not None,
+            HAS_SCALE=grad_scale is not None, HAS_FOUND_INF=found_inf is not None, HAS_READY=with_ready,
+            HAS_SKIPPED=skipped is not None, BLOCK_L=SOLVE_BLOCK_L, BLOCK_G=SOLVE_BLOCK_G)
+    return beta, flag
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:

@@ -108,6 +108,8 @@ class _Sharded:
             p = proxy
         return (name, p) if name is not None else p
 
+    _defer_zero_grad = False  # .grad of the shards are DTensor wrappers of the rows: keep them pointed
+
     def _build_layout(self) -> None:
         super()._build_layout()
         for p, proxy, fp in self._shards:  # point FSDP's shard storage into the flat parameter buffer

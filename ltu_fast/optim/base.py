@@ -71,6 +71,8 @@ class HarmonizedOptimizer(Optimizer):
 
     _step_supports_amp_scaling = True  # GradScaler passes grad_scale / found_inf; we unscale in-kernel
     _statistics = None  # subclasses (sharded training) set a ``(rows, plan) -> gram`` to see all ranks
+    _defer_zero_grad = True  # zero_grad leaves rows pending (see there); False: fill them
+    _update_counts_skips = False  # True: the rule's fused step adds its skip flag to ``_skipped`` itself
     hyper_columns: tuple[str, ...] = ()
     tensor_hyper: tuple[str, ...] = ("lr",)
 
@@ -188,6 +190,8 @@ class HarmonizedOptimizer(Optimizer):
         self._validate_params(named)
         params = [p for _, p, _ in named]
         ref = params[0]
+        if self._layout_ready:
+            self._materialize_rows()  # pending rows hold their gradients in .grad: write them first
         old_rows = getattr(self, "_row_views", None)
         old_index = {id(p): i for i, p in enumerate(getattr(self, "_params", []))}
         plan = SegmentPlan.build([p.numel() for p in params], self._segment_labels(named),
@@ -216,6 +220,7 @@ class HarmonizedOptimizer(Optimizer):
         tensor_plan(plan), plan.table  # built here, outside any compiled step (tracing cannot build them)
         self.plan, self._params, self._shapes = plan, params, shapes
         self._flat_params, self._rows, self._row_views, self._buffers = flat, rows, row_views, buffers
+        self._pending = [False] * k  # see zero_grad
         if not self._layout_ready:
             self._skipped = torch.zeros(1, dtype=torch.int64, device=ref.device)
             self._active = 0
@@ -228,7 +233,8 @@ class HarmonizedOptimizer(Optimizer):
         self._hyper_key = None
         self._layout_ready = True
         self._mark_static_addresses(self._flat_params, self._rows, self._skipped, self.weights,
-                                    *self._buffers.values(), *self._device_state())
+                                    self.aggregator.step_counter(ref.device), *self._buffers.values(),
+                                    *self._device_state())
         self._point_grads()
 
     def _empty_buffer(self) -> torch.Tensor:
@@ -258,6 +264,11 @@ class HarmonizedOptimizer(Optimizer):
         return which
 
     def _point_grads(self) -> None:
+        """``.grad`` of every parameter: a view of the active row, or None while that row is pending."""
+        if self._pending[self._active]:
+            for p in self._params:
+                p.grad = None
+            return
         for p, view in zip(self._params, self._row_views[self._active]):
             p.grad = view
 
@@ -269,8 +280,12 @@ class HarmonizedOptimizer(Optimizer):
         that parameter's gradient is cleared in *every* objective's row (so the usual loop
         ``model.zero_grad(); with opt.objective(...): backward()`` per objective sees no stale
         rows). A new tensor (a backward after that, or ``create_graph=True``) is copied into the
-        active row, so nothing written to ``.grad`` is lost.
+        active row, so nothing written to ``.grad`` is lost. A pending row (see :meth:`zero_grad`)
+        is written whole from ``.grad``.
         """
+        if self._pending[self._active]:
+            self._write_pending_row()
+            return
         for i, (p, view) in enumerate(zip(self._params, self._row_views[self._active])):
             g = p.grad
             if g is view:
@@ -278,16 +293,48 @@ class HarmonizedOptimizer(Optimizer):
             if g is None:
                 for row_views in self._row_views:
                     row_views[i].zero_()
-            elif g.layout != torch.strided:
-                raise TypeError(f"params: a sparse gradient was assigned to parameter {i} ({tuple(g.shape)}); "
-                                f"{type(self).__name__} supports dense gradients only")
             else:
+                self._check_dense(i, g)
                 view.copy_(g)
             p.grad = view
+
+    def _check_dense(self, i: int, g: torch.Tensor) -> None:
+        if g.layout != torch.strided:
+            raise TypeError(f"params: a sparse gradient was assigned to parameter {i} ({tuple(g.shape)}); "
+                            f"{type(self).__name__} supports dense gradients only")
+
+    def _write_pending_row(self) -> None:
+        """The active pending row := ``.grad`` (what backward wrote; None is zero): one foreach copy
+        and one foreach zero, instead of a zero fill plus an accumulation per backward."""
+        sources, targets, absent = [], [], []
+        for i, (p, view) in enumerate(zip(self._params, self._row_views[self._active])):
+            g = p.grad
+            if g is None:
+                absent.append(view)
+            elif g is not view:
+                self._check_dense(i, g)
+                sources.append(g)
+                targets.append(view)
+            p.grad = view
+        if targets:
+            torch._foreach_copy_(targets, sources)
+        if absent:
+            torch._foreach_zero_(absent)
+        self._pending[self._active] = False
+
+    def _materialize_rows(self) -> None:
+        """Every row holds its gradients (the active one absorbed, pending ones written or zeroed)."""
+        self._absorb_foreign_grads()
+        for k, pending in enumerate(self._pending):
+            if pending:
+                self._rows[k].zero_()
+                self._pending[k] = False
 
     def set_objective(self, which: int | str) -> None:
         """Route subsequent ``backward()`` calls into the row of objective ``which``."""
         k = self._objective_index(which)
+        if k == self._active and self._pending[k]:
+            return  # .grad (None, or what backward wrote) is this row's content until it is written
         self._absorb_foreign_grads()
         self._active = k
         self._point_grads()
@@ -309,7 +356,7 @@ class HarmonizedOptimizer(Optimizer):
     @property
     def grad_rows(self) -> torch.Tensor:
         """The flat gradient rows ``[K, P]`` (live: writes go straight to the optimizer)."""
-        self._absorb_foreign_grads()
+        self._materialize_rows()
         return self._rows
 
     def grad_row(self, which: int | str) -> torch.Tensor:
@@ -322,10 +369,23 @@ class HarmonizedOptimizer(Optimizer):
         return self._flat_params
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Zero every objective's row in one fill. ``set_to_none`` is accepted for compatibility:
-        ``.grad`` stays a view (None would disconnect autograd from the flat rows)."""
-        self._rows.zero_()
-        self._point_grads()
+        """Clear every objective's gradients.
+
+        By default no row is filled: each becomes *pending*, ``.grad`` is None, the first
+        backward into a row leaves its gradients in ``.grad`` (autograd's own fresh tensors, as
+        after ``torch.optim``'s ``zero_grad``), and they are copied into the row once, when the
+        objective changes or the step reads the rows: one write per element instead of a K x P
+        zero fill plus an accumulating read-modify-write. ``set_to_none=False`` (or a subclass
+        with ``_defer_zero_grad = False``) fills the rows with zeros and keeps ``.grad`` views.
+        """
+        if not (set_to_none and self._defer_zero_grad):
+            self._rows.zero_()
+            self._pending = [False] * len(self.objectives)
+            self._point_grads()
+            return
+        self._pending = [True] * len(self.objectives)
+        for p in self._params:
+            p.grad = None
 
     # -------------------------------------------------------------------------------- the step
     def _hyper(self) -> torch.Tensor:
@@ -365,7 +425,7 @@ class HarmonizedOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self._absorb_foreign_grads()
+        self._materialize_rows()
         grad_scale = getattr(self, "grad_scale", None)  # set by torch.amp.GradScaler.step
         found_inf = getattr(self, "found_inf", None)
         if found_inf is not None and grad_scale is None and len(self.objectives) > 1:
@@ -374,7 +434,8 @@ class HarmonizedOptimizer(Optimizer):
         backend = self._step_backend()
         hyper = self._hyper()  # first: it may re-lay out the buffers read below
         stats = self._update(backend, hyper, grad_scale, found_inf)
-        self._skipped += stats.found_inf.to(torch.int64)
+        if not self._update_counts_skips:
+            self._skipped += stats.found_inf.to(torch.int64)
         self.last_stats = stats
         return loss
 

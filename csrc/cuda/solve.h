@@ -1,0 +1,35 @@
+// Host entry point of the CUDA coefficient solve (contract: ltu_fast/backends/base.py, ``solve``).
+#pragma once
+
+#include <cstdint>
+
+namespace ltu_fast {
+namespace cuda {
+
+struct SolveArgs {                // device addresses; 0 = absent (every one but gram, beta, flag)
+  uintptr_t gram = 0;             // float [L, k, k]
+  int64_t num_segments = 0;
+  int k = 0;                      // 1..8
+  int kind = 0, protect = 0, iterations = 0;
+  bool random_order = false;
+  uint32_t seed = 0;
+  uintptr_t counter = 0;          // int64 [1] pcgrad step counter, advanced when random_order
+  uintptr_t weights = 0;          // float [k]
+  uintptr_t grad_scale = 0;       // float [1]
+  uintptr_t found_inf_in = 0;     // float [1]
+  uintptr_t beta = 0;             // float [L, k]
+  uintptr_t flag = 0;             // float [1]
+  uintptr_t hyper = 0;            // float [G, 6]
+  int64_t num_groups = 0;
+  uintptr_t ready = 0;            // float [G], updated in place
+  uintptr_t ready_before = 0;     // float [G]
+  uintptr_t skipped = 0;          // int64 [1]
+  int device = 0;
+  uintptr_t stream = 0;
+};
+
+// One single-block launch: every segment's coefficients, the skip flag and the bookkeeping.
+void solve(const SolveArgs& a);
+
+}  // namespace cuda
+}  // namespace ltu_fast

@@ -1,0 +1,176 @@
+"""The compiled coefficient solvers (``backend.solve``) against the torch aggregators in float64.
+
+Every backend with a ``solve`` (cpu; triton in its interpreter or on a GPU; cuda on a GPU) must
+give the coefficients, the skip flag and the optimizer bookkeeping of ``functional.solve``'s torch
+path, which defines the semantics, for every aggregator, K = 1..8, weights, a loss scale and an
+incoming overflow flag.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ltu_fast.aggregators import MGDA, PCGrad, Project, Sum
+from ltu_fast.backends import available_backends, get_backend
+from ltu_fast.backends.base import HYPER_COLUMNS, HYPER_MOMENTUM
+from ltu_fast.functional import solve
+
+
+def _solvers() -> list[tuple[str, str]]:
+    out = []
+    for name in ("cpu", "triton", "cuda"):
+        if available_backends()[name] is None and hasattr(get_backend(name), "solve"):
+            device = "cpu" if name == "cpu" or (name == "triton" and not torch.cuda.is_available()) else "cuda"
+            out.append((name, device))
+    return out
+
+
+SOLVERS = _solvers()
+REFERENCE = get_backend("reference")
+
+
+def _gram(k: int, segments: int, seed: int, zero: int, scale: float) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.randn(segments, k, 3 + k, generator=gen, dtype=torch.float64) * scale
+    if 0 <= zero < k:
+        g[:, zero] = 0.0  # an objective that does not touch these segments
+    return (g @ g.transpose(1, 2)).to(torch.float32)
+
+
+def _aggregator(kind: str, k: int, protect: int, seed: int):
+    return {"sum": Sum(), "pcgrad": PCGrad(), "pcgrad_random": PCGrad("random", seed=seed),
+            "project": Project(protect=protect % k), "mgda": MGDA(iterations=16)}[kind]
+
+
+def _both(backend_name: str, device: str, gram, make, weights, grad_scale, found_inf, hyper, ready):
+    """Run the compiled solver and the torch path (float64) on equal copies of every state tensor."""
+    results = []
+    for backend, dtype in ((get_backend(backend_name), torch.float32), (REFERENCE, torch.float64)):
+        agg = make()
+        r = ready.clone().to(device)
+        before = torch.full_like(r, -1.0)
+        skipped = torch.zeros(1, dtype=torch.int64, device=device)
+        counter = agg.step_counter(torch.device(device))
+        if counter is not None:
+            counter.fill_(7)
+        beta, flag = solve(gram.to(device, dtype), agg, backend,
+                           None if weights is None else weights.to(device),
+                           None if grad_scale is None else grad_scale.to(device),
+                           None if found_inf is None else found_inf.to(device),
+                           hyper=hyper.to(device), ready=r, ready_before=before, skipped=skipped)
+        results.append((beta.double().cpu(), flag.cpu(), r.cpu(), before.cpu(), skipped.cpu(),
+                        None if counter is None else counter.cpu()))
+    return results
+
+
+@pytest.mark.skipif(not SOLVERS, reason="no compiled backend with a solver is available")
+@pytest.mark.parametrize("backend_name,device", SOLVERS)
+@given(kind=st.sampled_from(["sum", "pcgrad", "pcgrad_random", "project", "mgda"]), k=st.integers(1, 8),
+       segments=st.integers(1, 6), seed=st.integers(0, 2**16), zero=st.integers(-1, 8),
+       scale=st.sampled_from([1e-3, 1.0, 1e3]), weighted=st.booleans(), scaled=st.booleans(),
+       incoming=st.sampled_from([None, 0.0, 1.0]))
+def test_solver_matches_torch_aggregators(backend_name, device, kind, k, segments, seed, zero, scale, weighted,
+                                          scaled, incoming):
+    if k > getattr(get_backend(backend_name), "SOLVE_MAX_K", 8):
+        k = 1 + k % 4  # beyond its limit a backend runs the torch path: nothing of its own to test
+    gram = _gram(k, segments, seed, zero, scale)
+    gen = torch.Generator().manual_seed(seed + 1)
+    weights = torch.rand(k, generator=gen) + 0.25 if weighted else None
+    grad_scale = torch.tensor([1024.0]) if scaled else None
+    found_inf = None if incoming is None else torch.tensor([incoming])
+    hyper = torch.zeros(3, len(HYPER_COLUMNS))
+    hyper[:, HYPER_MOMENTUM] = torch.tensor([0.9, 0.0, 0.5])
+    ready = torch.tensor([0.0, 0.0, 1.0])
+    got, want = _both(backend_name, device, gram, lambda: _aggregator(kind, k, zero + 1, seed), weights,
+                      grad_scale, found_inf, hyper, ready)
+    beta, flag, r, before, skipped, counter = got
+    w_beta, w_flag, w_r, w_before, w_skipped, w_counter = want
+    if kind == "mgda" and k > 2:
+        # Frank-Wolfe may break an argmin near-tie the other way in float32; both must reach the
+        # same min-norm value of the weighted Gram (the quantity MGDA defines) on the simplex
+        w = torch.ones(k, dtype=torch.float64) if weights is None else weights.double()
+        g = gram.double() * w[:, None] * w[None, :]
+        alpha, w_alpha = (b * (1 if grad_scale is None else 1024.0) / w for b in (beta, w_beta))
+        torch.testing.assert_close(alpha.sum(1), torch.ones(segments, dtype=torch.float64))
+        assert (alpha >= -1e-6).all()
+        value, w_value = (torch.einsum("li,lij,lj->l", a, g, a) for a in (alpha, w_alpha))
+        torch.testing.assert_close(value, w_value, rtol=2e-3, atol=1e-6 * scale ** 2)
+    else:
+        torch.testing.assert_close(beta, w_beta, rtol=1e-5, atol=1e-6)
+    assert torch.equal(flag, w_flag.float())
+    assert torch.equal(r, w_r.float()) and torch.equal(before, w_before.float()) and torch.equal(skipped, w_skipped)
+    assert (counter is None) == (w_counter is None) and (counter is None or torch.equal(counter, w_counter))
+
+
+@pytest.mark.skipif(not SOLVERS, reason="no compiled backend with a solver is available")
+@pytest.mark.parametrize("backend_name,device", SOLVERS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_solver_flags_non_finite_statistics_and_skips_bookkeeping(backend_name, device, bad):
+    gram = _gram(3, 4, 0, -1, 1.0)
+    gram[2, 1, 1] = bad
+    hyper = torch.zeros(1, len(HYPER_COLUMNS))
+    hyper[0, HYPER_MOMENTUM] = 0.9
+    got, want = _both(backend_name, device, gram, PCGrad, None, None, None, hyper, torch.zeros(1))
+    assert got[1].item() == 1.0 == want[1].item()
+    assert got[2].item() == 0.0 and got[4].item() == 1  # ready untouched, the skip counted
+
+
+@pytest.mark.skipif(not SOLVERS, reason="no compiled backend with a solver is available")
+@pytest.mark.parametrize("backend_name,device", SOLVERS)
+def test_random_order_advances_on_the_device_and_resumes(backend_name, device):
+    """Two solvers with the same seed agree step after step; a restored counter replays the draw."""
+    gram = torch.tensor([[[1.0, -0.6, 0.3], [-0.6, 1.0, -0.7], [0.3, -0.7, 1.0]]]).repeat(4, 1, 1).to(device)
+    backend = get_backend(backend_name)
+    a, b = PCGrad("random", seed=3), PCGrad("random", seed=3)
+    seen = set()
+    for _ in range(8):
+        beta_a, _ = solve(gram, a, backend)
+        beta_b, _ = solve(gram.double(), b, REFERENCE)
+        torch.testing.assert_close(beta_a.double(), beta_b, rtol=1e-6, atol=1e-6)
+        seen.add(tuple(beta_a[0].tolist()))
+    assert len(seen) > 1  # the order changes from step to step
+    c = PCGrad("random", seed=0)
+    c.load_state_dict(a.state_dict())
+    torch.testing.assert_close(solve(gram, c, backend)[0], solve(gram, a, backend)[0])
+
+
+@pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the C++ extension is not built")
+def test_compiled_step_calls_the_solve_op_and_matches_eager():
+    """Under torch.compile the solve is one ``ltu_fast::solve`` node that mutates the optimizer state
+    (counter, momentum flags, skip count) exactly as the eager call does."""
+    from ltu_fast import HarmonizedSGD
+
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        return model, HarmonizedSGD(model.parameters(), lr=0.05, momentum=0.9, objectives=3, backend="cpu",
+                                    aggregator=PCGrad("random", seed=5))
+
+    def backward(model, opt, x):
+        opt.zero_grad()
+        for j in range(3):
+            with opt.objective(j):
+                (model(x) * (j - 1)).sum().backward()
+
+    torch._dynamo.reset()
+    model, opt = make()
+    backward(model, opt, torch.randn(4, 6))
+    graph = torch._dynamo.explain(opt.step)()
+    ops = {str(n.target) for g in graph.graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert graph.graph_break_count == 0 and any("ltu_fast.solve" in o for o in ops), ops
+    (eager_model, eager_opt), (model, opt) = make(), make()
+    compiled = torch.compile(opt.step, fullgraph=True)
+    for i in range(3):
+        x = torch.randn(4, 6, generator=torch.Generator().manual_seed(i))
+        backward(eager_model, eager_opt, x)
+        backward(model, opt, x)
+        eager_opt.step()
+        compiled()
+    for a, b in zip(eager_model.parameters(), model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert torch.equal(eager_opt.aggregator._counter, opt.aggregator._counter)
+    assert torch.equal(eager_opt._ready, opt._ready)
+    torch._dynamo.reset()

@@ -1,0 +1,102 @@
+"""How many torch ops one ``HarmonizedSGD.step()`` dispatches besides the compiled kernels.
+
+On a GPU every dispatched op is a launch; the step's budget is the compiled kernels plus at most
+a handful of torch ops whatever the aggregator and K (views and allocations not counted), so the
+coefficient solve and the bookkeeping must stay inside the compiled backend.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ltu_fast import HarmonizedSGD
+from ltu_fast.aggregators import MGDA, PCGrad, Project, Sum
+from ltu_fast.backends import available_backends
+
+MAX_OPS = 6
+# torch's "grad is None" rule (skip_untouched, the default) is not in the compiled solve yet: per-tensor
+# rows from the Gram diagonal and the per-tensor history update cost this many ops more (docs/core.md)
+UNTOUCHED_OPS = 6
+FREE = {"empty", "empty_like", "empty_strided", "new_empty", "view", "_unsafe_view", "as_strided", "detach",
+        "alias", "slice", "select", "reshape", "expand"}
+
+
+class _Count(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in FREE and not name.startswith("_record_function"):  # profiler markers, no kernel
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def _model() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+
+
+AGGREGATORS = {"sum": Sum, "pcgrad": PCGrad, "pcgrad_random": lambda: PCGrad("random", seed=1),
+               "project": Project, "mgda": MGDA}
+
+
+@pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the C++ extension is not built")
+@pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("skip_untouched", [False, True])
+def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, momentum, skip_untouched):
+    torch.manual_seed(0)
+    model = _model()
+    opt = HarmonizedSGD(model.parameters(), lr=0.1, momentum=momentum, objectives=k,
+                        aggregator=AGGREGATORS[aggregator](), backend="cpu", weights=[1.0] * k,
+                        skip_untouched=skip_untouched)
+    x = torch.randn(5, 8)
+    for step in range(2):  # the second step runs with every cache warm
+        opt.zero_grad()
+        for j in range(k):
+            with opt.objective(j):
+                (model(x).sum() * (j + 1)).backward()
+        with _Count() as counted:
+            opt.step()
+    budget = MAX_OPS + (UNTOUCHED_OPS if skip_untouched else 0)
+    assert len(counted.ops) <= budget, f"{aggregator} K={k}: {len(counted.ops)} ops: {counted.ops}"
+
+
+MAX_LAUNCHES = 4  # gram partials, gram reduce + solve epilogue, apply
+
+
+def _gpu_backends() -> list[str]:
+    if not torch.cuda.is_available():
+        return []
+    status = available_backends()
+    return [name for name in ("cuda", "triton") if status[name] is None]
+
+
+@pytest.mark.skipif(not _gpu_backends(), reason="needs a GPU with the cuda or triton backend")
+@pytest.mark.parametrize("backend", _gpu_backends() or ["none"])
+@pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_step_launches_at_most_four_kernels(backend, aggregator, k):
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = _model().cuda()
+    opt = HarmonizedSGD(model.parameters(), lr=0.1, momentum=0.9, objectives=k,
+                        aggregator=AGGREGATORS[aggregator](), backend=backend,
+                        skip_untouched=False)  # the compiled path alone (UNTOUCHED_OPS: torch ops on top)
+    x = torch.randn(5, 8, device="cuda")
+    for _ in range(2):  # warm: Triton compiles, caches fill
+        opt.zero_grad()
+        for j in range(k):
+            with opt.objective(j):
+                model(x).sum().backward()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            opt.step()
+            torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert len(kernels) <= MAX_LAUNCHES, f"{backend} {aggregator} K={k}: {kernels}"
