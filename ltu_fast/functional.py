@@ -160,6 +160,8 @@ def solve(
     ready: torch.Tensor | None = None,
     ready_before: torch.Tensor | None = None,
     skipped: torch.Tensor | None = None,
+    tensors: SegmentPlan | None = None,
+    tensor_hyper: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(beta, found_inf)`` from the Gram batch, plus the optimizer's per-step bookkeeping.
 
@@ -169,15 +171,25 @@ def solve(
     With ``ready [G]`` (and ``hyper [G, 6]``, ``ready_before [G]``): ``ready_before`` receives
     ``ready`` as it was (what the update pass must read) and ``ready`` is set for the groups with
     momentum unless the step is skipped. ``skipped [1]`` (int64) counts skipped steps.
+    With ``tensors`` (the step's plan) the bookkeeping is per tensor, ``ready`` and ``ready_before``
+    ``[T]``: ``tensor_hyper [T, 6]`` (``hyper``'s dtype) receives the rows of
+    :func:`_untouched_sgd_hyper` for :func:`touched_tensors`, and ``ready`` advances with them.
     """
     spec = aggregator.solver_spec()
     compiled = getattr(backend, "solve", None)
     max_k = getattr(backend, "SOLVE_MAX_K", MAX_SOLVER_K)
-    if compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32:
+    if (compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32
+            and (tensor_hyper is None or tensor_hyper.dtype == torch.float32)):
+        per_tensor = {} if tensors is None else {"tensors": tensors.table, "tensor_hyper": tensor_hyper}
         return compiled(gram, spec, aggregator.step_counter(gram.device), _f32(weights), _f32(grad_scale),
-                        _f32(found_inf), hyper, ready, ready_before, skipped)
+                        _f32(found_inf), hyper, ready, ready_before, skipped, **per_tensor)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
-    if ready is not None:
+    if tensors is not None:
+        ready_before.copy_(ready)
+        tensor_hyper.copy_(_untouched_sgd_hyper(hyper.index_select(0, tensors.table[:, TABLE_GROUP]), ready,
+                                                touched_tensors(gram, tensors), tensors))
+        torch.maximum(ready, tensor_hyper[:, HYPER_MOMENTUM].ne(0) & flag.eq(0), out=ready)
+    elif ready is not None:
         ready_before.copy_(ready)
         stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
         torch.maximum(ready, stepped, out=ready)
@@ -207,6 +219,8 @@ def harmonized_coefficients(
     ready: torch.Tensor | None = None,
     ready_before: torch.Tensor | None = None,
     skipped: torch.Tensor | None = None,
+    tensors: SegmentPlan | None = None,
+    tensor_hyper: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pass 1 of every fused step (SGD or any other update rule): ``(gram, beta, found_inf)``.
 
@@ -217,7 +231,7 @@ def harmonized_coefficients(
     """
     gram = backend.gram(rows, plan) if statistics is None else statistics(rows, plan)
     beta, flag = solve(gram, aggregator, backend, weights, grad_scale, found_inf, hyper=hyper, ready=ready,
-                       ready_before=ready_before, skipped=skipped)
+                       ready_before=ready_before, skipped=skipped, tensors=tensors, tensor_hyper=tensor_hyper)
     return gram, beta, flag
 
 
@@ -287,8 +301,8 @@ def sgd_step(
     momentum switched on later. It is per group ``[G]`` (updated inside the coefficient solve),
     or per tensor ``[T]`` with ``skip_untouched``: then a tensor no objective touched
     (:func:`touched_tensors`) is left exactly as it is, buffer included, as ``torch.optim.SGD``
-    skips ``grad is None`` (the per-tensor rows need the Gram, so ``ready`` is updated after the
-    solve). ``statistics``: see :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given,
+    skips ``grad is None`` (the per-tensor rows need the Gram: the solve writes them, see
+    :func:`solve`). ``statistics``: see :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given,
     counts skipped steps. ``plan`` may live on another device (its tables are copied once to
     ``rows``' device and cached). ``check=False`` skips the argument checks, for callers that built
     the buffers and the plan on one device themselves (the optimizers: the checks cost
@@ -297,19 +311,16 @@ def sgd_step(
     if check:
         plan = plan.to(rows.device)
         _check_step_buffers(rows, plan, param, momentum, hyper, ready, per_tensor=skip_untouched)
-    if skip_untouched:
-        gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
-                                                   statistics, skipped=skipped)
-        hyper = _untouched_sgd_hyper(hyper.index_select(0, plan.table[:, TABLE_GROUP]), ready,
-                                     touched_tensors(gram, plan), plan)
-        backend.sgd_apply(rows, beta, tensor_plan(plan), param, momentum, hyper, ready, flag)
-        torch.maximum(ready, hyper[:, HYPER_MOMENTUM].ne(0) & flag.eq(0), out=ready)
-        return StepStats(gram, beta, flag)
     ready_before = torch.empty_like(ready)
+    tensors = tensor_hyper = None
+    if skip_untouched:  # the per-tensor rows need the Gram: the solve writes them
+        tensors = plan
+        tensor_hyper = torch.empty(plan.num_tensors, hyper.shape[1], dtype=hyper.dtype, device=hyper.device)
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
                                                statistics, hyper=hyper, ready=ready, ready_before=ready_before,
-                                               skipped=skipped)
-    backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready_before, flag)
+                                               skipped=skipped, tensors=tensors, tensor_hyper=tensor_hyper)
+    apply_plan, apply_hyper = (tensor_plan(plan), tensor_hyper) if skip_untouched else (plan, hyper)
+    backend.sgd_apply(rows, beta, apply_plan, param, momentum, apply_hyper, ready_before, flag)
     return StepStats(gram, beta, flag)
 
 

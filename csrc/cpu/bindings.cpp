@@ -94,17 +94,20 @@ PYBIND11_MODULE(_C, m) {
       "solve",
       [](int64_t gram, int64_t num_segments, int64_t k, int kind, int protect, int iterations, bool random_order,
          int64_t seed, int64_t counter, int64_t weights, int64_t grad_scale, int64_t found_inf_in, int64_t beta,
-         int64_t flag, int64_t hyper, int64_t num_groups, int64_t ready, int64_t ready_before, int64_t skipped) {
+         int64_t flag, int64_t hyper, int64_t num_groups, int64_t ready, int64_t ready_before, int64_t skipped,
+         int64_t tensors, int64_t num_tensors, int64_t tensor_hyper) {
         solve(SolveArgs{ptr<const float>(gram), num_segments, k, kind, protect, iterations, random_order,
                         static_cast<uint32_t>(seed & 0xffffffff), ptr<int64_t>(counter), ptr<const float>(weights),
                         ptr<const float>(grad_scale), ptr<const float>(found_inf_in), ptr<float>(beta),
                         ptr<float>(flag), ptr<const float>(hyper), num_groups, ptr<float>(ready),
-                        ptr<float>(ready_before), ptr<int64_t>(skipped)});
+                        ptr<float>(ready_before), ptr<int64_t>(skipped), ptr<const int64_t>(tensors), num_tensors,
+                        ptr<float>(tensor_hyper)});
       },
       "Gram [L, k, k] -> beta [L, k] and the skip flag, plus optimizer bookkeeping; 0 = null pointer",
       py::arg("gram"), py::arg("num_segments"), py::arg("k"), py::arg("kind"), py::arg("protect"),
       py::arg("iterations"), py::arg("random_order"), py::arg("seed"), py::arg("counter"), py::arg("weights"),
       py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("hyper"),
       py::arg("num_groups"), py::arg("ready"), py::arg("ready_before"), py::arg("skipped"),
+      py::arg("tensors") = 0, py::arg("num_tensors") = 0, py::arg("tensor_hyper") = 0,
       py::call_guard<py::gil_scoped_release>());
 }

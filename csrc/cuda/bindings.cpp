@@ -74,19 +74,21 @@ PYBIND11_MODULE(_C_cuda, m) {
   m.def("solve", [](uintptr_t gram, int64_t num_segments, int k, int kind, int protect, int iterations,
                     bool random_order, int64_t seed, uintptr_t counter, uintptr_t weights, uintptr_t grad_scale,
                     uintptr_t found_inf, uintptr_t beta, uintptr_t flag, uintptr_t hyper, int64_t num_groups,
-                    uintptr_t ready, uintptr_t ready_before, uintptr_t skipped, int device, uintptr_t stream) {
+                    uintptr_t ready, uintptr_t ready_before, uintptr_t skipped, int device, uintptr_t stream,
+                    uintptr_t tensors, int64_t num_tensors, uintptr_t tensor_hyper) {
     SolveArgs a;
     a.gram = gram; a.num_segments = num_segments; a.k = k; a.kind = kind; a.protect = protect;
     a.iterations = iterations; a.random_order = random_order; a.seed = static_cast<uint32_t>(seed & 0xffffffff);
     a.counter = counter; a.weights = weights; a.grad_scale = grad_scale; a.found_inf_in = found_inf;
     a.beta = beta; a.flag = flag; a.hyper = hyper; a.num_groups = num_groups; a.ready = ready;
     a.ready_before = ready_before; a.skipped = skipped; a.device = device; a.stream = stream;
+    a.tensors = tensors; a.num_tensors = num_tensors; a.tensor_hyper = tensor_hyper;
     solve(a);
   }, py::arg("gram"), py::arg("num_segments"), py::arg("k"), py::arg("kind"), py::arg("protect"),
      py::arg("iterations"), py::arg("random_order"), py::arg("seed"), py::arg("counter"), py::arg("weights"),
      py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("hyper"),
      py::arg("num_groups"), py::arg("ready"), py::arg("ready_before"), py::arg("skipped"), py::arg("device"),
-     py::arg("stream"));
+     py::arg("stream"), py::arg("tensors") = 0, py::arg("num_tensors") = 0, py::arg("tensor_hyper") = 0);
   m.def("versions", [] {
     int driver = 0, runtime = 0;
     versions(&driver, &runtime);

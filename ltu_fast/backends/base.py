@@ -19,14 +19,19 @@ device and owned by torch (backends never allocate behind torch's back):
     ``hyper`` and ``ready`` are float32, except ``hyper`` is float64 for float64 parameters.
     ``momentum`` may be empty (numel 0) only when no group uses momentum.
     If ``found_inf[0] != 0`` nothing is written (read on the device: no host sync).
-``solve(gram[L, K, K], spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped)``
+``solve(gram[L, K, K], spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped,
+tensors=None, tensor_hyper=None)``
     Optional (the reference has none: ``functional.solve`` runs the torch aggregators, which are
     the semantics). Coefficients ``beta [L, K]`` float32 and the skip flag ``[1]`` of the
     aggregator described by ``spec`` (:class:`~ltu_fast.aggregators.SolverSpec`; K up to the
     module's ``SOLVE_MAX_K``, default 8), in one call: objective ``weights [K]``, ``grad_scale [1]`` divided out, ``found_inf [1]`` OR-ed in,
     PCGrad's ``counter [1]`` (int64) read then advanced. With ``ready`` given: ``ready_before``
     receives it and ``ready`` is updated as ``max(ready, (1 - flag) * (hyper[:, momentum] != 0))``;
-    ``skipped [1]`` (int64) += flag. Every optional tensor may be None.
+    ``skipped [1]`` (int64) += flag. Every optional tensor may be None. With ``tensors`` (a
+    ``SegmentPlan.table [T, 4]``) the bookkeeping is per tensor (``ready``, ``ready_before`` [T]):
+    ``tensor_hyper [T, 6]`` float32 receives each tensor's row (its group's, or the "leave it as
+    it is" row of ``functional.touched_tensors`` / ``_untouched_sgd_hyper`` when no Gram diagonal
+    entry of its segment is nonzero), and ``ready`` advances with those rows.
 ``adamw_apply(rows, beta, plan, param[P], exp_avg[P], exp_avg_sq[P], max_exp_avg_sq[P], hyper[R, 10], found_inf[1])``
     The fused AdamW update, in place on ``param`` and the state buffers (float32; float64 for
     float64 parameters). The chunk table's group column picks the row ``h = hyper[q]`` (columns
