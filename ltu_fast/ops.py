@@ -85,6 +85,20 @@ def _(rows, beta, plan, param, momentum, hyper, ready, found_inf, backend):
     return None
 
 
+@torch.library.custom_op("ltu_fast::adamw_apply", mutates_args=("param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+def adamw_apply(rows: torch.Tensor, beta: torch.Tensor, plan: int, param: torch.Tensor, exp_avg: torch.Tensor,
+                exp_avg_sq: torch.Tensor, max_exp_avg_sq: torch.Tensor, hyper: torch.Tensor, found_inf: torch.Tensor,
+                backend: str) -> None:
+    impl = resolve_backend(backend, rows.device, rows.dtype, param.dtype)
+    impl.adamw_apply(rows, beta, _plan(plan, rows.device), param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper,
+                     found_inf)
+
+
+@adamw_apply.register_fake
+def _(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf, backend):
+    return None
+
+
 @torch.library.custom_op("ltu_fast::axpy", mutates_args=("acc",))
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float, alpha_tensor: torch.Tensor | None, backend: str) -> None:
     impl = resolve_backend(backend, acc.device, x.dtype, acc.dtype)
@@ -142,6 +156,10 @@ class OpBackend:
         return torch.ops.ltu_fast.solve(gram, spec.kind, spec.protect, spec.iterations, spec.random_order, spec.seed,
                                         counter, weights, grad_scale, found_inf, hyper, ready, ready_before,
                                         skipped, self.name)
+
+    def adamw_apply(self, rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+        torch.ops.ltu_fast.adamw_apply(rows, beta, plan_handle(plan), param, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                                       hyper, found_inf, self.name)
 
     def axpy(self, acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
         if isinstance(alpha, torch.Tensor):

@@ -16,6 +16,9 @@ from ltu_fast.aggregators import MGDA, PCGrad, Project, Sum
 from ltu_fast.backends import available_backends
 
 MAX_OPS = 6
+# torch's "grad is None" rule (skip_untouched, the default) is not in the compiled solve yet: per-tensor
+# rows from the Gram diagonal and the per-tensor history update cost this many ops more (docs/core.md)
+UNTOUCHED_OPS = 6
 FREE = {"empty", "empty_like", "empty_strided", "new_empty", "view", "_unsafe_view", "as_strided", "detach",
         "alias", "slice", "select", "reshape", "expand"}
 
@@ -44,11 +47,13 @@ AGGREGATORS = {"sum": Sum, "pcgrad": PCGrad, "pcgrad_random": lambda: PCGrad("ra
 @pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, momentum):
+@pytest.mark.parametrize("skip_untouched", [False, True])
+def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, momentum, skip_untouched):
     torch.manual_seed(0)
     model = _model()
     opt = HarmonizedSGD(model.parameters(), lr=0.1, momentum=momentum, objectives=k,
-                        aggregator=AGGREGATORS[aggregator](), backend="cpu", weights=[1.0] * k)
+                        aggregator=AGGREGATORS[aggregator](), backend="cpu", weights=[1.0] * k,
+                        skip_untouched=skip_untouched)
     x = torch.randn(5, 8)
     for step in range(2):  # the second step runs with every cache warm
         opt.zero_grad()
@@ -57,7 +62,8 @@ def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, momentum):
                 (model(x).sum() * (j + 1)).backward()
         with _Count() as counted:
             opt.step()
-    assert len(counted.ops) <= MAX_OPS, f"{aggregator} K={k}: {len(counted.ops)} ops: {counted.ops}"
+    budget = MAX_OPS + (UNTOUCHED_OPS if skip_untouched else 0)
+    assert len(counted.ops) <= budget, f"{aggregator} K={k}: {len(counted.ops)} ops: {counted.ops}"
 
 
 MAX_LAUNCHES = 4  # gram partials, gram reduce + solve epilogue, apply
@@ -80,7 +86,8 @@ def test_step_launches_at_most_four_kernels(backend, aggregator, k):
     torch.manual_seed(0)
     model = _model().cuda()
     opt = HarmonizedSGD(model.parameters(), lr=0.1, momentum=0.9, objectives=k,
-                        aggregator=AGGREGATORS[aggregator](), backend=backend)
+                        aggregator=AGGREGATORS[aggregator](), backend=backend,
+                        skip_untouched=False)  # the compiled path alone (UNTOUCHED_OPS: torch ops on top)
     x = torch.randn(5, 8, device="cuda")
     for _ in range(2):  # warm: Triton compiles, caches fill
         opt.zero_grad()

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include "coefficients.h"
+#include "adamw.h"
 #include "convert.h"
 #include "kernels.h"
 
@@ -64,6 +65,20 @@ PYBIND11_MODULE(_C, m) {
       py::arg("chunks"), py::arg("n_chunks"), py::arg("beta"), py::arg("param"), py::arg("momentum"),
       py::arg("hyper"), py::arg("ready"), py::arg("found_inf"), py::arg("threads"),
       py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "adamw_apply",
+      [](int64_t rows, int dtype, int64_t k, int64_t stride, int64_t chunks, int64_t n_chunks, int64_t beta,
+         int64_t param, int64_t exp_avg, int64_t exp_avg_sq, int64_t max_exp_avg_sq, int64_t hyper,
+         int64_t found_inf, int threads) {
+        adamw_apply(make_rows(rows, dtype, k, stride), Chunks{ptr<const int64_t>(chunks), n_chunks},
+                    ptr<const float>(beta), ptr<float>(param), ptr<float>(exp_avg), ptr<float>(exp_avg_sq),
+                    ptr<float>(max_exp_avg_sq), ptr<const float>(hyper), ptr<const float>(found_inf), threads);
+      },
+      "max_exp_avg_sq = 0 means no amsgrad buffer", py::arg("rows"), py::arg("dtype"), py::arg("k"),
+      py::arg("stride"), py::arg("chunks"), py::arg("n_chunks"), py::arg("beta"), py::arg("param"),
+      py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"), py::arg("hyper"), py::arg("found_inf"),
+      py::arg("threads"), py::call_guard<py::gil_scoped_release>());
 
   m.def(
       "axpy",

@@ -50,6 +50,19 @@ PYBIND11_MODULE(_C_cuda, m) {
   }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
      py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("param"), py::arg("momentum"),
      py::arg("hyper"), py::arg("ready"), py::arg("found_inf"), py::arg("device"), py::arg("stream"));
+  m.def("adamw_apply", [](uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks,
+                          int64_t num_chunks, bool vec, uintptr_t beta, uintptr_t param, uintptr_t exp_avg,
+                          uintptr_t exp_avg_sq, uintptr_t max_exp_avg_sq, uintptr_t hyper, uintptr_t found_inf,
+                          int device, uintptr_t stream) {
+    AdamWArgs a;
+    fill_rows(a, rows, row_dtype, k, row_stride, chunks, num_chunks, vec, device, stream);
+    a.beta = beta; a.param = param; a.exp_avg = exp_avg; a.exp_avg_sq = exp_avg_sq;
+    a.max_exp_avg_sq = max_exp_avg_sq; a.hyper = hyper; a.found_inf = found_inf;
+    adamw_apply(a);
+  }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
+     py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("param"), py::arg("exp_avg"),
+     py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"), py::arg("hyper"), py::arg("found_inf"), py::arg("device"),
+     py::arg("stream"));
   m.def("axpy", [](uintptr_t acc, int acc_dtype, uintptr_t x, int x_dtype, int64_t n, uintptr_t alpha_ptr,
                    float alpha, int device, uintptr_t stream) {
     AxpyArgs a;

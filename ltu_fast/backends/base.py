@@ -1,6 +1,6 @@
 """The contract every backend implements (reference, cpu, cuda, triton).
 
-Four ops over flat rows laid out by a :class:`~ltu_fast.plan.SegmentPlan`; all tensors are on one
+Five ops over flat rows laid out by a :class:`~ltu_fast.plan.SegmentPlan`; all tensors are on one
 device and owned by torch (backends never allocate behind torch's back):
 
 ``gram(rows[K, P], plan) -> stats[L, K, K]``
@@ -27,6 +27,18 @@ device and owned by torch (backends never allocate behind torch's back):
     PCGrad's ``counter [1]`` (int64) read then advanced. With ``ready`` given: ``ready_before``
     receives it and ``ready`` is updated as ``max(ready, (1 - flag) * (hyper[:, momentum] != 0))``;
     ``skipped [1]`` (int64) += flag. Every optional tensor may be None.
+``adamw_apply(rows, beta, plan, param[P], exp_avg[P], exp_avg_sq[P], max_exp_avg_sq[P], hyper[R, 10], found_inf[1])``
+    The fused AdamW update, in place on ``param`` and the state buffers (float32; float64 for
+    float64 parameters). The chunk table's group column picks the row ``h = hyper[q]`` (columns
+    ``ADAMW_*``, precomputed per tensor on the device: see ``functional.adamw_step``):
+        if not active: nothing (the tensor is skipped, as torch skips ``grad is None``)
+        g = -g if maximize;   p *= decay                       (decay = 1 - lr * weight_decay)
+        m = lerp(m, g, w1);   v = v * beta2 + (1 - beta2) * g * g      (w1 = 1 - beta1)
+        vmax = max(vmax, v) if amsgrad;   denom = sqrt(amsgrad ? vmax : v) / bc2_sqrt + eps
+        p += (-step_size * m) / denom                          (step_size = lr / (1 - beta1^t))
+    torch's ``lerp`` (``m + w (g - m)`` if ``|w| < 0.5`` else ``g - (g - m)(1 - w)``) and the
+    operation order of ``torch.optim.AdamW``'s single-tensor path. ``max_exp_avg_sq`` may be
+    empty when no row has amsgrad. If ``found_inf[0] != 0`` nothing is written.
 ``axpy(acc[P], x[P], alpha)``
     ``acc += alpha * x`` for meta-gradient accumulation; ``alpha`` a float or a 0-dim tensor.
 """
@@ -40,6 +52,7 @@ import torch
 from ..plan import SegmentPlan
 
 __all__ = [
+    "ADAMW_COLUMNS",
     "HYPER_COLUMNS",
     "HYPER_DAMPENING",
     "HYPER_LR",
@@ -50,6 +63,11 @@ __all__ = [
     "Backend",
     "solve_buffers",
 ]
+
+ADAMW_COLUMNS = ("step_size", "bc2_sqrt", "decay", "w1", "beta2", "one_minus_beta2", "eps", "amsgrad", "maximize",
+                 "active")
+(ADAMW_STEP_SIZE, ADAMW_BC2_SQRT, ADAMW_DECAY, ADAMW_W1, ADAMW_BETA2, ADAMW_ONE_MINUS_BETA2, ADAMW_EPS, ADAMW_AMSGRAD,
+ ADAMW_MAXIMIZE, ADAMW_ACTIVE) = range(len(ADAMW_COLUMNS))
 
 HYPER_COLUMNS = ("lr", "weight_decay", "momentum", "dampening", "nesterov", "maximize")
 HYPER_LR, HYPER_WEIGHT_DECAY, HYPER_MOMENTUM, HYPER_DAMPENING, HYPER_NESTEROV, HYPER_MAXIMIZE = range(6)
@@ -77,6 +95,19 @@ class Backend(Protocol):
         momentum: torch.Tensor,
         hyper: torch.Tensor,
         ready: torch.Tensor,
+        found_inf: torch.Tensor,
+    ) -> None: ...
+
+    def adamw_apply(
+        self,
+        rows: torch.Tensor,
+        beta: torch.Tensor,
+        plan: SegmentPlan,
+        param: torch.Tensor,
+        exp_avg: torch.Tensor,
+        exp_avg_sq: torch.Tensor,
+        max_exp_avg_sq: torch.Tensor,
+        hyper: torch.Tensor,
         found_inf: torch.Tensor,
     ) -> None: ...
 

@@ -13,7 +13,7 @@ import torch
 
 from ..aggregators import SolverSpec
 from ..plan import SegmentPlan
-from .base import HYPER_COLUMNS
+from .base import ADAMW_COLUMNS, HYPER_COLUMNS
 
 name = "cpu"
 
@@ -157,6 +157,22 @@ def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, we
              _address("ready_before", ready_before, (num_groups,), torch.float32) if ready is not None else 0,
              _address("skipped", skipped, (1,), torch.int64))
     return beta, flag
+
+def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+    _available()
+    _check_rows(rows, plan)
+    _check_beta(beta, rows, plan)
+    for arg, t in (("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
+        _check(arg, t, (plan.total,), (torch.float32,))
+    if max_exp_avg_sq.numel():
+        _check("max_exp_avg_sq", max_exp_avg_sq, (plan.total,), (torch.float32,))
+    _check("hyper", hyper, (plan.num_groups, len(ADAMW_COLUMNS)), (torch.float32,))
+    _check("found_inf", found_inf, (1,), (torch.float32,))
+    tables = plan.chunk_table(CHUNK_ELEMENTS)
+    _C.adamw_apply(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
+                   tables.num_chunks, beta.data_ptr(), param.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(),
+                   max_exp_avg_sq.data_ptr() if max_exp_avg_sq.numel() else 0, hyper.data_ptr(),
+                   found_inf.data_ptr(), torch.get_num_threads())
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:

@@ -145,3 +145,17 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> Non
                  alpha=0.0 if on_device else float(alpha),
                  device=acc.device.index if acc.device.index is not None else torch.cuda.current_device(),
                  stream=torch.cuda.current_stream(acc.device).cuda_stream)
+
+
+def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+    plan = kernel_plan(rows, plan)
+    if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
+        return reference.adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf)
+    beta = beta.to(torch.float32).contiguous()
+    hyper = hyper.to(torch.float32).contiguous()
+    found_inf = found_inf.to(torch.float32)
+    buffers = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    _C_cuda.adamw_apply(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, *buffers) > 1, beta=beta.data_ptr(),
+                        param=param.data_ptr(), exp_avg=exp_avg.data_ptr(), exp_avg_sq=exp_avg_sq.data_ptr(),
+                        max_exp_avg_sq=max_exp_avg_sq.data_ptr() if max_exp_avg_sq.numel() else 0,
+                        hyper=hyper.data_ptr(), found_inf=found_inf.data_ptr())

@@ -168,3 +168,26 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> Non
     with _on_device(acc):
         _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
                                                 ALPHA_ON_DEVICE=on_device, BLOCK=AXPY_BLOCK)
+
+
+@functools.cache
+def _adamw_kernel():
+    """The fused AdamW kernel (its own module in ``ltu_fast.kernels``), imported on first use."""
+    _load_kernels()
+    from ltu_fast.kernels import adamw
+    return adamw.adamw_apply_kernel
+
+
+def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+    k = rows.shape[0]
+    plan = kernel_plan(rows, plan)
+    table = plan.chunk_table(CHUNK)
+    if table.num_chunks == 0:
+        return
+    has_amsgrad = max_exp_avg_sq.numel() > 0
+    with _on_device(rows):
+        _adamw_kernel()[(table.num_chunks,)](
+            rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param, exp_avg, exp_avg_sq,
+            max_exp_avg_sq if has_amsgrad else exp_avg_sq, hyper.to(torch.float32).contiguous(),
+            found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_AMSGRAD=has_amsgrad, BLOCK=BLOCK,
+            ALIGN=vector_pack(plan, CHUNK, rows, param, exp_avg, exp_avg_sq, max_exp_avg_sq))
