@@ -1,16 +1,31 @@
-"""Command line: ``ltu-fast unlearn [options]`` (the default) and ``ltu-fast bench ...``."""
+"""Command line: ``ltu-fast unlearn [options]`` (the default), ``ltu-fast tune ...``, ``ltu-fast bench ...``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "build_tune_parser", "main"]
+
+# What ``pip install ltu_fast[unlearn]`` adds; the unlearning commands need all of them.
+UNLEARN_EXTRA = ("sklearn", "scipy", "mlxtend", "matplotlib", "tqdm")
+
+
+def _missing_extra() -> str | None:
+    """The first module of the ``unlearn`` extra that cannot be imported, or None."""
+    for module in UNLEARN_EXTRA:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return module
+    return None
 
 
 def _key_values(items: Sequence[str], option: str) -> dict[str, Any]:
@@ -28,47 +43,78 @@ def _key_values(items: Sequence[str], option: str) -> dict[str, Any]:
 
 
 def _csv_list(values: Sequence[str] | None) -> list[str] | None:
-    """Accept both ``--methods ft ga`` and ``--methods ft,ga``."""
+    """Accept both ``--seeds 0 1`` and ``--seeds 0,1``."""
     return None if values is None else [v for item in values for v in item.split(",") if v]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .unlearn.data import DATASETS, FORGET_MODES
+def _setting_args(p: argparse.ArgumentParser, methods: list[str], seeds_help: str) -> None:
+    """Options shared by ``unlearn`` and ``tune``: the setting, the methods, seeds, recipe, machine."""
+    from .unlearn.data import FORGET_MODES
     from .unlearn.models import MODELS
 
-    p = argparse.ArgumentParser(prog="ltu-fast unlearn",
-                                description="Compare unlearning methods (original, Retrain, LTU, baselines).",
-                                epilog="Also: `ltu-fast bench ...` runs the harmonization benchmarks.")
-    p.add_argument("--dataset", choices=sorted(DATASETS), help="default mnist5k (embedded; --quick: digits)")
     p.add_argument("--data-root", help="folder (cifar10/100, imagefolder) or .npz file for on-disk datasets")
     p.add_argument("--model", choices=sorted(MODELS), help="default cnn")
     p.add_argument("--forget-mode", choices=FORGET_MODES, help="random samples (default) or whole classes")
     p.add_argument("--forget-ratio", type=float, help="share of the training members to forget (default 0.1)")
     p.add_argument("--forget-classes", nargs="+", help="class ids to forget with --forget-mode class, e.g. 0 3")
     p.add_argument("--retain-access", type=float, help="share of the retain set methods may read (default 0.1)")
-    p.add_argument("--methods", nargs="+", help="methods to run (default: every registered one)")
-    p.add_argument("--seeds", nargs="+", help="seeds (default 0 1 2; --quick: 0)")
+    p.add_argument("--methods", nargs="+", choices=methods,
+                   help="methods to run (default: every one listed but retrain, which alone runs only the references)")
+    p.add_argument("--seeds", nargs="+", help=seeds_help)
     p.add_argument("--device", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default 1: reproducible, fast on busy CPUs)")
-    p.add_argument("--out", help="output folder (default ltu_fast_runs/latest); reruns resume from it")
     p.add_argument("--cache-dir", help="where trained original/Retrain models are cached "
                                        "(default $LTU_FAST_CACHE or ~/.cache/ltu_fast)")
     p.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="training recipe overrides: epochs, batch_size, lr, momentum, weight_decay, schedule")
+                   help="training recipe overrides: epochs, batch_size, lr, momentum, weight_decay, schedule, "
+                        "warmup_epochs, clip_norm")
+    p.add_argument("--defaults", dest="defaults_file", metavar="FILE",
+                   help="tuned-defaults file (default: the packaged ltu_fast/unlearn/defaults.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .unlearn.data import DATASETS
+    from .unlearn.runner import available_methods
+
+    p = argparse.ArgumentParser(prog="ltu-fast unlearn",
+                                description="Compare unlearning methods (original, Retrain, LTU, baselines).",
+                                epilog="Also: `ltu-fast tune ...` chooses the methods' defaults; "
+                                       "`ltu-fast bench ...` runs the harmonization benchmarks.")
+    p.add_argument("--dataset", choices=sorted(DATASETS), help="default mnist5k (embedded; --quick: digits)")
+    _setting_args(p, ["retrain", *available_methods()], "seeds (default 0 1 2 3 4; --quick: 0)")
+    p.add_argument("--out", help="output folder (default ltu_fast_runs/latest); reruns resume from it")
     p.add_argument("--set", nargs="+", default=[], metavar="METHOD.KEY=VALUE", dest="method_args",
-                   help="method hyper-parameters, e.g. ltu.iterations=50 ga.lr=1e-4")
+                   help="method hyper-parameters over the tuned defaults, e.g. ltu.iterations=50 ga.lr=1e-4")
+    p.add_argument("--untuned", action="store_true", help="use the methods' constructor defaults, not the tuned ones")
     p.add_argument("--fresh", action="store_true", help="ignore results already in --out")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (digits, 1 seed, 5 epochs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
-def _config(args: argparse.Namespace):
-    from .unlearn.runner import ExperimentConfig
+def build_tune_parser() -> argparse.ArgumentParser:
+    from .unlearn.data import DATASETS
+    from .unlearn.runner import available_methods
+    from .unlearn.tune import DEFAULT_BUDGET, TUNE_SEEDS
 
-    base = ExperimentConfig.quick() if args.quick else ExperimentConfig()
-    simple = {k: getattr(args, k) for k in ("dataset", "data_root", "model", "forget_mode", "forget_ratio",
-                                            "retain_access", "device", "threads", "out", "cache_dir")}
+    p = argparse.ArgumentParser(prog="ltu-fast tune",
+                                description="Choose every method's defaults with the same budget, on tuning seeds, "
+                                            "without reading the test split; writes the defaults file.")
+    p.add_argument("--dataset", nargs="+", choices=sorted(DATASETS), default=["mnist5k"],
+                   help="one setting per dataset (default mnist5k)")
+    _setting_args(p, available_methods(), f"tuning seeds (default {' '.join(map(str, TUNE_SEEDS))}; "
+                                          "must not include a reported seed)")
+    p.add_argument("--show", action="store_true", help="print the tables of the stored tuning and exit")
+    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                   help=f"configurations per method (default {DEFAULT_BUDGET})")
+    return p
+
+
+def _changes(args: argparse.Namespace, base) -> dict[str, Any]:
+    """ExperimentConfig fields set on the command line (shared by unlearn and tune)."""
+    simple = {k: getattr(args, k, None) for k in ("data_root", "model", "forget_mode", "forget_ratio",
+                                                  "retain_access", "device", "threads", "out", "cache_dir",
+                                                  "defaults_file")}
     changes: dict[str, Any] = {k: v for k, v in simple.items() if v is not None}
     try:
         if args.forget_classes is not None:
@@ -78,37 +124,89 @@ def _config(args: argparse.Namespace):
     except ValueError as err:
         raise SystemExit(f"--forget-classes / --seeds: expected integers ({err})") from None
     if args.methods is not None:
-        changes["methods"] = tuple(_csv_list(args.methods))
+        changes["methods"] = tuple(args.methods)
     if args.recipe:
         changes["recipe"] = replace(base.recipe, **_key_values(args.recipe, "--recipe"))
+    return {**changes, "progress": not args.no_progress}
+
+
+def _config(args: argparse.Namespace):
+    from .unlearn.runner import ExperimentConfig
+
+    base = ExperimentConfig.quick() if args.quick else ExperimentConfig()
+    changes = _changes(args, base)
+    if args.dataset is not None:
+        changes["dataset"] = args.dataset
     method_kwargs: dict[str, dict[str, Any]] = {}
     for dotted, value in _key_values(args.method_args, "--set").items():
         method, sep, key = dotted.partition(".")
         if not sep:
             raise SystemExit(f"--set: expected METHOD.KEY=VALUE, got {dotted!r}")
         method_kwargs.setdefault(method, {})[key] = value
-    return replace(base, **changes, method_kwargs=method_kwargs, fresh=args.fresh, progress=not args.no_progress)
+    return replace(base, **changes, method_kwargs=method_kwargs, fresh=args.fresh, tuned_defaults=not args.untuned)
+
+
+def _needs_extra(command: str) -> int | None:
+    missing = _missing_extra()
+    if missing is None:
+        return None
+    print(f"ltu-fast {command}: needs the 'unlearn' extra (module {missing!r} is missing); install it with\n"
+          "    pip install 'ltu_fast[unlearn]'      (from a source checkout: pip install '.[unlearn]')",
+          file=sys.stderr)
+    return 2
 
 
 def unlearn_main(argv: Sequence[str]) -> int:
+    if (code := _needs_extra("unlearn")) is not None:
+        return code
+    from .unlearn.references import ReferenceTrainingError
     from .unlearn.report import markdown_table
     from .unlearn.runner import run_comparison
 
     args = build_parser().parse_args(argv)
     try:
         config = _config(args)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         results = run_comparison(config)
-    except (ValueError, FileNotFoundError, TypeError) as err:
+    except (ValueError, FileNotFoundError, TypeError, ReferenceTrainingError) as err:
         print(f"ltu-fast unlearn: error: {err}", file=sys.stderr)
         return 2
     print(markdown_table(results))
-    print(f"wrote {config.out}/results.json, results.md, results.png in {time.perf_counter() - start:.1f} s")
+    print(f"wrote {config.out}/results.json, results.md, results.png in {time.perf_counter() - start:.1f} s "
+          f"({time.process_time() - cpu:.1f} s CPU)")
+    return 0
+
+
+def tune_main(argv: Sequence[str]) -> int:
+    if (code := _needs_extra("tune")) is not None:
+        return code
+    from .unlearn.references import ReferenceTrainingError
+    from .unlearn.runner import ExperimentConfig
+    from .unlearn.tune import TUNE_SEEDS, tune, tune_table
+
+    args = build_tune_parser().parse_args(argv)
+    if args.show:
+        from .unlearn.defaults import load_defaults
+
+        print("\n".join(tune_table(e) for e in load_defaults(args.defaults_file)["settings"]))
+        return 0
+    command = "ltu-fast tune " + shlex.join(argv)
+    try:
+        base = ExperimentConfig(seeds=TUNE_SEEDS)
+        changes = _changes(args, base)
+        for dataset in args.dataset:
+            config = replace(base, **changes, dataset=dataset)
+            entry = tune(config, args.budget, command=command, defaults_file=config.defaults_file)
+            print(tune_table(entry))
+    except (ValueError, FileNotFoundError, TypeError, ReferenceTrainingError) as err:
+        print(f"ltu-fast tune: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote the chosen defaults to {config.defaults_file or 'ltu_fast/unlearn/defaults.json'}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``ltu-fast [unlearn|bench] ...``; no subcommand means ``unlearn``."""
+    """``ltu-fast [unlearn|tune|sweep|bench] ...``; no subcommand means ``unlearn``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["bench", "adamw"]:  # harmonize + AdamW: fused vs wrapper vs torch (bench_adamw.py)
         from .bench_adamw import main as adamw_main
@@ -122,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("ltu-fast bench: not available in this build (ltu_fast/bench.py is missing)", file=sys.stderr)
             return 2
         return bench_main(argv[1:])
+    if argv and argv[0] == "tune":
+        return tune_main(argv[1:])
+    if argv and argv[0] == "sweep":  # retain-access sweep and LTU ablations (ltu_fast/unlearn/sweep.py)
+        from .unlearn.sweep import main as sweep_main
+        return sweep_main(argv[1:])
     if argv and argv[0] == "unlearn":
         argv = argv[1:]
     return unlearn_main(argv)

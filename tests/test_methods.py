@@ -71,7 +71,7 @@ def state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_all_expected_methods_are_registered():
-    expected = {"retrain", "ft", "ga", "neggrad_plus", "rl", "l1_sparse", "salun", "scrub", "ssd", "ltu"}
+    expected = {"retrain", "ft", "ga", "neggrad_plus", "rl", "l1_sparse", "salun", "scrub", "ssd", "iau", "ltu"}
     assert expected <= set(METHODS)
     assert [n for n in METHODS if METHODS[n].uses_full_retain] == ["retrain"]
 
@@ -118,3 +118,31 @@ def test_ssd_dampens_only_forget_specific_parameters(tiny):
         ratio = torch.where(old != 0, new / old, torch.ones_like(old))
         assert ((ratio >= 0) & (ratio <= 1 + 1e-6)).all()  # only shrinks toward zero, never flips or grows
     assert 0 < result.info["dampened_share"] < 1
+
+
+def test_iau_is_one_adam_step_from_both_full_gradients(tiny):
+    task, original = tiny
+    lr, w = 1e-3, 2.0
+    result = METHODS["iau"](lr=lr, forget_weight=w).unlearn(copy.deepcopy(original), task)
+    ref = copy.deepcopy(original)
+    ref.zero_grad()
+    loss = F.cross_entropy(ref(task.retain_access.x), task.retain_access.y) - w * F.cross_entropy(
+        ref(task.forget.x), task.forget.y)
+    loss.backward()
+    for new, old, p in zip(result.model.parameters(), original.parameters(), ref.parameters()):
+        g = p.grad
+        expected = old - lr * g / (g.abs() + 1e-8)  # Adam's first bias-corrected step
+        torch.testing.assert_close(new, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in METHODS if n != "retrain" and not n.endswith("_test")))
+def test_every_method_has_a_search_space_of_at_least_the_default_budget(name):
+    from ltu_fast.unlearn.tune import DEFAULT_BUDGET, candidates
+
+    space = METHODS[name].search_space
+    assert space and all(len(v) >= 1 for v in space.values())
+    picked = candidates(METHODS[name], DEFAULT_BUDGET)
+    assert len(picked) == DEFAULT_BUDGET and len({tuple(sorted(c.items())) for c in picked}) == DEFAULT_BUDGET
+    assert picked == candidates(METHODS[name], DEFAULT_BUDGET)  # reproducible draw
+    assert len(candidates(METHODS[name], 5)) == 5
+    METHODS[name](**picked[0])  # every knob is a constructor argument

@@ -139,3 +139,48 @@ def test_cli_bench_slot_is_lazy(monkeypatch):
     fake.main = lambda argv: 7 if argv == ["--x"] else 1
     monkeypatch.setitem(sys.modules, "ltu_fast.bench", fake)
     assert main(["bench", "--x"]) == 7
+
+
+def test_cli_help_lists_every_method_as_a_choice(capsys):
+    from ltu_fast.cli import build_parser, build_tune_parser
+    from ltu_fast.unlearn.runner import available_methods
+
+    for parser in (build_parser(), build_tune_parser()):
+        text = parser.format_help()
+        assert ",".join(available_methods()) + "}" in text.replace("\n", "").replace(" ", "")
+    with pytest.raises(SystemExit):
+        main(["unlearn", "--methods", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_cli_without_the_unlearn_extra_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # import mlxtend now raises ImportError
+    assert main(["unlearn"]) == 2
+    assert main(["tune"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'ltu_fast[unlearn]'" in err and "'mlxtend'" in err and "Traceback" not in err
+
+
+def test_cli_tune_refuses_reported_seeds(tmp_path, capsys):
+    assert main(["tune", "--dataset", "digits", "--seeds", "0", "--methods", "noop_test", "--defaults",
+                 str(tmp_path / "d.json"), "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
+def test_cli_tune_show_prints_the_stored_tables(tmp_path, capsys):
+    from ltu_fast.unlearn.defaults import store_setting
+
+    setting = {"dataset": "digits", "model": "cnn", "forget_mode": "random", "forget_ratio": 0.1,
+               "forget_classes": [], "retain_access": 0.1}
+    run = {"command": "ltu-fast tune x", "date": "d", "seconds": 1.0}
+    trial = {"config": {"lr": 1.0}, "score": 0.5, "flags": [], "per_seed": []}
+    val = {"UA": 0.0, "RA": 100.0, "VA": 97.0, "MIA": 0.0}
+    store_setting({"setting": setting, "protocol": {"seeds": [100], "budget": 1},
+                   "references": {"100": {"val": {"original": val, "retrain": {**val, "UA": 2.0}}}},
+                   "methods": {"ga": {"chosen": {"lr": 1.0}, "score": 0.5, "trials": [trial], "run": run}}},
+                  tmp_path / "d.json")
+    assert main(["tune", "--show", "--defaults", str(tmp_path / "d.json")]) == 0
+    out = capsys.readouterr().out
+    assert "the untouched original scores 0.50" in out and "| ga | 1 | lr=1.0 | 0.50 |" in out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -83,6 +83,9 @@ class UnlearnMethod:
 
     name = "method"
     uses_full_retain = False  # True only for Retrain
+    # The main knobs ``ltu-fast tune`` searches, each with its candidate values. Tuning draws the same
+    # number of configurations from every method's space, so declare at least that many combinations.
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
         raise NotImplementedError

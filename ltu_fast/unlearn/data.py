@@ -300,8 +300,8 @@ def build_splits(config: SplitConfig, seed: int) -> Splits:
         gone = torch.from_numpy(np.isin(y_test, config.forget_classes))
         test, test_forgotten = test.subset(~gone), test.subset(gone)
     digest = hashlib.sha256()
-    for part in (forget_idx, retain_idx, access_idx, held_i, y_mem):
-        digest.update(np.ascontiguousarray(part).tobytes())
+    for part in (forget_idx, retain_idx, access_idx, held_i, y_mem, x_mem.numpy(), x_held.numpy()):
+        digest.update(np.ascontiguousarray(part).tobytes())  # indices and pixel values: the data, not its name
     digest.update(repr((asdict(config), seed, x.shape, len(y_test))).encode())
     return Splits(config, seed, raw.num_classes, members, heldout, test, test_forgotten,
                   forget_idx, retain_idx, access_idx, digest.hexdigest()[:16])

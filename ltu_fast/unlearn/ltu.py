@@ -13,6 +13,10 @@ Query gradients are first order by default (taken at theta', added to theta's ro
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,13 +24,27 @@ from torch import nn
 from ..aggregators import Aggregator, Project, make_aggregator
 from ..functional import axpy, harmonize_rows
 from ..optim import HarmonizedSGD
-from .api import UnlearnMethod, UnlearnResult, UnlearnTask, register_method
+from .api import ArraySplit, UnlearnMethod, UnlearnResult, UnlearnTask, register_method
 from .baselines._loop import generator, random_other_labels
 from .meta import FlatModel, Loss
-from .mia_models import MIAEnsemble, features_of, train_mia_ensemble
+from .mia_models import MIAEnsemble, features_of, logits_of, output_features, train_mia_ensemble
 
 OBJECTIVES = ("forget", "remember")
-FORGET_LOSSES = ("ascent", "random_label", "mia")
+FORGET_LOSSES = ("ascent", "gated_ascent", "random_label", "mia")
+NEEDS_MIA = ("gated_ascent", "mia")
+MIA_MEMBERS = ("retain", "retain+forget")
+CLASS_TARGETS = ("nearest", "ascent")
+ASCENT_TARGETS = ("heldout", "none")
+
+
+@dataclass
+class ForgetTarget:
+    """Where forgetting should stop: classes removed wholesale ([C] bool) and the mean capped
+    ascent loss of non-members (a 0-d device tensor, or None for no stop)."""
+
+    removed: torch.Tensor
+    level: torch.Tensor | None = None
+DISTILL_T = 4.0  # temperature of the remembering distillation (as in SCRUB)
 
 
 def make_ltu_aggregator(spec: str | Aggregator) -> Aggregator:
@@ -44,9 +62,21 @@ class LTU(UnlearnMethod):
         iterations: meta-iterations. batch_size: size of each of S_r, Q_r, S_f, Q_f.
         inner_lr: alpha of the meta-tune step. lr, momentum, weight_decay: the outer HarmonizedSGD.
         forget_loss: support forgetting loss: ``"ascent"`` (-CE, per-sample clipped at
-            ``ascent_bound`` so confidently-forgotten samples stop pushing), ``"random_label"``
-            (CE to a random wrong label) or ``"mia"`` (none: the MIA feedback alone).
-        mia_weight: weight of L_mia in the forget row. num_mia: attackers (0 disables feedback).
+            ``ascent_bound`` so confidently-forgotten samples stop pushing), ``"gated_ascent"``
+            (the same, per sample weighted by the attackers' member probability, so it stops once a
+            sample looks like a non-member), ``"random_label"`` (CE to a random wrong label) or
+            ``"mia"`` (none: the MIA feedback alone). ``"gated_ascent"`` and ``"mia"`` need ``num_mia >= 1``.
+        ascent_target: ``"heldout"``: the ascent stops while the forget batch's mean capped loss is
+            at least that of the held-out non-members under the original (``forget_target``);
+            ``"none"``: it never stops.
+        class_target, class_bound: the target for samples of a class removed wholesale (see
+            ``forgetting_loss``) and the ascent cap of ``class_target="ascent"``.
+        mia_weight: weight of L_mia in the forget row; with ``mia_calibrate`` its norm is also capped
+            at ``mia_weight`` times the support forgetting gradient's. num_mia: attackers (0 disables
+            feedback). mia_steps: at most this many attacker steps, kept at the best held-out
+            accuracy. mia_members: the attackers' members, ``"retain"`` (retain_access) or
+            ``"retain+forget"``.
+        distill: weight of a KL-to-the-original term (temperature 4) in the remembering losses.
         aggregator: ``"project"`` (protect remembering), ``"pcgrad"``, ``"sum"``, ``"mgda"``.
         granularity: harmonization segments: ``"layer"``, ``"module"`` or ``"global"``.
         forget_weight: objective weight of the forget row relative to remembering.
@@ -54,30 +84,123 @@ class LTU(UnlearnMethod):
     """
 
     name = "ltu"
+    # `ltu-fast tune` draws its configurations from this grid (the same budget as every baseline).
+    # Iterations stay fixed: at 15 LTU already takes up to 1/10 of Retrain's time on a busy CPU.
+    search_space: ClassVar[dict[str, tuple]] = {"lr": (0.015, 0.025, 0.04), "ascent_bound": (0.3, 0.5, 1.0),
+                                                "forget_weight": (0.5, 1.0)}
 
     def __init__(self, iterations: int = 15, batch_size: int = 16, inner_lr: float = 0.05, lr: float = 0.025,
                  momentum: float = 0.9, weight_decay: float = 0.0, forget_loss: str = "ascent",
-                 ascent_bound: float = 0.5, mia_weight: float = 1.0, num_mia: int = 4, mia_steps: int = 20,
-                 aggregator: str = "pcgrad", granularity: str = "layer", forget_weight: float = 0.5,
-                 second_order: bool = False, log_every: int = 5):
+                 ascent_bound: float = 0.5, ascent_target: str = "heldout", class_target: str = "nearest",
+                 class_bound: float = 3.0, mia_weight: float = 1.0, num_mia: int = 4, mia_steps: int = 20,
+                 mia_members: str = "retain", mia_calibrate: bool = True, distill: float = 0.0,
+                 aggregator: str = "pcgrad",
+                 granularity: str = "layer", forget_weight: float = 0.5, second_order: bool = False,
+                 log_every: int = 5):
         if forget_loss not in FORGET_LOSSES:
             raise ValueError(f"forget_loss: unknown {forget_loss!r}; choose one of {FORGET_LOSSES}")
+        if num_mia < 0:
+            raise ValueError(f"num_mia: must be >= 0, got {num_mia}")
+        if num_mia == 0 and forget_loss in NEEDS_MIA:
+            raise ValueError(f"forget_loss={forget_loss!r} needs the MIA attackers, but num_mia=0; "
+                             "set num_mia >= 1 or choose forget_loss 'ascent' / 'random_label'")
+        if ascent_target not in ASCENT_TARGETS:
+            raise ValueError(f"ascent_target: unknown {ascent_target!r}; choose one of {ASCENT_TARGETS}")
+        if class_target not in CLASS_TARGETS:
+            raise ValueError(f"class_target: unknown {class_target!r}; choose one of {CLASS_TARGETS}")
+        if mia_members not in MIA_MEMBERS:
+            raise ValueError(f"mia_members: unknown {mia_members!r}; choose one of {MIA_MEMBERS}")
+        for name, value in (("iterations", iterations), ("batch_size", batch_size), ("log_every", log_every)):
+            if value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        for name, value in (("inner_lr", inner_lr), ("lr", lr), ("mia_weight", mia_weight),
+                            ("forget_weight", forget_weight), ("ascent_bound", ascent_bound), ("distill", distill),
+                            ("class_bound", class_bound)):
+            if not value >= 0.0:
+                raise ValueError(f"{name}: must be >= 0, got {value}")
+        make_ltu_aggregator(aggregator)  # fails early, naming the aggregator, on an unknown name
         self.iterations, self.batch_size, self.inner_lr, self.lr = iterations, batch_size, inner_lr, lr
         self.momentum, self.weight_decay, self.forget_loss, self.ascent_bound = momentum, weight_decay, forget_loss, ascent_bound
+        self.class_target, self.class_bound, self.ascent_target = class_target, class_bound, ascent_target
         self.mia_weight, self.num_mia, self.mia_steps = mia_weight, num_mia, mia_steps
+        self.mia_members, self.mia_calibrate, self.distill = mia_members, mia_calibrate, distill
         self.aggregator, self.granularity, self.forget_weight = aggregator, granularity, forget_weight
         self.second_order, self.log_every = second_order, log_every
 
     # ------------------------------------------------------------------------------ pieces
-    def train_attackers(self, model: nn.Module, task: UnlearnTask) -> tuple[MIAEnsemble, list[float]]:
-        """K attackers on the original model: members = retain_access, non-members = heldout."""
-        members = features_of(model, task.retain_access, task.device)
-        nonmembers = features_of(model, task.heldout, task.device)
-        return train_mia_ensemble(members, nonmembers, self.num_mia, seed=task.seed, steps=self.mia_steps)
+    def train_attackers(self, model: nn.Module, task: UnlearnTask,
+                        heldout_logits: torch.Tensor | None = None) -> tuple[MIAEnsemble, list[float]]:
+        """K attackers on the original model, non-members = heldout, members = retain_access (and,
+        with ``mia_members="retain+forget"``, the forget set: members of the original too, which
+        gives the attackers enough rows when the accessible retain set is tiny). Members beyond the
+        number of non-members are never used (the sides are balanced), so they are not evaluated."""
+        members = task.retain_access
+        if self.mia_members == "retain+forget":
+            members = ArraySplit(torch.cat([members.x, task.forget.x]), torch.cat([members.y, task.forget.y]))
+        if len(members) > len(task.heldout):
+            members = members.subset(torch.randperm(len(members), generator=generator(task.seed, 12))[:len(task.heldout)])
+        if heldout_logits is None:
+            heldout_logits = logits_of(model, task.heldout, task.device)
+        nonmembers = output_features(heldout_logits, task.heldout.y.to(task.device))
+        return train_mia_ensemble(features_of(model, members, task.device), nonmembers, self.num_mia,
+                                  seed=task.seed, steps=self.mia_steps)
 
-    def forgetting_loss(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator) -> Loss | None:
+    @staticmethod
+    def removed_classes(task: UnlearnTask) -> torch.Tensor:
+        """[C] bool: classes the request removes wholesale: absent from ``retain_access`` and
+        over-represented in ``forget`` (more than twice its share of ``heldout``, the population).
+        Retrain never saw such a class, so its samples must end up classified as something else,
+        not merely as unsure as unseen samples of a known class. Under random forgetting both
+        conditions together are vanishingly unlikely (each class keeps about its population share)."""
+        count = lambda split: torch.bincount(split.y, minlength=task.num_classes).double()
+        population = count(task.heldout) / max(1, len(task.heldout))
+        over = count(task.forget) / max(1, len(task.forget)) > 2 * population
+        return (over & (count(task.retain_access) == 0)).to(task.device)
+
+    def forget_target(self, task: UnlearnTask, heldout_logits: torch.Tensor) -> ForgetTarget:
+        """The removed classes and, with ``ascent_target="heldout"``, the level the capped ascent
+        loss of the forget samples should reach: its mean over ``heldout`` (non-members) under the
+        original model, so ascent stops once the forget batch looks, on average, like unseen data."""
+        level = None
+        if self.ascent_target == "heldout":
+            losses = F.cross_entropy(heldout_logits, task.heldout.y.to(heldout_logits.device), reduction="none")
+            level = losses.clamp(max=self.ascent_bound).mean()
+        return ForgetTarget(self.removed_classes(task), level)
+
+    def forgetting_loss(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator,
+                        mia: MIAEnsemble | None = None, target: ForgetTarget | None = None) -> Loss | None:
+        """The support forgetting loss on (x, y); None for ``"mia"`` (the feedback alone).
+
+        Ascent is per-sample capped at ``ascent_bound``. Samples of a ``removed`` class (see
+        :meth:`removed_classes`) get ``class_target``: ``"nearest"`` = CE towards the nearest other
+        class until it holds half the probability (a fixed point, like Retrain's behaviour on an
+        unseen class), or ``"ascent"`` with the cap ``class_bound``. With a ``target.level`` the
+        ascent on the other samples is off while their mean capped loss is at or above it.
+        """
+        gone = torch.zeros_like(y, dtype=torch.bool) if target is None else target.removed[y]
+        cap = torch.where(gone, self.class_bound if self.class_target == "ascent" else 0.0, self.ascent_bound)
+        kept = (~gone).to(cap.dtype)
+
+        def per_sample(logits: torch.Tensor) -> torch.Tensor:  # to minimise
+            capped = torch.minimum(F.cross_entropy(logits, y, reduction="none"), cap)
+            out = -capped
+            if target is not None and target.level is not None:  # a device-side gate: no sync
+                mean = (capped.detach() * kept).sum() / kept.sum().clamp_min(1.0)
+                out = torch.where(gone, out, out * (mean < target.level).to(out.dtype))
+            if self.class_target == "nearest":
+                other = logits.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
+                relabel = F.cross_entropy(logits, other, reduction="none").clamp(min=math.log(2.0))
+                out = torch.where(gone, relabel, out)
+            return out
+
         if self.forget_loss == "ascent":
-            return lambda f: -F.cross_entropy(f(x), y, reduction="none").clamp(max=self.ascent_bound).mean()
+            return lambda f: per_sample(f(x)).mean()
+        if self.forget_loss == "gated_ascent":
+            def gated(f):  # per sample weighted by the attackers' "still a member" belief
+                logits = f(x)
+                member = torch.sigmoid(mia.member_logits(logits.detach(), y)).mean(0)
+                return (member * per_sample(logits)).mean()
+            return gated
         if self.forget_loss == "random_label":
             wrong = random_other_labels(y, num_classes, gen)
             return lambda f: F.cross_entropy(f(x), wrong)
@@ -99,21 +222,40 @@ class LTU(UnlearnMethod):
                             granularity=self.granularity, weights=(self.forget_weight, 1.0))
         return opt, FlatModel(model, opt.plan, [k for k, _ in named], [p.shape for _, p in named])
 
-    def sample_batch(self, task: UnlearnTask, gen: torch.Generator) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """S_r, Q_r (disjoint, from retain_access) and S_f, Q_f (disjoint, from forget) on the device."""
+    def sample_batch(self, task: UnlearnTask, gen: torch.Generator,
+                     teacher: torch.Tensor | None = None) -> dict[str, tuple[torch.Tensor, ...]]:
+        """S_r, Q_r (disjoint, from retain_access) and S_f, Q_f (disjoint, from forget) on the device;
+        with ``teacher`` (the original's logits on retain_access) S_r/Q_r carry them as a third item."""
         out = {}
         for (s, q), split in (("sr", "qr"), task.retain_access), (("sf", "qf"), task.forget):
             for key, index in zip((s, q), self._split_batches(len(split), self.batch_size, gen)):
                 out[key] = (split.x[index].to(task.device), split.y[index].to(task.device))
+                if teacher is not None and s == "sr":
+                    out[key] += (teacher[index.to(teacher.device)],)
         return out
 
+    def remembering_loss(self, x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None = None) -> Loss:
+        """CE on (x, y), plus ``distill`` * T^2 KL(original || model) at temperature T when the
+        original's logits are given: where the accessible retain set is tiny its CE is ~0 (it is
+        memorised), while matching the original's soft outputs still pins the function down."""
+        if teacher is None or self.distill == 0:
+            return lambda f: F.cross_entropy(f(x), y)
+        target = F.softmax(teacher / DISTILL_T, dim=1)
+
+        def loss(f):
+            logits = f(x)
+            kl = F.kl_div(F.log_softmax(logits / DISTILL_T, dim=1), target, reduction="batchmean")
+            return F.cross_entropy(logits, y) + self.distill * DISTILL_T ** 2 * kl
+        return loss
+
     def meta_gradients(self, model: nn.Module, opt: HarmonizedSGD, flat_model: FlatModel, batch: dict,
-                       mia: MIAEnsemble | None, num_classes: int, label_gen: torch.Generator) -> None:
+                       mia: MIAEnsemble | None, num_classes: int, label_gen: torch.Generator,
+                       target: ForgetTarget | None = None) -> None:
         """Fill ``opt``'s rows with the meta-gradients (support at theta + query at theta')."""
-        (xr, yr), (xqr, yqr), (xf, yf), (xqf, yqf) = (batch[k] for k in ("sr", "qr", "sf", "qf"))
-        support_f = self.forgetting_loss(xf, yf, num_classes, label_gen)
-        support_r: Loss = lambda f: F.cross_entropy(f(xr), yr)
-        queries: list[Loss] = [lambda f: F.cross_entropy(f(xqr), yqr)]
+        (xf, yf), (xqf, yqf) = batch["sf"], batch["qf"]
+        support_f = self.forgetting_loss(xf, yf, num_classes, label_gen, mia, target)
+        support_r = self.remembering_loss(*batch["sr"])
+        queries: list[Loss] = [self.remembering_loss(*batch["qr"])]
         if mia is not None:
             queries.append(lambda f: mia.nonmember_loss(f(xqf), yqf))
         opt.zero_grad()
@@ -133,23 +275,40 @@ class LTU(UnlearnMethod):
             grads = flat_model.grads_at(theta_prime, queries)
         axpy(opt.grad_row("remember"), grads[0])
         if mia is not None:
-            axpy(opt.grad_row("forget"), grads[1], self.mia_weight)
+            axpy(opt.grad_row("forget"), grads[1], self.mia_scale(opt, grads[1]))
+
+    def mia_scale(self, opt: HarmonizedSGD, mia_grad: torch.Tensor) -> float | torch.Tensor:
+        """``mia_weight``, or with ``mia_calibrate`` ``mia_weight * min(1, |support| / |MIA gradient|)``
+        (a device tensor, no sync): the feedback may then never outweigh the support forgetting
+        gradient (raw, it is often tens of times larger), and it stops with it: when the forgetting
+        target is reached the support row is zero and so is the feedback. Never amplified."""
+        if not self.mia_calibrate:
+            return self.mia_weight
+        reference = opt.grad_row("forget" if self.forget_loss != "mia" else "remember")
+        return self.mia_weight * (reference.norm() / mia_grad.norm().clamp_min(1e-12)).clamp(max=1.0)
 
     # ------------------------------------------------------------------------------ the loop
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
         model.to(task.device)
         info: dict = {}
         mia = None
+        heldout_logits = logits_of(model, task.heldout, task.device)
         if self.num_mia > 0:
-            mia, info["mia_train_accuracy"] = self.train_attackers(model, task)
+            mia, info["mia_heldout_accuracy"] = self.train_attackers(model, task, heldout_logits)
             mia.to(task.device)
+        teacher = None
+        if self.distill > 0:
+            with torch.no_grad():
+                model.eval()
+                teacher = torch.cat([model(x) for x, _ in task.retain_access.batches(512, device=task.device)])
         model.train()
         opt, flat_model = self.build_optimizer(model)
         gen, label_gen = generator(task.seed, 10), generator(task.seed, 11)
+        target = self.forget_target(task, heldout_logits)
         conflict_rates = []
         for it in range(self.iterations):
-            batch = self.sample_batch(task, gen)
-            self.meta_gradients(model, opt, flat_model, batch, mia, task.num_classes, label_gen)
+            batch = self.sample_batch(task, gen, teacher)
+            self.meta_gradients(model, opt, flat_model, batch, mia, task.num_classes, label_gen, target)
             opt.step()
             if (it + 1) % self.log_every == 0 or it + 1 == self.iterations:
                 conflict_rates.append(opt.conflict_rate())

@@ -31,8 +31,12 @@ class FlatModel:
         self._segment_of_element: torch.Tensor | None = None
 
     def forward_at(self, flat: torch.Tensor) -> Forward:
+        """The model at ``flat``. Buffers are copies: a train-mode BatchNorm normalises with the batch
+        statistics, as at theta, but the module's running statistics never see theta' (or a
+        re-evaluation at theta in the second-order path)."""
         params = dict(zip(self.names, self.plan.views(flat, self.shapes)))
-        return lambda x: functional_call(self.model, params, (x,))
+        buffers = {k: b.clone() for k, b in self.model.named_buffers()}
+        return lambda x: functional_call(self.model, (params, buffers), (x,))
 
     def fast_weights(self, flat: torch.Tensor, direction: torch.Tensor, alpha: float) -> torch.Tensor:
         """theta' = theta - alpha * direction, in a new buffer (the fused axpy path)."""

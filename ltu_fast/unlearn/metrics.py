@@ -30,12 +30,15 @@ from .api import ArraySplit
 __all__ = [
     "GAP_KEYS",
     "accuracy",
+    "at_chance",
     "avg_gap",
+    "chance_level",
     "evaluate_model",
     "mean_std",
     "mia_efficacy",
     "mia_lr",
     "model_outputs",
+    "result_flags",
 ]
 
 GAP_KEYS = ("UA", "RA", "TA", "MIA")
@@ -66,6 +69,25 @@ def model_outputs(model: nn.Module, data: ArraySplit, device: str | torch.device
 
 def accuracy(correct: np.ndarray) -> float:
     return 100.0 * float(np.mean(correct)) if len(correct) else float("nan")
+
+
+def chance_level(num_classes: int) -> float:
+    """Accuracy (%) of guessing uniformly (the embedded datasets are class-balanced)."""
+    return 100.0 / num_classes
+
+
+def at_chance(acc: float, num_classes: int, share: float = 0.1) -> bool:
+    """True when ``acc`` lies within ``share`` of the range above chance: a collapsed model, not a result."""
+    chance = chance_level(num_classes)
+    return not acc >= chance + share * (100.0 - chance)
+
+
+def result_flags(metrics: Mapping[str, float], original: Mapping[str, float], num_classes: int,
+                 accuracies: Iterable[str] = ("TA", "RA"), keys: Iterable[str] = GAP_KEYS) -> list[str]:
+    """What makes a result not a result: ``"at chance"`` (any of ``accuracies`` at chance: a collapsed
+    model) and ``"no-op"`` (every one of ``keys`` equal to the original's: nothing a metric can see)."""
+    flags = ["at chance"] if any(at_chance(metrics[k], num_classes) for k in accuracies) else []
+    return flags + (["no-op"] if all(metrics[k] == original[k] for k in keys) else [])
 
 
 def _balanced(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,8 @@ bootstrap sample, so the feedback is not tied to one decision boundary.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,13 +38,18 @@ def output_features(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def features_of(model: nn.Module, data: ArraySplit, device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """Features of a whole split under the model in eval mode (as an auditor would query it)."""
+def logits_of(model: nn.Module, data: ArraySplit, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """Logits of a whole split under the model in eval mode (as an auditor would query it)."""
     was_training = model.training
     model.eval()
-    feats = [output_features(model(x), y) for x, y in data.batches(batch_size, device=device)]
+    out = [model(x) for x, _ in data.batches(batch_size, device=device)]
     model.train(was_training)
-    return torch.cat(feats)
+    return torch.cat(out)
+
+
+def features_of(model: nn.Module, data: ArraySplit, device: torch.device) -> torch.Tensor:
+    """Membership features of a whole split (see :func:`output_features`)."""
+    return output_features(logits_of(model, data, device), data.y.to(device))
 
 
 class MIAEnsemble(nn.Module):
@@ -76,29 +83,50 @@ def _attacker(width: int) -> nn.Module:
 
 
 def train_mia_ensemble(members: torch.Tensor, nonmembers: torch.Tensor, num_models: int = 3, *, seed: int = 0,
-                       steps: int = 300, lr: float = 0.01, weight_decay: float = 1e-4) -> tuple[MIAEnsemble, list[float]]:
-    """Fit K attackers on member vs non-member feature rows (balanced by subsampling the larger
-    side, then a bootstrap per attacker). Returns the ensemble and each attacker's training accuracy."""
+                       steps: int = 300, lr: float = 0.01, weight_decay: float = 1e-4, holdout: float = 0.3,
+                       check_every: int = 10) -> tuple[MIAEnsemble, list[float]]:
+    """Fit K attackers on member vs non-member feature rows, each to a held-out criterion.
+
+    The rows are balanced (the larger side subsampled), then a stratified ``holdout`` share is set
+    aside; each attacker trains on a bootstrap of the rest for at most ``steps`` full-batch Adam
+    steps and keeps the weights with the best held-out accuracy (checked every ``check_every``
+    steps): an attacker that only memorises its training rows would give feedback that means nothing.
+    Returns the ensemble and each attacker's held-out accuracy (its training accuracy if
+    ``holdout`` is 0).
+    """
     gen = torch.Generator().manual_seed(seed)
     n = min(len(members), len(nonmembers))
+    if n < 2:
+        raise ValueError(f"members/nonmembers: need at least 2 rows on each side, got {len(members)}/{len(nonmembers)}")
     members = members[torch.randperm(len(members), generator=gen)[:n]]
     nonmembers = nonmembers[torch.randperm(len(nonmembers), generator=gen)[:n]]
-    x = torch.cat([members, nonmembers])
-    target = torch.cat([torch.ones(n), torch.zeros(n)]).to(x)
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    z = (x - mean) / std
+    n_val = min(n - 1, round(holdout * n))
+    x_fit = torch.cat([members[n_val:], nonmembers[n_val:]])
+    t_fit = torch.cat([torch.ones(n - n_val), torch.zeros(n - n_val)]).to(x_fit)
+    x_val = torch.cat([members[:n_val], nonmembers[:n_val]]) if n_val else x_fit
+    t_val = torch.cat([torch.ones(n_val), torch.zeros(n_val)]).to(x_fit) if n_val else t_fit
+    mean, std = x_fit.mean(0), x_fit.std(0).clamp_min(1e-6)
+    z_fit, z_val = (x_fit - mean) / std, (x_val - mean) / std
+    accuracy = lambda net: ((net(z_val).squeeze(1) > 0).to(z_val) == t_val).float().mean()
     attackers, accuracies = [], []
     for k in range(num_models):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 7919 + k)
-            net = _attacker(WIDTHS[k % len(WIDTHS)]).to(x)
-        boot = torch.randint(0, len(z), (len(z),), generator=gen).to(x.device)
+            net = _attacker(WIDTHS[k % len(WIDTHS)]).to(x_fit)
+        boot = torch.randint(0, len(z_fit), (len(z_fit),), generator=gen).to(x_fit.device)
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            F.binary_cross_entropy_with_logits(net(z[boot]).squeeze(1), target[boot]).backward()
-            opt.step()
         with torch.no_grad():
-            accuracies.append(((net(z).squeeze(1) > 0).to(x) == target).float().mean().item())
+            best, best_state = accuracy(net), copy.deepcopy(net.state_dict())
+        for step in range(1, steps + 1):
+            opt.zero_grad(set_to_none=True)
+            F.binary_cross_entropy_with_logits(net(z_fit[boot]).squeeze(1), t_fit[boot]).backward()
+            opt.step()
+            if step % check_every == 0 or step == steps:
+                with torch.no_grad():
+                    acc = accuracy(net)
+                if acc > best:  # attacker training is setup, not the unlearning loop: syncing is fine
+                    best, best_state = acc, copy.deepcopy(net.state_dict())
+        net.load_state_dict(best_state)
+        accuracies.append(float(best))
         attackers.append(net)
     return MIAEnsemble(attackers, mean, std), accuracies

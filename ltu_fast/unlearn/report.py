@@ -23,22 +23,86 @@ def _cell(stat: dict[str, float] | None, scale: float) -> str:
     return f"{stat['mean'] * scale:.2f} ± {stat['std'] * scale:.2f}"
 
 
+def _versus(stat: dict[str, Any] | None) -> str:
+    """``+0.12 [-0.20, +0.44] vs ga``; 'within noise' is an interval that contains 0."""
+    if stat is None:
+        return "–"
+    if stat["n"] < 2:
+        return f"{stat['mean']:+.2f} vs {stat['other']} (1 seed)"
+    return f"{stat['mean']:+.2f} [{stat['lo']:+.2f}, {stat['hi']:+.2f}] vs {stat['other']}"
+
+
+def _flags(flags: dict[str, list[int]] | None) -> str:
+    if not flags:
+        return ""
+    return "; ".join(f"⚠ {flag}: seeds {', '.join(map(str, seeds))}" for flag, seeds in flags.items())
+
+
+def _retries(results: dict[str, Any]) -> list[str]:
+    """One line per reference that needed the safer recipe."""
+    lines = []
+    for role in ("original", "retrain"):
+        for seed, entry in results["runs"].get(role, {}).items():
+            attempts = entry.get("attempts", [])
+            if len(attempts) > 1:
+                lines.append(f"{role} seed {seed} ({attempts[0]['reason']}) retrained with the safer recipe "
+                             f"(lr {attempts[1]['recipe']['lr']}, warm-up {attempts[1]['recipe']['warmup_epochs']} "
+                             f"epochs, clip {attempts[1]['recipe']['clip_norm']}): passed")
+    return lines
+
+
+def _lowest(results: dict[str, Any]) -> str:
+    """The weakest checked accuracies of each reference, so a reader sees the margin to the check."""
+    parts = []
+    for role in ("original", "retrain"):
+        checks = [e["attempts"][-1] for e in results["runs"].get(role, {}).values() if e.get("attempts")]
+        if checks:
+            parts.append(f"{role} {min(c['train_acc'] for c in checks):.1f} / "
+                         f"{min(c['heldout_acc'] for c in checks):.1f}")
+    return ", ".join(parts) or "–"
+
+
+def _footer(results: dict[str, Any]) -> str:
+    seeds = results["config"].get("seeds")
+    lines = [(f"Mean ± std over seeds {seeds}. Avg. Gap = mean |Δ| to Retrain over UA/RA/TA/MIA. "
+              "Δ Gap vs best other: per-seed paired difference of Avg. Gap to the best other method, mean "
+              "[95% t-interval]; an interval containing 0 is within seed noise."),
+             ("Flags: 'at chance' = TA or RA within 10% of the range above chance (averaged in, not dropped); "
+              "'no-op' = UA, RA, TA and MIA-eff. equal to the original's.")]
+    retries = _retries(results)
+    lines.append("Reference checks: " + ("; ".join(retries) if retries else
+                                         "every original and Retrain passed with the default recipe") +
+                 f" (lowest train / held-out accuracy over seeds: {_lowest(results)}).")
+    note = results.get("notes", {}).get("defaults")
+    if note and note.get("source") == "ltu-fast tune":
+        s = note["setting"]
+        text = (f"Method defaults: chosen by `ltu-fast tune` for {s['dataset']}/{s['model']}/{s['forget_mode']}/"
+                f"forget {s['forget_ratio']}/access {s['retain_access']} on tuning seeds {note['tune_seeds']}")
+        if note["overlap"]:
+            text += f" ⚠ which overlap the reported seeds {note['overlap']}: these numbers are not held out"
+        lines.append(text + "; --set overrides.")
+    elif note:
+        lines.append(f"Method defaults: {note['source']}.")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """Methods × metrics, mean ± std over seeds; a method with no successful run reads 'failed'."""
     columns = COLUMNS
     if any(CLASSWISE_COLUMN[0] in stats for stats in results["summary"].values()):
         columns = (*COLUMNS[:3], CLASSWISE_COLUMN, *COLUMNS[3:])
-    head = "| Method | " + " | ".join(title for _, title, _ in columns) + " |"
-    lines = [head, "|" + "---|" * (len(columns) + 1)]
+    titles = [title for _, title, _ in columns] + ["Δ Gap vs best other [95% CI]", "Flags"]
+    lines = ["| Method | " + " | ".join(titles) + " |", "|" + "---|" * (len(titles) + 1)]
     for method in results["methods"]:
         stats = results["summary"].get(method, {})
-        if not stats:
+        if not any(k in stats for k, _, _ in columns):
             state = "failed" if results["runs"].get(method) else "pending"
-            lines.append(f"| {method} | " + " | ".join(state for _ in columns) + " |")
+            lines.append(f"| {method} | " + " | ".join(state for _ in titles) + " |")
             continue
-        lines.append(f"| {method} | " + " | ".join(_cell(stats.get(k), s) for k, _, s in columns) + " |")
-    seeds = results["config"].get("seeds")
-    return "\n".join(lines) + f"\n\nMean ± std over seeds {seeds}. Avg. Gap = mean |Δ| to Retrain over UA/RA/TA/MIA.\n"
+        cells = [_cell(stats.get(k), s) for k, _, s in columns]
+        cells += ["–" if method in ("original", "retrain") else _versus(stats.get("vs_best")), _flags(stats.get("flags"))]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + _footer(results)
 
 
 def plot_gaps(results: dict[str, Any], path: Path) -> None:

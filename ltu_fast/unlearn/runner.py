@@ -1,7 +1,9 @@
 """Experiment orchestration and the Python API.
 
-``run_comparison(config)``: per seed, data → original (cached) → Retrain (cached; RTE = its training
-time) → every requested method on a deep copy of the original → metrics, then mean ± std over seeds.
+``run_comparison(config)``: per seed, data → original (cached, checked) → Retrain (cached, checked;
+RTE = its training time) → every requested method, with its tuned defaults (``defaults.json``), on a
+deep copy of the original → metrics and flags (at chance, no-op), then mean ± std over seeds and the
+paired difference of each method's Avg. Gap to the best other method.
 ``results.json`` is rewritten after each (method, seed), so an interrupted run loses nothing and a
 rerun with the same ``out`` skips the finished entries (a method that raised is retried).
 
@@ -25,10 +27,13 @@ from tqdm.auto import tqdm
 
 from .api import METHODS, ArraySplit, UnlearnResult, UnlearnTask
 from .data import SplitConfig, Splits, build_splits
-from .metrics import avg_gap, evaluate_model, mean_std
+from .defaults import load_defaults, lookup, setting_of
+from .metrics import avg_gap, evaluate_model, mean_std, result_flags
 from .models import model_factory
+from .references import train_reference
 from .report import write_results
-from .train import TrainRecipe, train_cached
+from .stats import versus_best_other
+from .train import TrainRecipe
 
 __all__ = [
     "METHOD_ORDER",
@@ -41,11 +46,12 @@ __all__ = [
 
 # Where the methods live; imported lazily so the runner works before (or without) each of them.
 _METHOD_MODULES = ("ltu_fast.unlearn.baselines", "ltu_fast.unlearn.ltu")
-METHOD_ORDER = ("ft", "ga", "neggrad_plus", "rl", "l1_sparse", "salun", "scrub", "ssd", "ltu")
+METHOD_ORDER = ("ft", "ga", "neggrad_plus", "rl", "l1_sparse", "salun", "scrub", "ssd", "iau", "ltu")
 REFERENCE_ROWS = ("original", "retrain")  # computed by the runner itself (cached training)
 # Fields that do not change the numbers: they may differ between a run and its resumption.
 # method_kwargs is checked per entry instead: changing one method's settings reruns only that method.
-_VOLATILE = ("method_kwargs", "methods", "seeds", "device", "threads", "out", "cache_dir", "progress", "fresh")
+_VOLATILE = ("method_kwargs", "methods", "seeds", "device", "threads", "out", "cache_dir", "progress", "fresh",
+             "tuned_defaults", "defaults_file")
 
 
 def available_methods() -> list[str]:
@@ -62,8 +68,10 @@ def available_methods() -> list[str]:
 
 @dataclass
 class ExperimentConfig:
-    """One comparison. ``methods=None`` runs every registered method; ``method_kwargs`` overrides
-    per-method hyper-parameters, e.g. ``{"ltu": {"iterations": 50}}``."""
+    """One comparison. ``methods=None`` runs every registered method. Each method starts from the
+    defaults ``ltu-fast tune`` chose for the closest tuned setting (``defaults_file``, default the
+    packaged ``defaults.json``; ``tuned_defaults=False``: constructor defaults); ``method_kwargs``
+    overrides them per method, e.g. ``{"ltu": {"iterations": 50}}``."""
 
     dataset: str = "mnist5k"
     data_root: str | None = None
@@ -77,13 +85,15 @@ class ExperimentConfig:
     recipe: TrainRecipe = field(default_factory=TrainRecipe)
     method_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     methods: tuple[str, ...] | None = None
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     device: str = "cpu"
     threads: int | None = 1  # CPU threads; 1 keeps results bitwise stable and avoids OpenMP thrash on shared CPUs
     out: str = "ltu_fast_runs/latest"
     cache_dir: str | None = None
     progress: bool = True
     fresh: bool = False
+    tuned_defaults: bool = True
+    defaults_file: str | None = None
 
     @classmethod
     def quick(cls, **overrides: Any) -> ExperimentConfig:
@@ -94,6 +104,12 @@ class ExperimentConfig:
     def split_config(self) -> SplitConfig:
         names = {f.name for f in fields(SplitConfig)}
         return SplitConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def resolved_kwargs(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+        """(method -> keyword arguments: tuned defaults overridden by ``method_kwargs``, tuned setting used)."""
+        tuned, source = lookup(setting_of(self), self.defaults_file) if self.tuned_defaults else ({}, None)
+        names = set(tuned) | set(self.method_kwargs)
+        return {m: {**tuned.get(m, {}), **self.method_kwargs.get(m, {})} for m in names}, source
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun to reuse stored results."""
@@ -135,9 +151,10 @@ def _load_previous(path: Path, config: ExperimentConfig) -> dict[str, dict[str, 
     return {m: {s: r for s, r in runs.items() if "error" not in r} for m, runs in stored.get("runs", {}).items()}
 
 
-def summarise(runs: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean ± std over seeds of every numeric metric of every method."""
-    summary = {}
+def summarise(runs: dict[str, dict[str, dict]]) -> dict[str, dict[str, Any]]:
+    """Per method: mean ± std over seeds of every numeric metric, the seeds behind each flag, and
+    (``vs_best``) the paired per-seed difference of Avg. Gap to the best other method."""
+    summary: dict[str, dict[str, Any]] = {}
     for method, per_seed in runs.items():
         ok = [r for r in per_seed.values() if "error" not in r]
         keys = sorted({k for r in ok for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
@@ -146,6 +163,16 @@ def summarise(runs: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[str,
             stat = mean_std(r.get(key) for r in ok)
             if stat is not None:
                 summary[method][key] = {"mean": stat[0], "std": stat[1], "n": len(ok)}
+        flagged: dict[str, list[int]] = {}
+        for seed, entry in per_seed.items():
+            for flag in entry.get("flags", []):
+                flagged.setdefault(flag, []).append(int(seed))
+        if flagged:
+            summary[method]["flags"] = {f: sorted(v) for f, v in flagged.items()}
+    methods = [m for m in runs if m not in REFERENCE_ROWS]
+    gaps = {m: {s: r["gap"] for s, r in runs[m].items() if "error" not in r} for m in methods}
+    for method, stat in versus_best_other(gaps, methods).items():
+        summary[method]["vs_best"] = stat
     return summary
 
 
@@ -154,16 +181,28 @@ class _Experiment:
 
     def __init__(self, config: ExperimentConfig, methods: list[str]) -> None:
         self.config, self.methods = config, methods
+        self.kwargs, self.defaults_source = config.resolved_kwargs()
         self.out = Path(config.out)
         self.json_path = self.out / "results.json"
         self.runs = _load_previous(self.json_path, config)
+        self.notes: dict[str, Any] = {"defaults": self._defaults_note()}
+
+    def _defaults_note(self) -> dict[str, Any]:
+        """Where the method defaults came from, and whether the reported seeds were tuned on."""
+        if self.defaults_source is None:
+            return {"source": "constructor defaults (no tuned setting for this dataset and model)"}
+        entry = next(e for e in load_defaults(self.config.defaults_file)["settings"]
+                     if e["setting"] == self.defaults_source)
+        tune_seeds = entry["protocol"]["seeds"]
+        return {"source": "ltu-fast tune", "setting": self.defaults_source, "tune_seeds": tune_seeds,
+                "overlap": sorted(set(tune_seeds) & set(self.config.seeds))}
 
     def done(self, method: str, seed: int) -> bool:
         """Finished, and (for a method) with the hyper-parameters asked for now."""
         entry = self.runs.get(method, {}).get(str(seed))
         if entry is None or method in REFERENCE_ROWS:
             return entry is not None
-        wanted = METHODS[method](**self.config.method_kwargs.get(method, {})).config()
+        wanted = METHODS[method](**self.kwargs.get(method, {})).config()
         return entry.get("method_config") == json.loads(json.dumps(wanted, default=str))
 
     def rows(self) -> list[str]:
@@ -178,7 +217,7 @@ class _Experiment:
     def save(self) -> dict[str, Any]:
         results = {"identity": self.config.identity(), "config": json.loads(json.dumps(asdict(self.config),
                                                                                       default=str)),
-                   "methods": self.rows(), "runs": self.runs,
+                   "methods": self.rows(), "runs": self.runs, "notes": self.notes,
                    "summary": summarise(self.runs)}
         write_results(results, self.out, tables=False)
         return results
@@ -188,32 +227,45 @@ def _evaluate(model: nn.Module, splits: Splits, device: str) -> dict[str, float]
     return evaluate_model(model, splits.forget, splits.retain, splits.test, device, splits.seed, splits.test_forgotten)
 
 
+def _references(exp: _Experiment, splits: Splits, factory, bar: tqdm) -> dict[str, nn.Module]:
+    """Original and Retrain of one seed, checked (retried once, or the run stops); records their rows."""
+    cfg, seed = exp.config, splits.seed
+    key = {"data": splits.fingerprint, "model": cfg.model}
+    label = f"dataset {cfg.dataset!r}, seed {seed}"
+    models, fresh = {}, {}
+    for role, data in (("original", splits.members), ("retrain", splits.retain)):
+        ref = train_reference(role, factory, data, splits.heldout, splits.num_classes, cfg.recipe, seed, key, label,
+                              cfg.cache_dir, cfg.device, cfg.progress)
+        models[role] = ref.model
+        if ref.retried:
+            warnings.warn(f"{role} model on {label} failed its check ({ref.attempts[0]['reason']}); "
+                          "retrained with the safer recipe, which passed", stacklevel=2)
+        if not exp.done(role, seed):
+            fresh[role] = {**_evaluate(ref.model, splits, cfg.device), "RTE": ref.seconds, "cached": ref.cached,
+                           "attempts": ref.attempts}
+        bar.update(1)
+    if "retrain" in fresh:
+        exp.record("retrain", seed, {**fresh["retrain"], "gap": 0.0})
+    if "original" in fresh:
+        exp.record("original", seed, {**fresh["original"],
+                                      "gap": avg_gap(fresh["original"], exp.runs["retrain"][str(seed)])})
+    return models
+
+
 def _run_seed(exp: _Experiment, seed: int, bar: tqdm) -> None:
     cfg = exp.config
     if all(exp.done(m, seed) for m in (*REFERENCE_ROWS, *exp.methods)):
         return
     splits = build_splits(cfg.split_config(), seed)
     factory = model_factory(cfg.model, splits.input_shape, splits.num_classes)
-    key = {"data": splits.fingerprint, "model": cfg.model}
-    trained, fresh = {}, {}
-    for role, data in (("original", splits.members), ("retrain", splits.retain)):
-        model, seconds, hit = train_cached(role, factory, data, cfg.recipe, seed, key, cfg.cache_dir, cfg.device,
-                                           cfg.progress)
-        trained[role] = model
-        if not exp.done(role, seed):
-            fresh[role] = {**_evaluate(model, splits, cfg.device), "RTE": seconds, "cached": hit}
-        bar.update(1)
-    if "retrain" in fresh:
-        exp.record("retrain", seed, {**fresh["retrain"], "gap": 0.0})
-    reference = exp.runs["retrain"][str(seed)]
-    if "original" in fresh:
-        exp.record("original", seed, {**fresh["original"], "gap": avg_gap(fresh["original"], reference)})
+    original = _references(exp, splits, factory, bar)["original"]
+    reference, untouched = exp.runs["retrain"][str(seed)], exp.runs["original"][str(seed)]
     task = splits.task(factory, asdict(cfg.recipe), cfg.device)
     for method in exp.methods:
         bar.set_postfix_str(f"{method} seed {seed}")
         if not exp.done(method, seed):
             try:
-                result = unlearn(trained["original"], task, method, **cfg.method_kwargs.get(method, {}))
+                result = unlearn(original, task, method, **exp.kwargs.get(method, {}))
                 metrics = _evaluate(result.model, splits, cfg.device)
             except Exception as err:  # noqa: BLE001 -- one broken baseline must not sink a long comparison
                 warnings.warn(f"method {method!r} failed on seed {seed}: {err!r}", stacklevel=2)
@@ -223,6 +275,7 @@ def _run_seed(exp: _Experiment, seed: int, bar: tqdm) -> None:
             info = {k: v for k, v in result.info.items() if k not in ("rte", "config")}
             exp.record(method, seed, {**metrics, "gap": avg_gap(metrics, reference), "RTE": result.info["rte"],
                                       "conflict_rate": info.pop("conflict_rate", None),
+                                      "flags": result_flags(metrics, untouched, splits.num_classes),
                                       "method_config": result.info["config"], "info": info})
         bar.update(1)
 

@@ -1,8 +1,12 @@
 """Training of the original model and of Retrain (same recipe), with a disk cache.
 
-Both are expensive and fully determined by (data, model, recipe, seed), so they are cached under
-a hash of those: reruns, extra methods and extra metrics reuse them. The cache stores the measured
-training time too, so Retrain's RTE stays the time it really took, not the time to load it.
+Both are expensive and fully determined by (training code, model code, data, split, recipe, seed),
+so they are cached under a hash of all of those: reruns, extra methods and extra metrics reuse
+them, and a change to the training loop or the model code can never serve a stale model. The cache
+stores the measured training time too, so Retrain's RTE stays the time it really took.
+
+The default recipe warms the learning rate up over the first epoch and clips the global gradient
+norm: without both, SGD at lr 0.1 with momentum 0.9 occasionally diverged to a chance-level model.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +28,29 @@ from tqdm.auto import tqdm
 
 from .api import ArraySplit
 
-__all__ = ["TrainRecipe", "cache_key", "default_cache_dir", "train_cached", "train_model"]
+__all__ = ["CODE_VERSION", "TrainRecipe", "cache_key", "default_cache_dir", "train_cached", "train_model"]
 
 SCHEDULES = ("cosine", "step", "constant")
 
 
+def _code_version() -> str:
+    """Hash of the code that decides what a trained model is: this loop and the model definitions."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for name in ("train.py", "models.py"):
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+CODE_VERSION = _code_version()
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
-    """SGD + momentum, fixed epochs. Defaults reach ~97-98% test accuracy on MNIST 5k with ``cnn``."""
+    """SGD + momentum, fixed epochs, linear warm-up then ``schedule``, global gradient-norm clipping.
+
+    Defaults reach ~99% train / ~97% test accuracy on MNIST 5k with ``cnn``. ``clip_norm`` 0
+    disables clipping; ``warmup_epochs`` may be fractional.
+    """
 
     epochs: int = 12
     batch_size: int = 64
@@ -39,14 +58,27 @@ class TrainRecipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    clip_norm: float = 5.0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"recipe schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"recipe: epochs and batch_size must be >= 1 and lr > 0, got {self}")
+        if self.warmup_epochs < 0 or self.clip_norm < 0:
+            raise ValueError(f"recipe: warmup_epochs and clip_norm must be >= 0, got {self}")
 
-    def lr_factor(self, step: int, total: int) -> float:
+    def safer(self) -> TrainRecipe:
+        """The retry recipe for a failed reference: half the peak lr, >= 2 warm-up epochs, clip at 1."""
+        return replace(self, lr=self.lr / 2, warmup_epochs=max(self.warmup_epochs, min(2.0, self.epochs / 2)),
+                       clip_norm=min(self.clip_norm or 1.0, 1.0))
+
+    def lr_factor(self, step: int, total: int, warmup: int = 0) -> float:
+        """Multiplier of ``lr`` at ``step`` of ``total``: linear warm-up over ``warmup`` steps, then the schedule."""
+        if step < warmup:
+            return (step + 1) / warmup
+        step, total = step - warmup, max(1, total - warmup)
         if self.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * step / total))
         if self.schedule == "step":
@@ -54,31 +86,52 @@ class TrainRecipe:
         return 1.0
 
 
+def _clip_scale(grads: list[torch.Tensor], clip_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gradient multiplier, finite flag) as device scalars: 0 when the gradient is non-finite."""
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    finite = torch.isfinite(norm)
+    scale = (clip_norm / (norm + 1e-6)).clamp(max=1.0) if clip_norm > 0 else torch.ones_like(norm)
+    return torch.where(finite, scale, torch.zeros_like(scale)), finite
+
+
 def train_model(model: nn.Module, data: ArraySplit, recipe: TrainRecipe, seed: int,
-                device: str | torch.device = "cpu", desc: str = "train", progress: bool = True) -> nn.Module:
+                device: str | torch.device = "cpu", desc: str = "train", progress: bool = True,
+                report: dict[str, Any] | None = None) -> nn.Module:
     """Train in place with a seeded shuffle; deterministic on CPU for a fixed thread count.
 
     The SGD step (``torch.optim.SGD`` semantics: coupled weight decay, momentum without dampening) is
     written out because constructing a ``torch.optim`` optimizer imports ``torch._dynamo``, which
-    costs seconds to tens of seconds on a busy CPU: more than training the default model.
+    costs seconds to tens of seconds on a busy CPU: more than training the default model. A step
+    with a non-finite gradient changes nothing (no parameter, no momentum) and is counted, without a
+    host sync per step; ``report["skipped_steps"]`` receives the count.
     """
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     momenta = [torch.zeros_like(p) for p in params]
-    total = recipe.epochs * math.ceil(len(data) / recipe.batch_size)
+    per_epoch = math.ceil(len(data) / recipe.batch_size)
+    total, warmup = recipe.epochs * per_epoch, round(recipe.warmup_epochs * per_epoch)
     gen = torch.Generator().manual_seed(seed)
+    skipped = torch.zeros((), dtype=torch.int64, device=device)
     step = 0
     for _ in tqdm(range(recipe.epochs), desc=desc, disable=not progress, leave=False):
         for x, y in data.batches(recipe.batch_size, shuffle=True, generator=gen, device=device):
             for p in params:
                 p.grad = None
             F.cross_entropy(model(x), y).backward()
-            lr = recipe.lr * recipe.lr_factor(step, total)
+            grads = [p.grad for p in params]
+            scale, finite = _clip_scale(grads, recipe.clip_norm)
+            keep = finite.to(grads[0].dtype)
+            lr = recipe.lr * recipe.lr_factor(step, total, warmup)
             with torch.no_grad():
-                for p, buf in zip(params, momenta):
-                    buf.mul_(recipe.momentum).add_(p.grad).add_(p, alpha=recipe.weight_decay)
-                    p.add_(buf, alpha=-lr)
+                momentum = torch.where(finite, recipe.momentum, 1.0).to(keep.dtype)
+                for p, g, buf in zip(params, grads, momenta):
+                    g.nan_to_num_(0.0, 0.0, 0.0).mul_(scale)
+                    buf.mul_(momentum).add_(g).add_(p * (keep * recipe.weight_decay))
+                    p.sub_(buf * (keep * lr))
+            skipped += ~finite
             step += 1
+    if report is not None:
+        report["skipped_steps"] = int(skipped)
     return model.eval()
 
 
@@ -88,7 +141,8 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(**parts: Any) -> str:
-    """A stable hash of JSON-able parts (dataset fingerprint, model name, recipe, seed, role)."""
+    """A stable hash of JSON-able parts (dataset fingerprint, model name, recipe, seed, role) and the code version."""
+    parts = {**parts, "code": CODE_VERSION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -105,10 +159,11 @@ def train_cached(role: str, factory: Callable[[], nn.Module], data: ArraySplit, 
         model.load_state_dict(saved["state_dict"])
         return model.to(device).eval(), float(saved["seconds"]), True
     start = time.perf_counter()
-    train_model(model, data, recipe, seed, device, desc=role, progress=progress)
+    report: dict[str, Any] = {}
+    train_model(model, data, recipe, seed, device, desc=role, progress=progress, report=report)
     seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": model.state_dict(), "seconds": seconds, "key_parts": key_parts}, tmp)
+    torch.save({"state_dict": model.state_dict(), "seconds": seconds, "key_parts": key_parts, **report}, tmp)
     os.replace(tmp, path)  # atomic: an interrupted save never leaves a half-written model
     return model, seconds, False

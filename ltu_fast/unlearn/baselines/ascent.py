@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
 from torch import nn
 
@@ -17,6 +19,7 @@ class NegGradPlus(UnlearnMethod):
     """
 
     name = "neggrad_plus"
+    search_space: ClassVar[dict[str, tuple]] = {"epochs": (2, 5), "lr": (0.01, 0.03, 0.1), "retain_weight": (0.5, 0.8)}
 
     def __init__(self, epochs: int = 2, lr: float = 0.02, batch_size: int = 32, retain_weight: float = 0.5):
         self.epochs, self.lr, self.batch_size, self.retain_weight = epochs, lr, batch_size, retain_weight
@@ -42,6 +45,7 @@ class GradientAscent(NegGradPlus):
     """Pure gradient ascent on the forget set (no retain data): NegGrad+ with ``retain_weight = 0``."""
 
     name = "ga"
+    search_space: ClassVar[dict[str, tuple]] = {"epochs": (1, 2, 5), "lr": (1e-3, 3e-3, 1e-2, 3e-2)}
 
     def __init__(self, epochs: int = 2, lr: float = 5e-3, batch_size: int = 32):
         super().__init__(epochs, lr, batch_size, retain_weight=0.0)

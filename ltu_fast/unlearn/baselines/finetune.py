@@ -3,6 +3,8 @@ forget set), the latter with a decaying l1 penalty that sparsifies weights (Jia 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +22,7 @@ class FineTune(UnlearnMethod):
     """Cross-entropy on ``retain_access``; ``l1`` > 0 adds ``l1 * (1 - t/T) * ||theta||_1``."""
 
     name = "ft"
+    search_space: ClassVar[dict[str, tuple]] = {"epochs": (5, 10, 20), "lr": (0.02, 0.05, 0.1, 0.2)}
 
     def __init__(self, epochs: int = 10, lr: float = 0.05, batch_size: int = 32, l1: float = 0.0):
         self.epochs, self.lr, self.batch_size, self.l1 = epochs, lr, batch_size, l1
@@ -43,6 +46,7 @@ class L1Sparse(FineTune):
     """FT with the l1 penalty on by default (linear decay, as in the paper's best schedule)."""
 
     name = "l1_sparse"
+    search_space: ClassVar[dict[str, tuple]] = {"epochs": (10, 20), "lr": (0.05, 0.1), "l1": (1e-3, 3e-3, 1e-2)}
 
     def __init__(self, epochs: int = 10, lr: float = 0.05, batch_size: int = 32, l1: float = 1e-3):
         super().__init__(epochs, lr, batch_size, l1)

@@ -3,6 +3,8 @@ SalUn (Fan et al., ICLR'24) restricts the update to the weights most salient for
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +35,7 @@ class RandomLabel(UnlearnMethod):
     ``saliency`` in (0, 1] masks gradients to that share of weights (SalUn); 1 means no mask."""
 
     name = "rl"
+    search_space: ClassVar[dict[str, tuple]] = {"epochs": (1, 2, 5), "lr": (3e-5, 1e-4, 3e-4, 1e-3)}
 
     def __init__(self, epochs: int = 2, lr: float = 1e-4, batch_size: int = 32, saliency: float = 1.0):
         self.epochs, self.lr, self.batch_size, self.saliency = epochs, lr, batch_size, saliency
@@ -64,6 +67,7 @@ class SalUn(RandomLabel):
     """RL on the 50% most forget-salient weights (the paper's default sparsity)."""
 
     name = "salun"
+    search_space: ClassVar[dict[str, tuple]] = {"epochs": (1, 2, 5), "lr": (3e-5, 1e-4, 3e-4, 1e-3)}
 
     def __init__(self, epochs: int = 2, lr: float = 2e-4, batch_size: int = 32, saliency: float = 0.5):
         super().__init__(epochs, lr, batch_size, saliency)

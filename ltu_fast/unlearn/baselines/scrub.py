@@ -5,6 +5,7 @@ min-steps that keep them close (KL + CE) on retain data."""
 from __future__ import annotations
 
 import copy
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,7 @@ class SCRUB(UnlearnMethod):
     round ends with a min pass over ``retain_access`` (loss ``ce_weight*CE + kl_weight*KL``)."""
 
     name = "scrub"
+    search_space: ClassVar[dict[str, tuple]] = {"max_epochs": (1, 2, 3), "lr": (2e-3, 5e-3, 1e-2, 2e-2)}
 
     def __init__(self, epochs: int = 3, max_epochs: int = 2, lr: float = 5e-3, batch_size: int = 32,
                  temperature: float = 4.0, ce_weight: float = 0.99, kl_weight: float = 1.0):

@@ -3,6 +3,8 @@ to retained data (diagonal Fisher ratio above ``alpha``) are dampened by ``min(l
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +38,7 @@ class SSD(UnlearnMethod):
     rules allow only the subset). ``alpha``: selection threshold, ``lam``: dampening constant."""
 
     name = "ssd"
+    search_space: ClassVar[dict[str, tuple]] = {"alpha": (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0), "lam": (0.3, 1.0)}
 
     def __init__(self, alpha: float = 100.0, lam: float = 1.0):
         self.alpha, self.lam = alpha, lam

@@ -1,0 +1,82 @@
+"""Original and Retrain models that cannot fail silently.
+
+Every comparison is measured against these two, so a diverged one poisons every number. Each is
+checked after training or loading: its accuracy on the data it was trained on must be near 100%
+and its accuracy on held-out non-members (the validation split, never test) far above chance. A
+failed reference is retrained once with :meth:`TrainRecipe.safer`, and both attempts are recorded;
+if the retry fails too the run stops with an error naming the dataset, seed and role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .api import ArraySplit
+from .metrics import accuracy, chance_level, model_outputs
+from .train import TrainRecipe, train_cached
+
+__all__ = ["MIN_FIT", "MIN_HELDOUT", "Reference", "ReferenceTrainingError", "check_reference", "train_reference"]
+
+# Shares of the range between chance and 100% a reference must reach (10 classes: 82% fit, 55% held out).
+MIN_FIT = 0.8
+MIN_HELDOUT = 0.5
+
+
+class ReferenceTrainingError(RuntimeError):
+    """An original or Retrain model failed its check with the default and with the safer recipe."""
+
+
+@dataclass
+class Reference:
+    """A checked reference model; ``attempts`` holds one record per training (2 after a retry)."""
+
+    model: nn.Module
+    seconds: float
+    cached: bool
+    recipe: TrainRecipe
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def retried(self) -> bool:
+        return len(self.attempts) > 1
+
+
+def check_reference(model: nn.Module, fit_data: ArraySplit, heldout: ArraySplit, num_classes: int,
+                    device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Accuracies on the training data and on held-out data, and whether they pass (with the reason)."""
+    chance = chance_level(num_classes)
+    fit = accuracy(model_outputs(model, fit_data, device)[0])
+    held = accuracy(model_outputs(model, heldout, device)[0])
+    need_fit, need_held = chance + MIN_FIT * (100 - chance), chance + MIN_HELDOUT * (100 - chance)
+    reasons = [f"train accuracy {fit:.1f}% < {need_fit:.1f}%"] if not fit >= need_fit else []
+    reasons += [f"held-out accuracy {held:.1f}% < {need_held:.1f}%"] if not held >= need_held else []
+    return {"train_acc": fit, "heldout_acc": held, "ok": not reasons, "reason": "; ".join(reasons)}
+
+
+def train_reference(role: str, factory: Callable[[], nn.Module], fit_data: ArraySplit, heldout: ArraySplit,
+                    num_classes: int, recipe: TrainRecipe, seed: int, key_parts: dict[str, Any], label: str,
+                    cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
+                    progress: bool = True) -> Reference:
+    """Train (or load) and check ``role``; retry once with the safer recipe; raise if both fail.
+
+    ``label`` names the data in errors, e.g. ``"dataset 'mnist5k', seed 3"``.
+    """
+    attempts = []
+    for attempt in (recipe, recipe.safer()):
+        model, seconds, hit = train_cached(role, factory, fit_data, attempt, seed, key_parts, cache_dir, device,
+                                           progress)
+        check = check_reference(model, fit_data, heldout, num_classes, device)
+        attempts.append({"recipe": asdict(attempt), "seconds": seconds, "cached": hit, **check})
+        if check["ok"]:
+            return Reference(model, seconds, hit, attempt, attempts)
+    first, second = attempts
+    raise ReferenceTrainingError(
+        f"{role} model failed its check on {label}: default recipe: {first['reason']}; "
+        f"safer retry recipe {second['recipe']}: {second['reason']}. Every gap to Retrain would be meaningless; "
+        "change --recipe (lower lr, more warm-up) or the model")

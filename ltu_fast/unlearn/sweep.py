@@ -1,0 +1,244 @@
+"""Retain-access sweep and LTU ablations: every method at several shares of accessible retain data.
+
+The original and Retrain models do not depend on how much of the retain set a method may read (the
+forget/retain cut is drawn before ``retain_access`` in :func:`~ltu_fast.unlearn.data.build_splits`),
+so they are trained once per (forget mode, seed) and cached under a key that leaves the access share
+out; each level then only reruns the unlearning methods. ``score="val"`` scores every model without
+the test split (RA on ``retain_access``, "TA" and the MIA's non-members on ``heldout``): the criterion
+for choosing hyper-parameters on tuning seeds.
+
+    ltu-fast sweep access --seeds 0 1 2 3 4 --out runs/access    (= python -m ltu_fast.unlearn.sweep ...)
+    ltu-fast sweep ablate --seeds 0 1 2 3 4 --out runs/ablate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .api import UnlearnTask
+from .data import Splits, build_splits
+from .metrics import at_chance, avg_gap, evaluate_model
+from .models import model_factory
+from .references import train_reference
+from .runner import ExperimentConfig, available_methods, unlearn
+from .stats import paired_interval
+
+__all__ = ["ABLATIONS", "LEVELS", "MODES", "Reference", "reference", "run_grid", "score", "summary"]
+
+LEVELS = (0.01, 0.02, 0.05, 0.1, 0.25)
+MODES: dict[str, dict[str, Any]] = {"random": {"forget_mode": "random"},
+                                    "class": {"forget_mode": "class", "forget_classes": (3,)}}
+# The paper's ablations, as LTU keyword overrides of its (tuned) defaults; "ltu" is the default,
+# pcgrad harmonization. The last row is identical to "ltu" under random forgetting (no removed class).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "ltu": {},
+    "no meta step (inner_lr 0)": {"inner_lr": 0.0},
+    "no harmonization (sum)": {"aggregator": "sum"},
+    "no MIA feedback (num_mia 0)": {"num_mia": 0},
+    "second order": {"second_order": True},
+    "project instead of pcgrad": {"aggregator": "project"},  # ltu itself is pcgrad (symmetric)
+    "removed class: capped ascent": {"class_target": "ascent"},
+}
+
+
+@dataclass
+class Reference:
+    """One (forget mode, seed): splits at a given access level, the original, Retrain and its scores."""
+
+    splits: Splits
+    task: UnlearnTask
+    original: torch.nn.Module
+    retrain_scores: dict[str, float]
+    retrain_seconds: float
+
+
+def _trained(config: ExperimentConfig, seed: int) -> tuple[Splits, Any, dict[str, torch.nn.Module], float]:
+    """The checked original and Retrain of the split at full access (same forget/retain cut)."""
+    base = build_splits(replace(config.split_config(), retain_access=1.0), seed)
+    factory = model_factory(config.model, base.input_shape, base.num_classes)
+    key = {"data": base.fingerprint, "model": config.model, "access": "any"}
+    refs = {role: train_reference(role, factory, data, base.heldout, base.num_classes, config.recipe, seed, key,
+                                  f"dataset {config.dataset!r}, seed {seed}", config.cache_dir, config.device,
+                                  progress=False)
+            for role, data in (("original", base.members), ("retrain", base.retain))}
+    return base, factory, {role: r.model for role, r in refs.items()}, refs["retrain"].seconds
+
+
+def score(model: torch.nn.Module, splits: Splits, how: str, device: str = "cpu") -> dict[str, float]:
+    """UA/RA/TA/MIA on the test split (``"test"``) or without it (``"val"``, see the module docstring)."""
+    if how == "val":
+        return evaluate_model(model, splits.forget, splits.retain_access, splits.heldout, device, splits.seed)
+    return evaluate_model(model, splits.forget, splits.retain, splits.test, device, splits.seed,
+                          splits.test_forgotten)
+
+
+def reference(config: ExperimentConfig, seed: int, how: str = "test") -> Reference:
+    """Splits/task at ``config.retain_access`` with the level-independent original and Retrain."""
+    base, factory, models, seconds = _trained(config, seed)
+    splits = build_splits(config.split_config(), seed)
+    if not (np.array_equal(splits.forget_idx, base.forget_idx) and np.array_equal(splits.retain_idx, base.retain_idx)):
+        raise RuntimeError("build_splits: the forget/retain cut depends on retain_access; the sweep's cache is invalid")
+    task = splits.task(factory, asdict(config.recipe), config.device)
+    return Reference(splits, task, models["original"], score(models["retrain"], splits, how, config.device), seconds)
+
+
+def run_method(ref: Reference, method: str, kwargs: dict[str, Any], how: str = "test",
+               device: str = "cpu") -> dict[str, float]:
+    """Scores, Avg. Gap to Retrain and time (s, also as a share of Retrain's) of one method."""
+    result = unlearn(ref.original, ref.task, method, **kwargs)
+    out = score(result.model, ref.splits, how, device)
+    out["gap"] = avg_gap(out, ref.retrain_scores)
+    out["RTE"] = result.info["rte"]
+    out["RTE_share"] = result.info["rte"] / ref.retrain_seconds
+    for key in ("mia_heldout_accuracy", "mia_member_rate_forget_after"):
+        if key in result.info:
+            out[key] = float(np.mean(result.info[key]))
+    return out
+
+
+def run_grid(config: ExperimentConfig, cells: dict[str, tuple[str, dict[str, Any]]], levels: Sequence[float],
+             modes: Sequence[str], out: Path, how: str = "test") -> dict[str, Any]:
+    """Every cell (a label -> (method, kwargs)) at every level, mode and seed; resumable via ``out``."""
+    path = out / "sweep.json"
+    runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    torch.set_num_threads(config.threads or 1)
+    for seed in config.seeds:  # seed-major: an interrupted run has every level and mode of its first seeds
+        for mode in modes:
+            for level in levels:
+                cfg = replace(config, **MODES[mode], retain_access=level)
+                tuned = cfg.resolved_kwargs()[0]  # the defaults `ltu-fast tune` chose for this setting
+                ref = None
+                for label, (method, kwargs) in cells.items():
+                    key = f"{mode}|{level}|{seed}|{label}"
+                    if key in runs:
+                        continue
+                    ref = ref or reference(cfg, seed, how)
+                    runs[key] = run_method(ref, method, {**tuned.get(method, {}), **kwargs}, how, config.device)
+                    out.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(runs, indent=1))
+                    print(key, f"gap {runs[key]['gap']:.2f}", flush=True)
+    return runs
+
+
+def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float], modes: Sequence[str],
+            seeds: Sequence[int], focus: str = "ltu", num_classes: int = 10) -> str:
+    """Markdown: mean ± std Avg. Gap per label and level (†k: k seeds at chance accuracy, a collapse,
+    averaged in but marked), rank of ``focus`` and its paired interval against the best other label
+    (smallest mean gap) at each (mode, level), and its time as a share of Retrain's."""
+    lines = []
+    for mode in modes:
+        lines += [f"\n**{mode} forgetting** (Avg. Gap, mean ± std over seeds {list(seeds)})\n",
+                  "| method | " + " | ".join(f"{lv:g}" for lv in levels) + " |", "|---" * (len(levels) + 1) + "|"]
+        gaps = {(lb, lv): [runs.get(f"{mode}|{lv}|{s}|{lb}", {}).get("gap") for s in seeds]
+                for lb in labels for lv in levels}
+        for lb in labels:
+            cells = []
+            for lv in levels:
+                g = [x for x in gaps[lb, lv] if x is not None]
+                collapsed = sum(any(at_chance(r[k], num_classes) for k in ("TA", "RA"))
+                                for r in (runs.get(f"{mode}|{lv}|{s}|{lb}") for s in seeds) if r)
+                mark = f" †{collapsed}" if collapsed else ""
+                cells.append(f"{statistics.fmean(g):.2f} ± {statistics.stdev(g) if len(g) > 1 else 0:.2f}{mark}"
+                             if g else "–")
+            lines.append(f"| {lb} | " + " | ".join(cells) + " |")
+        if focus in labels:
+            lines.append(f"\n| {focus} vs best other | " + " | ".join(f"{lv:g}" for lv in levels) + " |")
+            lines.append("|---" * (len(levels) + 1) + "|")
+            rank_row, diff_row, time_row = [], [], []
+            for lv in levels:
+                shares = [runs[k]["RTE_share"] for k in (f"{mode}|{lv}|{s}|{focus}" for s in seeds) if k in runs]
+                time_row.append(f"{statistics.fmean(shares):.3f}" if shares else "–")
+                done = {lb: gaps[lb, lv] for lb in labels if all(x is not None for x in gaps[lb, lv])}
+                if focus not in done or len(done) < 2:
+                    rank_row.append("–"), diff_row.append("–")
+                    continue
+                order = sorted(done, key=lambda lb: statistics.fmean(done[lb]))
+                best = next(lb for lb in order if lb != focus)
+                stat = paired_interval(a - b for a, b in zip(done[focus], done[best]))
+                mean, lo, hi = stat["mean"], stat["lo"], stat["hi"]
+                rank_row.append(f"{order.index(focus) + 1}/{len(order)}")
+                diff_row.append(f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] vs {best}")
+            lines.append("| rank | " + " | ".join(rank_row) + " |")
+            lines.append("| paired Δgap, 95% CI | " + " | ".join(diff_row) + " |")
+            lines.append(f"| {focus} time / Retrain's | " + " | ".join(time_row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_access(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float], modes: Sequence[str],
+                seeds: Sequence[int], path: Path) -> None:
+    """Avg. Gap (mean over seeds, log-scaled y) against retain access, one panel per forget mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        for label in labels:
+            xs, ys = [], []
+            for lv in levels:
+                g = [runs[k]["gap"] for k in (f"{mode}|{lv}|{s}|{label}" for s in seeds) if k in runs]
+                if g:
+                    xs.append(100 * lv), ys.append(statistics.fmean(g))
+            ax.plot(xs, ys, marker="o", lw=2.5 if label == "ltu" else 1.2, label=label)
+        ax.set_xscale("log"), ax.set_yscale("log")
+        ax.set_xticks([100 * lv for lv in levels], [f"{100 * lv:g}%" for lv in levels])
+        ax.set_xlabel("retain access (share of the retain set a method may read)")
+        ax.set_ylabel("Avg. Gap to Retrain (lower is better)")
+        ax.set_title(f"{mode} forgetting, mean over seeds {list(seeds)}")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ltu-fast sweep", description="Retain-access sweep (every method) or LTU "
+                                "ablations, mean ± std Avg. Gap and LTU's paired interval against the best other.")
+    p.add_argument("what", choices=("access", "ablate"))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--levels", nargs="+", type=float, help=f"retain-access shares (access default {LEVELS}, "
+                                                               "ablate default 0.02 0.1)")
+    p.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES))
+    p.add_argument("--methods", nargs="+", help="access: methods to run (default every registered one)")
+    p.add_argument("--out", default="ltu_fast_runs/sweep")
+    p.add_argument("--cache-dir", help="cached original/Retrain models (default as ltu-fast unlearn)")
+    p.add_argument("--score", choices=("test", "val"), default="test",
+                   help="test: the reported metrics; val: no test split (for choosing hyper-parameters)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = ExperimentConfig(seeds=tuple(args.seeds), cache_dir=args.cache_dir, progress=False)
+    if args.what == "access":
+        methods = args.methods or [m for m in available_methods() if m != "retrain"]
+        cells = {m: (m, {}) for m in methods}
+        levels = args.levels or list(LEVELS)
+    else:
+        cells = {label: ("ltu", kwargs) for label, kwargs in ABLATIONS.items()}
+        levels = args.levels or [0.02, 0.1]
+    out = Path(args.out)
+    runs = run_grid(config, cells, levels, args.modes, out, args.score)
+    text = summary(runs, list(cells), levels, args.modes, args.seeds)
+    (out / "summary.md").write_text(text)
+    if args.what == "access":
+        plot_access(runs, list(cells), levels, args.modes, args.seeds, out / "results.png")
+    print(text)
+    print(f"wrote {out}/sweep.json, summary.md" + (", results.png" if args.what == "access" else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""``ltu-fast tune``: the one protocol that chooses every method's defaults, reproducibly.
+
+For a setting (dataset, model, forget mode and ratio, retain access) and tuning seeds disjoint from
+the reported ones:
+
+1. per seed: the splits, the checked original and Retrain (the runner's cache and checks);
+2. every method gets the same number (``budget``) of configurations, drawn without replacement by
+   a fixed seed from its own ``search_space`` (the whole grid when it is smaller, which is recorded);
+3. each configuration runs on every tuning seed and is scored by its *validation gap*: mean |Δ| to
+   Retrain over UA (100 − forget accuracy), RA on the accessible retain subset, accuracy on the
+   held-out non-members, and MIA-efficacy with the accessible retain subset as members and the
+   held-out split as non-members, averaged over the seeds. The test split is never read;
+4. a configuration at chance or a no-op (all four validation metrics equal to the original's) on
+   any tuning seed is excluded; the lowest score wins (ties: the first drawn);
+5. the choice and every trial are written to the defaults file the runner reads. Methods are tuned
+   independently, so re-tuning some (``--methods``) under the same protocol keeps the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import warnings
+import zlib
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .api import METHODS, UnlearnMethod
+from .data import Splits, build_splits
+from .defaults import load_defaults, setting_of, store_setting
+from .metrics import accuracy, avg_gap, mia_efficacy, model_outputs, result_flags
+from .models import model_factory
+from .references import train_reference
+from .runner import METHOD_ORDER, REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
+from .train import CODE_VERSION
+
+__all__ = ["DEFAULT_BUDGET", "TUNE_SEEDS", "VAL_KEYS", "candidates", "tune", "validation_metrics"]
+
+TUNE_SEEDS = (100, 101)
+DEFAULT_BUDGET = 12  # each baseline's space has exactly this many points (its whole grid); larger spaces are drawn from
+REPORTED_SEEDS = ExperimentConfig().seeds
+VAL_KEYS = ("UA", "RA", "VA", "MIA")
+CRITERION = ("mean over tuning seeds of mean |Δ| to Retrain over UA (forget), RA (accessible retain), "
+             "VA (held-out non-members), MIA-efficacy (members = accessible retain, non-members = held-out); "
+             "configurations at chance or no-op on any tuning seed excluded; no test data")
+
+
+def candidates(method: type[UnlearnMethod], budget: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``budget`` configurations of ``method.search_space`` (its whole grid if smaller), seeded per method."""
+    keys = sorted(method.search_space)
+    grid = [dict(zip(keys, combo)) for combo in itertools.product(*(method.search_space[k] for k in keys))]
+    if len(grid) <= budget:
+        return grid
+    rng = np.random.default_rng([seed, zlib.crc32(method.name.encode())])
+    return [grid[i] for i in sorted(rng.choice(len(grid), size=budget, replace=False))]
+
+
+def validation_metrics(model: nn.Module, splits: Splits, device: str | torch.device = "cpu") -> dict[str, float]:
+    """The selection metrics: only data an unlearning method may read, never the test split."""
+    c_f, p_f, _ = model_outputs(model, splits.forget, device)
+    c_r, p_r, _ = model_outputs(model, splits.retain_access, device)
+    c_h, p_h, _ = model_outputs(model, splits.heldout, device)
+    return {"UA": 100.0 - accuracy(c_f), "RA": accuracy(c_r), "VA": accuracy(c_h),
+            "MIA": mia_efficacy(p_r, p_h, p_f, splits.seed)}
+
+
+def _seed_state(config: ExperimentConfig, seed: int) -> dict[str, Any]:
+    """Splits, task, the original model and both references' validation metrics of one tuning seed."""
+    splits = build_splits(config.split_config(), seed)
+    factory = model_factory(config.model, splits.input_shape, splits.num_classes)
+    key = {"data": splits.fingerprint, "model": config.model}
+    refs = {role: train_reference(role, factory, data, splits.heldout, splits.num_classes, config.recipe, seed, key,
+                                  f"dataset {config.dataset!r}, seed {seed}", config.cache_dir, config.device,
+                                  config.progress)
+            for role, data in (("original", splits.members), ("retrain", splits.retain))}
+    return {"splits": splits, "task": splits.task(factory, asdict(config.recipe), config.device),
+            "original": refs["original"].model,
+            "val": {role: validation_metrics(r.model, splits, config.device) for role, r in refs.items()},
+            "attempts": {role: r.attempts for role, r in refs.items()}}
+
+
+def _select(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lowest-score trial among the unflagged ones (all trials, with a warning, if none is)."""
+    clean = [t for t in trials if not t["flags"]]
+    best = min(clean or trials, key=lambda t: t["score"])
+    return {"chosen": best["config"], "score": best["score"],
+            **({} if clean else {"warning": "every configuration was flagged; the least bad one was kept"})}
+
+
+def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: int = 0, command: str = "",
+         defaults_file: str | Path | None = None) -> dict[str, Any]:
+    """Tune every requested method on ``config.seeds`` and store the setting's entry; returns it."""
+    config.split_config().validate()
+    overlap = sorted(set(config.seeds) & set(REPORTED_SEEDS))
+    if overlap:
+        raise ValueError(f"--seeds (seeds): tuning seeds {overlap} are reported seeds; tune on others")
+    known = available_methods()
+    methods = [m for m in (config.methods or known) if m not in REFERENCE_ROWS]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods (methods): unknown {unknown}; registered: {known}")
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    start = time.perf_counter()
+    states = [_seed_state(config, seed) for seed in config.seeds]
+    grids = {m: candidates(METHODS[m], budget, sample_seed) for m in methods}
+    results: dict[str, Any] = {}
+    with tqdm(total=sum(map(len, grids.values())) * len(states), desc="tune", disable=not config.progress) as bar:
+        for method, grid in grids.items():
+            if len(grid) < budget:
+                warnings.warn(f"method {method!r}: its search space has only {len(grid)} configurations "
+                              f"(budget {budget})", stacklevel=2)
+            trials = []
+            for params in grid:
+                per_seed, flags = [], set()
+                for state in states:
+                    bar.set_postfix_str(f"{method} {params}")
+                    result = unlearn(state["original"], state["task"], method, **params)
+                    val = validation_metrics(result.model, state["splits"], config.device)
+                    flags.update(result_flags(val, state["val"]["original"], state["splits"].num_classes,
+                                              ("VA", "RA"), VAL_KEYS))
+                    per_seed.append({**val, "gap": avg_gap(val, state["val"]["retrain"], VAL_KEYS),
+                                     "rte": result.info["rte"]})
+                    bar.update(1)
+                trials.append({"config": params, "score": float(np.mean([r["gap"] for r in per_seed])),
+                               "flags": sorted(flags), "per_seed": per_seed})
+            results[method] = {**_select(trials), "trials": trials}
+    run = {"command": command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "seconds": round(time.perf_counter() - start, 1)}
+    for record in results.values():
+        record["run"] = run
+    entry = {"setting": setting_of(config),
+             "protocol": {"budget": budget, "sample_seed": sample_seed, "seeds": list(config.seeds),
+                          "recipe": asdict(config.recipe), "criterion": CRITERION, "code": CODE_VERSION},
+             "references": {str(s["splits"].seed): {"val": s["val"], "attempts": s["attempts"]} for s in states},
+             "methods": results}
+    entry = json.loads(json.dumps(entry, default=float))
+    previous = next((e for e in load_defaults(defaults_file)["settings"] if e["setting"] == entry["setting"]), None)
+    if previous is not None and previous["protocol"] == entry["protocol"]:
+        entry["methods"] = {**previous["methods"], **entry["methods"]}  # re-tuning some methods keeps the others
+    elif previous is not None and set(previous["methods"]) - set(results):
+        warnings.warn(f"the stored tuning of {sorted(set(previous['methods']) - set(results))} used another protocol "
+                      "and is dropped: re-tune them with this one", stacklevel=2)
+    store_setting(entry, defaults_file)
+    return entry
+
+
+def tune_table(entry: dict[str, Any]) -> str:
+    """Markdown: per method the trials, the choice, its validation gap and the runner-up's."""
+    s, p = entry["setting"], entry["protocol"]
+    untouched = np.mean([avg_gap(r["val"]["original"], r["val"]["retrain"], VAL_KEYS)
+                         for r in entry["references"].values()])
+    head = (f"Setting {s['dataset']}/{s['model']}/{s['forget_mode']}/forget {s['forget_ratio']}/access "
+            f"{s['retain_access']}; tuning seeds {p['seeds']}; budget {p['budget']} configurations per method; "
+            f"the untouched original scores {untouched:.2f}.")
+    lines = [head, "",
+             "| method | configs | chosen | val. gap | next best | flagged configs |", "|---|---|---|---|---|---|"]
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    for method, rec in sorted(entry["methods"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
+        ranked = sorted((t for t in rec["trials"] if not t["flags"]), key=lambda t: t["score"])
+        runner_up = f"{ranked[1]['score']:.2f}" if len(ranked) > 1 else "–"
+        chosen = ", ".join(f"{k}={v}" for k, v in rec["chosen"].items()) or "(no knobs)"
+        flagged = f"{sum(bool(t['flags']) for t in rec['trials'])}" + (f" ⚠ {rec['warning']}" if "warning" in rec else "")
+        lines.append(f"| {method} | {len(rec['trials'])} | {chosen} | {rec['score']:.2f} | {runner_up} | {flagged} |")
+    runs = sorted({(r["run"]["command"], r["run"]["date"], r["run"]["seconds"]) for r in entry["methods"].values()})
+    lines += ["", *(f"Tuned by `{cmd}` on {date} ({sec:.0f} s)." for cmd, date, sec in runs)]
+    return "\n".join(lines) + "\n"
