@@ -3,8 +3,8 @@
 The same per-segment math as ``csrc/include/ltu_fast/solve_math.h`` (which Triton cannot
 include), on ``[BLOCK_L, KP, KP]`` Gram tiles in float64: sum, PCGrad (fixed order or the hashed
 random order of ``ltu_fast.aggregators.pcgrad_visit_orders``), one-sided projection, MGDA (K = 2
-closed form, Frank-Wolfe beyond). One program, so the skip flag, momentum readiness, skip count
-and PCGrad's step counter are written after every segment was seen: a capturable single launch.
+closed form, Frank-Wolfe beyond). One program, so the skip flag, momentum readiness (per group,
+or per tensor with its apply row), skip count and PCGrad's step counter are written after every segment was seen: a capturable single launch.
 """
 
 import triton
@@ -90,12 +90,32 @@ def _segment_block(g, diag, ks, step, seed, protect, iterations,
 
 
 @triton.jit
+def _tensor_rows(gram_ptr, tensors_ptr, hyper_ptr, tensor_hyper_ptr, ts, tm, r, ks, kmask, K: tl.constexpr):
+    """Rows ``ts`` of ``tensor_hyper`` (solve_math.h ``update_tensor_ready``); returns their momentum.
+
+    Touched (a nonzero or NaN Gram diagonal entry of the tensor's segment): its group's row; else
+    lr = weight_decay = 0 and momentum := ready, which leaves the tensor and its buffer as they are."""
+    seg = tl.load(tensors_ptr + ts.to(tl.int64) * 4 + 2, mask=tm, other=0)  # TABLE_SEGMENT
+    grp = tl.load(tensors_ptr + ts.to(tl.int64) * 4 + 3, mask=tm, other=0)  # TABLE_GROUP
+    diag = tl.load(gram_ptr + seg[:, None] * (K * K) + ks[None, :] * (K + 1), mask=tm[:, None] & kmask[None, :],
+                   other=0.0)
+    touched = tl.sum(tl.where(diag != 0.0, 1, 0), axis=1) > 0  # NaN != 0
+    cs = tl.arange(0, 8)
+    cm = tm[:, None] & (cs < 6)[None, :]
+    group = tl.load(hyper_ptr + grp[:, None] * 6 + cs[None, :], mask=cm, other=0.0)
+    idle = tl.where(cs[None, :] == 2, r[:, None], 0.0)  # HYPER_MOMENTUM := ready
+    row = tl.where(touched[:, None], group, idle)
+    tl.store(tensor_hyper_ptr + ts.to(tl.int64)[:, None] * 6 + cs[None, :], row, mask=cm)
+    return tl.sum(tl.where(cs[None, :] == 2, row, 0.0), axis=1)
+
+
+@triton.jit
 def solve_kernel(gram_ptr, num_segments, protect, iterations, seed, counter_ptr, weights_ptr, grad_scale_ptr,
                  found_inf_ptr, beta_ptr, flag_ptr, hyper_ptr, num_groups, ready_ptr, ready_before_ptr,
-                 skipped_ptr, K: tl.constexpr, KP: tl.constexpr, KIND: tl.constexpr, RANDOM: tl.constexpr,
-                 HAS_WEIGHTS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_FOUND_INF: tl.constexpr,
-                 HAS_READY: tl.constexpr, HAS_SKIPPED: tl.constexpr, BLOCK_L: tl.constexpr,
-                 BLOCK_G: tl.constexpr):
+                 skipped_ptr, tensors_ptr, tensor_hyper_ptr, K: tl.constexpr, KP: tl.constexpr,
+                 KIND: tl.constexpr, RANDOM: tl.constexpr, HAS_WEIGHTS: tl.constexpr, HAS_SCALE: tl.constexpr,
+                 HAS_FOUND_INF: tl.constexpr, HAS_READY: tl.constexpr, PER_TENSOR: tl.constexpr,
+                 HAS_SKIPPED: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_G: tl.constexpr):
     ks = tl.arange(0, KP)
     kmask = ks < K
     step = tl.load(counter_ptr).to(tl.int64) if RANDOM else 0
@@ -125,12 +145,15 @@ def solve_kernel(gram_ptr, num_segments, protect, iterations, seed, counter_ptr,
         skip = skip | (tl.load(found_inf_ptr) != 0.0)
     skip_f = tl.where(skip, 1.0, 0.0)
     tl.store(flag_ptr, skip_f)
-    if HAS_READY:
+    if HAS_READY:  # num_groups: the length of ready, [T] with PER_TENSOR
         for q0 in range(0, num_groups, BLOCK_G):
             qs = q0 + tl.arange(0, BLOCK_G)
             qm = qs < num_groups
             r = tl.load(ready_ptr + qs, mask=qm, other=0.0)
-            mom = tl.load(hyper_ptr + qs * 6 + 2, mask=qm, other=0.0)  # HYPER_MOMENTUM
+            if PER_TENSOR:
+                mom = _tensor_rows(gram_ptr, tensors_ptr, hyper_ptr, tensor_hyper_ptr, qs, qm, r, ks, kmask, K)
+            else:
+                mom = tl.load(hyper_ptr + qs * 6 + 2, mask=qm, other=0.0)  # HYPER_MOMENTUM
             stepped = tl.where(skip | (mom == 0.0), 0.0, 1.0)
             tl.store(ready_before_ptr + qs, r, mask=qm)
             tl.store(ready_ptr + qs, tl.maximum(r, stepped), mask=qm)

@@ -3,13 +3,15 @@
 from .aggregators import MGDA, PCGrad, Project, Sum, make_aggregator
 from .backends import available_backends, resolve_backend
 from .functional import StepStats, axpy, harmonize, harmonize_rows
-from .optim import HarmonizedSGD
+from .optim import Harmonized, HarmonizedAdamW, HarmonizedSGD
 from .plan import SegmentPlan
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MGDA",
+    "Harmonized",
+    "HarmonizedAdamW",
     "HarmonizedSGD",
     "PCGrad",
     "Project",

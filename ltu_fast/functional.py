@@ -7,6 +7,7 @@ their own flat rows or on per-parameter gradient lists.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,12 +16,14 @@ import torch
 from .aggregators import MAX_SOLVER_K, Aggregator, as_weights, make_aggregator
 from .backends import Backend, resolve_backend
 from .backends.base import HYPER_MOMENTUM
-from .plan import SegmentPlan
+from .plan import TABLE_GROUP, TABLE_SEGMENT, SegmentPlan
 
 __all__ = [
-    "StepStats", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients", "segment_labels",
-    "sgd_step", "solve",
+    "StepStats", "adamw_step", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients",
+    "segment_labels", "sgd_step", "solve", "tensor_plan", "touched_tensors",
 ]
+
+ADAMW_GROUP_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
 
 
 @dataclass
@@ -157,6 +160,8 @@ def solve(
     ready: torch.Tensor | None = None,
     ready_before: torch.Tensor | None = None,
     skipped: torch.Tensor | None = None,
+    tensors: SegmentPlan | None = None,
+    tensor_hyper: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(beta, found_inf)`` from the Gram batch, plus the optimizer's per-step bookkeeping.
 
@@ -166,15 +171,25 @@ def solve(
     With ``ready [G]`` (and ``hyper [G, 6]``, ``ready_before [G]``): ``ready_before`` receives
     ``ready`` as it was (what the update pass must read) and ``ready`` is set for the groups with
     momentum unless the step is skipped. ``skipped [1]`` (int64) counts skipped steps.
+    With ``tensors`` (the step's plan) the bookkeeping is per tensor, ``ready`` and ``ready_before``
+    ``[T]``: ``tensor_hyper [T, 6]`` (``hyper``'s dtype) receives the rows of
+    :func:`_untouched_sgd_hyper` for :func:`touched_tensors`, and ``ready`` advances with them.
     """
     spec = aggregator.solver_spec()
     compiled = getattr(backend, "solve", None)
     max_k = getattr(backend, "SOLVE_MAX_K", MAX_SOLVER_K)
-    if compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32:
+    if (compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32
+            and (tensor_hyper is None or tensor_hyper.dtype == torch.float32)):
+        per_tensor = {} if tensors is None else {"tensors": tensors.table, "tensor_hyper": tensor_hyper}
         return compiled(gram, spec, aggregator.step_counter(gram.device), _f32(weights), _f32(grad_scale),
-                        _f32(found_inf), hyper, ready, ready_before, skipped)
+                        _f32(found_inf), hyper, ready, ready_before, skipped, **per_tensor)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
-    if ready is not None:
+    if tensors is not None:
+        ready_before.copy_(ready)
+        tensor_hyper.copy_(_untouched_sgd_hyper(hyper.index_select(0, tensors.table[:, TABLE_GROUP]), ready,
+                                                touched_tensors(gram, tensors), tensors))
+        torch.maximum(ready, tensor_hyper[:, HYPER_MOMENTUM].ne(0) & flag.eq(0), out=ready)
+    elif ready is not None:
         ready_before.copy_(ready)
         stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
         torch.maximum(ready, stepped, out=ready)
@@ -204,6 +219,8 @@ def harmonized_coefficients(
     ready: torch.Tensor | None = None,
     ready_before: torch.Tensor | None = None,
     skipped: torch.Tensor | None = None,
+    tensors: SegmentPlan | None = None,
+    tensor_hyper: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pass 1 of every fused step (SGD or any other update rule): ``(gram, beta, found_inf)``.
 
@@ -214,8 +231,49 @@ def harmonized_coefficients(
     """
     gram = backend.gram(rows, plan) if statistics is None else statistics(rows, plan)
     beta, flag = solve(gram, aggregator, backend, weights, grad_scale, found_inf, hyper=hyper, ready=ready,
-                       ready_before=ready_before, skipped=skipped)
+                       ready_before=ready_before, skipped=skipped, tensors=tensors, tensor_hyper=tensor_hyper)
     return gram, beta, flag
+
+
+def tensor_plan(plan: SegmentPlan) -> SegmentPlan:
+    """The same layout with one hyper-parameter row per tensor (group ``i`` = tensor ``i``), cached.
+
+    Update rules whose per-tensor state differs (torch keeps a step count and a "buffer exists"
+    bit per parameter, and skips a parameter without gradient) apply with this plan and a
+    ``[T, C]`` table built on the device from the ``[G, C]`` group table."""
+    found = plan.cache.get("tensor_plan")
+    if found is None:
+        t = plan.num_tensors
+        found = dataclasses.replace(plan, groups=tuple(range(t)), num_groups=t, cache={})
+        plan.cache["tensor_plan"] = found
+    return found
+
+
+def touched_tensors(gram: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+    """[T] bool: some objective's gradient is nonzero in the tensor's segment (device, no sync).
+
+    The Gram diagonal holds each objective's squared norm per segment, so this costs no pass over
+    memory. With one segment per tensor (``granularity="layer"``) it is exactly "some row of this
+    tensor is nonzero"; with coarser segments, a tensor counts as touched when its segment is.
+    """
+    per_segment = torch.diagonal(gram, dim1=1, dim2=2).any(1)  # any(): nonzero, NaN included
+    return per_segment.index_select(0, plan.table[:, TABLE_SEGMENT])
+
+
+def _untouched_sgd_hyper(hyper: torch.Tensor, ready: torch.Tensor, touched: torch.Tensor,
+                         plan: SegmentPlan) -> torch.Tensor:
+    """Per-tensor SGD rows that leave an untouched tensor exactly as it is, through the same kernel.
+
+    Its combined gradient is exactly zero, so with lr = weight_decay = 0 the parameter is
+    ``p - 0 * g = p``; a momentum buffer with history keeps ``1 * buf + 0`` (momentum := 1), one
+    without history is not touched at all (momentum := ready = 0, so ``ready`` stays 0 too; a
+    group without momentum never has history)."""
+    key = ("sgd_idle_momentum", hyper.dtype)
+    unit = plan.cache.get(key)
+    if unit is None:  # built once per plan: a step dispatches no op for it
+        unit = plan.cache[key] = torch.zeros(hyper.shape[1], dtype=hyper.dtype, device=hyper.device)
+        unit[HYPER_MOMENTUM] = 1.0
+    return torch.where(touched.view(-1, 1), hyper, torch.outer(ready.to(hyper), unit))
 
 
 def sgd_step(
@@ -234,25 +292,82 @@ def sgd_step(
     skipped: torch.Tensor | None = None,
     *,
     check: bool = True,
+    skip_untouched: bool = False,
 ) -> StepStats:
     """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
 
-    ``ready [G]`` marks groups whose momentum buffer holds history; it is set for the groups with
-    momentum after a step that was not skipped, so SGD's "first step copies the gradient" rule
-    survives skipped steps and momentum switched on later. ``statistics``: see
-    :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given, counts skipped steps.
-    ``plan`` may live on another device (its tables are copied once to ``rows``' device and
-    cached). ``check=False`` skips the argument checks, for callers that built the buffers and the
-    plan on one device themselves (the optimizers: the checks cost microseconds every step).
+    ``ready`` marks buffers that hold history; it is set where momentum is on after a step that
+    was not skipped, so SGD's "first step copies the gradient" rule survives skipped steps and
+    momentum switched on later. It is per group ``[G]`` (updated inside the coefficient solve),
+    or per tensor ``[T]`` with ``skip_untouched``: then a tensor no objective touched
+    (:func:`touched_tensors`) is left exactly as it is, buffer included, as ``torch.optim.SGD``
+    skips ``grad is None`` (the per-tensor rows need the Gram: the solve writes them, see
+    :func:`solve`). ``statistics``: see :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given,
+    counts skipped steps. ``plan`` may live on another device (its tables are copied once to
+    ``rows``' device and cached). ``check=False`` skips the argument checks, for callers that built
+    the buffers and the plan on one device themselves (the optimizers: the checks cost
+    microseconds every step).
     """
     if check:
         plan = plan.to(rows.device)
-        _check_step_buffers(rows, plan, param, momentum, hyper, ready)
+        _check_step_buffers(rows, plan, param, momentum, hyper, ready, per_tensor=skip_untouched)
     ready_before = torch.empty_like(ready)
+    tensors = tensor_hyper = None
+    if skip_untouched:  # the per-tensor rows need the Gram: the solve writes them
+        tensors = plan
+        tensor_hyper = torch.empty(plan.num_tensors, hyper.shape[1], dtype=hyper.dtype, device=hyper.device)
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
                                                statistics, hyper=hyper, ready=ready, ready_before=ready_before,
-                                               skipped=skipped)
-    backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready_before, flag)
+                                               skipped=skipped, tensors=tensors, tensor_hyper=tensor_hyper)
+    apply_plan, apply_hyper = (tensor_plan(plan), tensor_hyper) if skip_untouched else (plan, hyper)
+    backend.sgd_apply(rows, beta, apply_plan, param, momentum, apply_hyper, ready_before, flag)
+    return StepStats(gram, beta, flag)
+
+
+def adamw_table(hyper: torch.Tensor, steps: torch.Tensor, active: torch.Tensor, plan: SegmentPlan,
+                dtype: torch.dtype) -> torch.Tensor:
+    """The kernel's ``[T, ADAMW_COLUMNS]`` rows from the group table ``[G, ADAMW_GROUP_COLUMNS]``.
+
+    Bias corrections use each tensor's own step count in float64, as torch computes them in
+    Python floats; then one cast to the kernel's dtype."""
+    h = hyper.to(torch.float64).index_select(0, plan.table[:, TABLE_GROUP])
+    lr, beta1, beta2, eps, weight_decay, amsgrad, maximize = h.unbind(1)
+    t = steps.to(torch.float64).clamp_min(1)  # an inactive tensor at step 0 gets finite, unused rows
+    columns = (lr / (1 - beta1.pow(t)), (1 - beta2.pow(t)).sqrt(), 1 - lr * weight_decay, 1 - beta1, beta2,
+               1 - beta2, eps, amsgrad, maximize, active.to(torch.float64))
+    return torch.stack(columns, 1).to(dtype)
+
+
+def adamw_step(
+    rows: torch.Tensor,
+    plan: SegmentPlan,
+    param: torch.Tensor,
+    exp_avg: torch.Tensor,
+    exp_avg_sq: torch.Tensor,
+    max_exp_avg_sq: torch.Tensor,
+    hyper: torch.Tensor,
+    steps: torch.Tensor,
+    aggregator: Aggregator,
+    backend: Backend,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+    statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+) -> StepStats:
+    """One harmonized AdamW step on flat buffers: the Gram pass, then one fused pass; no host sync.
+
+    ``hyper [G, 7]``: columns ``ADAMW_GROUP_COLUMNS`` per param group (float64 keeps torch's
+    Python-float bias corrections). ``steps [T]``: each tensor's step count, advanced on the
+    device only for tensors some objective touched and only when the step is not skipped, so a
+    skipped or untouched step changes no state (as torch skips ``grad is None``).
+    ``max_exp_avg_sq`` may be empty when no group uses amsgrad.
+    """
+    gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
+                                               statistics)
+    active = touched_tensors(gram, plan) & (flag == 0)
+    steps.add_(active.to(steps.dtype))
+    table = adamw_table(hyper, steps, active, plan, torch.float64 if param.dtype == torch.float64 else torch.float32)
+    backend.adamw_apply(rows, beta, tensor_plan(plan), param, exp_avg, exp_avg_sq, max_exp_avg_sq, table, flag)
     return StepStats(gram, beta, flag)
 
 
@@ -264,7 +379,7 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, 
 
 
 def _check_step_buffers(rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, momentum: torch.Tensor,
-                        hyper: torch.Tensor, ready: torch.Tensor) -> None:
+                        hyper: torch.Tensor, ready: torch.Tensor, *, per_tensor: bool = False) -> None:
     """What a compiled kernel would otherwise turn into an illegal memory access."""
     if rows.dim() != 2 or rows.shape[1] != plan.total:
         raise ValueError(f"rows: expected shape [K, {plan.total}], got {tuple(rows.shape)}")
@@ -278,8 +393,10 @@ def _check_step_buffers(rows: torch.Tensor, plan: SegmentPlan, param: torch.Tens
     if hyper.device != rows.device or groups < plan.num_groups or hyper.shape[1] != 6:
         raise ValueError(f"hyper: expected shape [>= {plan.num_groups}, 6] on {rows.device}, "
                          f"got {tuple(hyper.shape)} on {hyper.device}")
-    if ready.device != rows.device or tuple(ready.shape) != (groups,):
-        raise ValueError(f"ready: expected shape ({groups},) on {rows.device}, got {tuple(ready.shape)} on {ready.device}")
+    expected = plan.num_tensors if per_tensor else groups  # skip_untouched keeps the history bits per tensor
+    if ready.device != rows.device or tuple(ready.shape) != (expected,):
+        raise ValueError(f"ready: expected shape ({expected},) on {rows.device}, got {tuple(ready.shape)} on "
+                         f"{ready.device}")
 
 
 def _check_rows(rows: torch.Tensor, plan: SegmentPlan) -> None:

@@ -85,6 +85,20 @@ def _(rows, beta, plan, param, momentum, hyper, ready, found_inf, backend):
     return None
 
 
+@torch.library.custom_op("ltu_fast::adamw_apply", mutates_args=("param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+def adamw_apply(rows: torch.Tensor, beta: torch.Tensor, plan: int, param: torch.Tensor, exp_avg: torch.Tensor,
+                exp_avg_sq: torch.Tensor, max_exp_avg_sq: torch.Tensor, hyper: torch.Tensor, found_inf: torch.Tensor,
+                backend: str) -> None:
+    impl = resolve_backend(backend, rows.device, rows.dtype, param.dtype)
+    impl.adamw_apply(rows, beta, _plan(plan, rows.device), param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper,
+                     found_inf)
+
+
+@adamw_apply.register_fake
+def _(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf, backend):
+    return None
+
+
 @torch.library.custom_op("ltu_fast::axpy", mutates_args=("acc",))
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float, alpha_tensor: torch.Tensor | None, backend: str) -> None:
     impl = resolve_backend(backend, acc.device, x.dtype, acc.dtype)
@@ -96,20 +110,22 @@ def _(acc, x, alpha, alpha_tensor, backend):
     return None
 
 
-@torch.library.custom_op("ltu_fast::solve", mutates_args=("counter", "ready", "ready_before", "skipped"))
+@torch.library.custom_op("ltu_fast::solve",
+                         mutates_args=("counter", "ready", "ready_before", "skipped", "tensor_hyper"))
 def solve(gram: torch.Tensor, kind: int, protect: int, iterations: int, random_order: bool, seed: int,
           counter: torch.Tensor | None, weights: torch.Tensor | None, grad_scale: torch.Tensor | None,
           found_inf: torch.Tensor | None, hyper: torch.Tensor | None, ready: torch.Tensor | None,
-          ready_before: torch.Tensor | None, skipped: torch.Tensor | None,
-          backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+          ready_before: torch.Tensor | None, skipped: torch.Tensor | None, tensors: torch.Tensor | None,
+          tensor_hyper: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     impl = resolve_backend(backend, gram.device, torch.float32)
+    per_tensor = {} if tensors is None else {"tensors": tensors, "tensor_hyper": tensor_hyper}
     return impl.solve(gram, SolverSpec(kind, protect, iterations, random_order, seed), counter, weights, grad_scale,
-                      found_inf, hyper, ready, ready_before, skipped)
+                      found_inf, hyper, ready, ready_before, skipped, **per_tensor)
 
 
 @solve.register_fake
 def _(gram, kind, protect, iterations, random_order, seed, counter, weights, grad_scale, found_inf, hyper, ready,
-      ready_before, skipped, backend):
+      ready_before, skipped, tensors, tensor_hyper, backend):
     return gram.new_empty(gram.shape[:2], dtype=torch.float32), gram.new_empty((1,), dtype=torch.float32)
 
 
@@ -138,10 +154,15 @@ class OpBackend:
         torch.ops.ltu_fast.sgd_apply(rows, beta, plan_handle(plan), param, momentum, hyper, ready, found_inf,
                                      self.name)
 
-    def solve(self, gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
+    def solve(self, gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped,
+              tensors=None, tensor_hyper=None):
         return torch.ops.ltu_fast.solve(gram, spec.kind, spec.protect, spec.iterations, spec.random_order, spec.seed,
                                         counter, weights, grad_scale, found_inf, hyper, ready, ready_before,
-                                        skipped, self.name)
+                                        skipped, tensors, tensor_hyper, self.name)
+
+    def adamw_apply(self, rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+        torch.ops.ltu_fast.adamw_apply(rows, beta, plan_handle(plan), param, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                                       hyper, found_inf, self.name)
 
     def axpy(self, acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
         if isinstance(alpha, torch.Tensor):

@@ -22,8 +22,8 @@ from torch import nn
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ltu_fast import HarmonizedSGD
-from ltu_fast.distributed import ShardedHarmonizedSGD, check_ddp, shard_batch
+from ltu_fast import HarmonizedAdamW, HarmonizedSGD
+from ltu_fast.distributed import ShardedHarmonizedAdamW, ShardedHarmonizedSGD, check_ddp, shard_batch
 
 STEPS = 4
 OPTIONS = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3, "objectives": ("forget", "retain"), "aggregator": "pcgrad"}
@@ -85,11 +85,11 @@ def train(model: nn.Module, opt: HarmonizedSGD, classes: bool, shard: bool, micr
         opt.step()
 
 
-def reference(factory, classes: bool, **options) -> dict[str, torch.Tensor]:
+def reference(factory, classes: bool, rule=HarmonizedSGD, **options) -> dict[str, torch.Tensor]:
     """Single-process run on the union of the ranks' batches."""
     torch.manual_seed(0)
     model = factory()
-    train(model, HarmonizedSGD(model.named_parameters(), **OPTIONS, **options), classes, shard=False)
+    train(model, rule(model.named_parameters(), **options), classes, shard=False)
     return dict(model.named_parameters())
 
 
@@ -117,7 +117,7 @@ DDP_VARIANTS = ({"bucket_view": False, "optimizer_first": False, "micro": 1},
 
 
 def ddp_parity() -> None:
-    want = reference(TwoHeads, classes=True)
+    want = reference(TwoHeads, classes=True, **OPTIONS)
     for variant in DDP_VARIANTS:
         torch.manual_seed(dist.get_rank())  # rank 1 starts elsewhere: DDP broadcasts rank 0's (seed 0) weights
         net = TwoHeads()
@@ -146,7 +146,7 @@ def fsdp_model() -> nn.Module:
 
 def fsdp_parity() -> None:
     for granularity in ("layer", "module"):  # "module": segments span a weight and a bias shard
-        want = reference(Tower, classes=False, granularity=granularity)
+        want = reference(Tower, classes=False, granularity=granularity, **OPTIONS)
         model = fsdp_model()
         opt = ShardedHarmonizedSGD(model.named_parameters(), module=model, granularity=granularity, **OPTIONS)
         if dist.get_rank() == 1 and model.layers[4].weight.to_local().numel() != 0:
@@ -157,6 +157,30 @@ def fsdp_parity() -> None:
             assert_close(f"fsdp({granularity}) {name}", full.detach(), want[name].detach())
         assert_projected(opt)
         assert_same_on_all_ranks(opt.last_stats.beta)
+
+
+# ``scale`` shares the last layer's segment: alone, PCGrad would leave the one-element parameter a
+# combined gradient of pure rounding noise (two opposite scalars project to ~1e-9), which Adam
+# normalises into full-size steps that differ between any two summation orders (SGD scales the
+# noise by lr and never shows it).
+ADAMW_OPTIONS = {"lr": 0.01, "weight_decay": 1e-2, "amsgrad": True, "objectives": ("forget", "retain"),
+                 "aggregator": "pcgrad", "granularity": [0, 0, 1, 1, 2, 2, 2]}
+
+
+def fsdp_adamw_parity() -> None:
+    """The sharded AdamW equals the single-process one (rank 1 owns an empty shard: touched rules
+    and step counts come from the all-reduced Gram, identical on every rank)."""
+    want = reference(Tower, classes=False, rule=HarmonizedAdamW, **ADAMW_OPTIONS)
+    model = fsdp_model()
+    opt = ShardedHarmonizedAdamW(model.named_parameters(), module=model, **ADAMW_OPTIONS)
+    projected = []
+    opt.register_step_post_hook(lambda o, args, kwargs: projected.append(bool(o.last_stats.conflicts().any())))
+    train(model, opt, classes=False, shard=True)
+    for name, p in model.named_parameters():
+        full = p.full_tensor() if hasattr(p, "full_tensor") else p
+        assert_close(f"fsdp adamw {name}", full.detach(), want[name].detach())
+    if not any(projected):
+        raise AssertionError("no step had conflicting gradients: the test exercises no projection")
 
 
 def expect_error(kind: type[Exception], text: str, fn) -> None:

@@ -250,6 +250,18 @@ def _sgd_scale(p: torch.Tensor, buf: torch.Tensor, g_abs: torch.Tensor, hyper: t
     return p.abs() + lr * (grad + b + mom * b) + b
 
 
+def assert_steps_without_host_sync(opt, monkeypatch, steps: int = 2) -> None:
+    """Run ``opt.step()`` with every host-synchronising tensor method made to raise."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("host synchronisation inside step()")
+
+    with monkeypatch.context() as patch:
+        for name in ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy", "cpu"):
+            patch.setattr(torch.Tensor, name, forbidden)
+        for _ in range(steps):
+            opt.step()
+
+
 def capture_cuda_graph(fn, warmup: int = 1):
     """``fn`` run ``warmup`` times on a side stream (state and autograd set up outside the capture,
     as PyTorch's graph recipe asks), then captured once; returns the ``torch.cuda.CUDAGraph``."""

@@ -82,16 +82,17 @@ def solve_cases() -> dict[str, tuple]:
     solve = _load("solve")
     pointers = {name: "*fp32" for name in ("gram_ptr", "counter_ptr", "weights_ptr", "grad_scale_ptr",
                                            "found_inf_ptr", "beta_ptr", "flag_ptr", "hyper_ptr", "ready_ptr",
-                                           "ready_before_ptr", "skipped_ptr")}
-    signature = {**pointers, "counter_ptr": "*i64", "skipped_ptr": "*i64", "num_segments": "i32", "protect": "i32",
-                 "iterations": "i32", "seed": "i64", "num_groups": "i32"}
+                                           "ready_before_ptr", "skipped_ptr", "tensor_hyper_ptr")}
+    signature = {**pointers, "counter_ptr": "*i64", "skipped_ptr": "*i64", "tensors_ptr": "*i64",
+                 "num_segments": "i32", "protect": "i32", "iterations": "i32", "seed": "i64", "num_groups": "i32"}
     signature = {name: signature[name] for name in solve.solve_kernel.arg_names if name in signature}
     every = {"HAS_WEIGHTS": True, "HAS_SCALE": True, "HAS_FOUND_INF": True, "HAS_READY": True, "HAS_SKIPPED": True,
              "BLOCK_L": 64, "BLOCK_G": 64}
-    return {"solve/pcgrad_random/4": (solve.solve_kernel, signature,
-                                      {"K": 4, "KP": 4, "KIND": solve.PCGRAD, "RANDOM": True, **every}),
+    # the per-tensor bookkeeping (skip_untouched, the optimizer's default) in one case, per group in the other
+    return {"solve/pcgrad_random/4": (solve.solve_kernel, signature, {"K": 4, "KP": 4, "KIND": solve.PCGRAD,
+                                                                      "RANDOM": True, "PER_TENSOR": True, **every}),
             "solve/mgda/3": (solve.solve_kernel, signature,
-                             {"K": 3, "KP": 4, "KIND": solve.MGDA, "RANDOM": False, **every})}
+                             {"K": 3, "KP": 4, "KIND": solve.MGDA, "RANDOM": False, "PER_TENSOR": False, **every})}
 
 
 def main() -> None:

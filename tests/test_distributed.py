@@ -70,10 +70,11 @@ def collect(ranks: list[tuple[subprocess.Popen, Path]]) -> list[tuple[int | None
 def launch(tmp_path_factory) -> list[tuple[int | None, str]]:
     """One launch for every scenario (starting a process that imports torch dominates the cost);
     ``rank_raises`` comes last because it ends both processes."""
-    return collect(start(tmp_path_factory.mktemp("dist"), "ddp_parity", "fsdp_parity", "bad_inputs", "rank_raises"))
+    return collect(start(tmp_path_factory.mktemp("dist"), "ddp_parity", "fsdp_parity", "fsdp_adamw_parity",
+                         "bad_inputs", "rank_raises"))
 
 
-@pytest.mark.parametrize("name", ["ddp_parity", "fsdp_parity", "bad_inputs"])
+@pytest.mark.parametrize("name", ["ddp_parity", "fsdp_parity", "fsdp_adamw_parity", "bad_inputs"])
 def test_scenario(launch, name):
     """DDP / FSDP2 match a single process on the union of the batches; bad set-ups raise clearly."""
     for rank, (_, out) in enumerate(launch):

@@ -17,8 +17,11 @@ void solve(const SolveArgs& a) {
   }
   const float skip = (!ok || (a.found_inf_in && *a.found_inf_in != 0.0f)) ? 1.0f : 0.0f;
   *a.flag = skip;
-  if (a.ready)
-    for (int64_t q = 0; q < a.num_groups; ++q) update_ready(a.hyper, int(q), skip, a.ready, a.ready_before);
+  if (a.ready && a.tensors)
+    for (int64_t t = 0; t < a.num_tensors; ++t)
+      update_tensor_ready(a.gram, int(a.k), a.tensors, a.hyper, t, skip, a.ready, a.ready_before, a.tensor_hyper);
+  else if (a.ready)
+    for (int64_t q = 0; q < a.num_groups; ++q) update_ready(a.hyper, q, skip, a.ready, a.ready_before);
   if (a.skipped) *a.skipped += skip != 0.0f;
   if (a.counter && a.random_order) *a.counter += 1;
 }

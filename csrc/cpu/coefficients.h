@@ -20,9 +20,12 @@ struct SolveArgs {
   float* flag;                 // [1] 1: a statistic or coefficient was not finite, skip the step
   const float* hyper;          // [G, 6], with ready
   int64_t num_groups;
-  float* ready;                // [G] updated in place
-  float* ready_before;         // [G] receives ready as it was
+  float* ready;                // [G] (or [T] with tensors) updated in place
+  float* ready_before;         // [G] (or [T]) receives ready as it was
   int64_t* skipped;            // [1] += flag
+  const int64_t* tensors;      // [T, 4] SegmentPlan.table: per-tensor bookkeeping (skip_untouched)
+  int64_t num_tensors;
+  float* tensor_hyper;         // [T, 6] with tensors: each tensor's row for the apply pass
 };
 
 void solve(const SolveArgs& args);

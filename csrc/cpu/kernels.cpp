@@ -8,33 +8,11 @@
 #include <vector>
 
 #include "convert.h"
+#include "rows.h"
 #include "ltu_fast/sgd_math.h"
 
 namespace ltu_fast::cpu {
 namespace {
-
-template <int N>
-using IntC = std::integral_constant<int, N>;
-
-// Calls f(Format{}, IntC<K or 0>{}) for the row dtype and K.
-template <class F>
-void dispatch(int dtype, int64_t k, F&& f) {
-  auto with_k = [&](auto fmt) {
-    switch (k) {
-      case 1: return f(fmt, IntC<1>{});
-      case 2: return f(fmt, IntC<2>{});
-      case 3: return f(fmt, IntC<3>{});
-      case 4: return f(fmt, IntC<4>{});
-      default: return f(fmt, IntC<0>{});
-    }
-  };
-  switch (dtype) {
-    case kFloat32: return with_k(FP32{});
-    case kBFloat16: return with_k(BF16{});
-    case kFloat16: return with_k(FP16{});
-    default: throw std::invalid_argument("ltu_fast._C: unsupported dtype code " + std::to_string(dtype));
-  }
-}
 
 // Eight accumulator lanes per product as two explicit 4 x double vectors (GCC/Clang vector
 // extensions: AVX registers with -march=native, SSE pairs without), summed in a fixed lane order
@@ -105,24 +83,6 @@ void gram_chunk_any_k(const typename Fmt::storage* rows, int64_t stride, int64_t
       for (int64_t i = body; i < length; ++i) out[p] += double(Fmt::load(x[i])) * double(Fmt::load(y[i]));
     }
   }
-}
-
-// g = sum_k beta[k] * rows[k, i] in float, k in order (as the reference's sum over dim 0).
-// combined8 is the same arithmetic on eight elements, so both give identical bits.
-template <class Fmt, int KT>
-inline float combined(const typename Fmt::storage* rows, int64_t stride, int64_t k, const float* beta, int64_t i) {
-  const int64_t n = KT > 0 ? KT : k;
-  float g = beta[0] * Fmt::load(rows[i]);
-  for (int64_t a = 1; a < n; ++a) g += beta[a] * Fmt::load(rows[a * stride + i]);
-  return g;
-}
-
-template <class Fmt, int KT>
-inline f32x8 combined8(const typename Fmt::storage* rows, int64_t stride, int64_t k, const float* beta, int64_t i) {
-  const int64_t n = KT > 0 ? KT : k;
-  f32x8 g = beta[0] * Fmt::load8(rows + i);
-  for (int64_t a = 1; a < n; ++a) g += beta[a] * Fmt::load8(rows + a * stride + i);
-  return g;
 }
 
 // One plain loop: the compiler vectorises it (sgd_element's per-group branches are invariant).

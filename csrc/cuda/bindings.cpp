@@ -50,6 +50,19 @@ PYBIND11_MODULE(_C_cuda, m) {
   }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
      py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("param"), py::arg("momentum"),
      py::arg("hyper"), py::arg("ready"), py::arg("found_inf"), py::arg("device"), py::arg("stream"));
+  m.def("adamw_apply", [](uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks,
+                          int64_t num_chunks, bool vec, uintptr_t beta, uintptr_t param, uintptr_t exp_avg,
+                          uintptr_t exp_avg_sq, uintptr_t max_exp_avg_sq, uintptr_t hyper, uintptr_t found_inf,
+                          int device, uintptr_t stream) {
+    AdamWArgs a;
+    fill_rows(a, rows, row_dtype, k, row_stride, chunks, num_chunks, vec, device, stream);
+    a.beta = beta; a.param = param; a.exp_avg = exp_avg; a.exp_avg_sq = exp_avg_sq;
+    a.max_exp_avg_sq = max_exp_avg_sq; a.hyper = hyper; a.found_inf = found_inf;
+    adamw_apply(a);
+  }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
+     py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("param"), py::arg("exp_avg"),
+     py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"), py::arg("hyper"), py::arg("found_inf"), py::arg("device"),
+     py::arg("stream"));
   m.def("axpy", [](uintptr_t acc, int acc_dtype, uintptr_t x, int x_dtype, int64_t n, uintptr_t alpha_ptr,
                    float alpha, int device, uintptr_t stream) {
     AxpyArgs a;
@@ -61,19 +74,21 @@ PYBIND11_MODULE(_C_cuda, m) {
   m.def("solve", [](uintptr_t gram, int64_t num_segments, int k, int kind, int protect, int iterations,
                     bool random_order, int64_t seed, uintptr_t counter, uintptr_t weights, uintptr_t grad_scale,
                     uintptr_t found_inf, uintptr_t beta, uintptr_t flag, uintptr_t hyper, int64_t num_groups,
-                    uintptr_t ready, uintptr_t ready_before, uintptr_t skipped, int device, uintptr_t stream) {
+                    uintptr_t ready, uintptr_t ready_before, uintptr_t skipped, int device, uintptr_t stream,
+                    uintptr_t tensors, int64_t num_tensors, uintptr_t tensor_hyper) {
     SolveArgs a;
     a.gram = gram; a.num_segments = num_segments; a.k = k; a.kind = kind; a.protect = protect;
     a.iterations = iterations; a.random_order = random_order; a.seed = static_cast<uint32_t>(seed & 0xffffffff);
     a.counter = counter; a.weights = weights; a.grad_scale = grad_scale; a.found_inf_in = found_inf;
     a.beta = beta; a.flag = flag; a.hyper = hyper; a.num_groups = num_groups; a.ready = ready;
     a.ready_before = ready_before; a.skipped = skipped; a.device = device; a.stream = stream;
+    a.tensors = tensors; a.num_tensors = num_tensors; a.tensor_hyper = tensor_hyper;
     solve(a);
   }, py::arg("gram"), py::arg("num_segments"), py::arg("k"), py::arg("kind"), py::arg("protect"),
      py::arg("iterations"), py::arg("random_order"), py::arg("seed"), py::arg("counter"), py::arg("weights"),
      py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("hyper"),
      py::arg("num_groups"), py::arg("ready"), py::arg("ready_before"), py::arg("skipped"), py::arg("device"),
-     py::arg("stream"));
+     py::arg("stream"), py::arg("tensors") = 0, py::arg("num_tensors") = 0, py::arg("tensor_hyper") = 0);
   m.def("versions", [] {
     int driver = 0, runtime = 0;
     versions(&driver, &runtime);

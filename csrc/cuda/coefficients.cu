@@ -1,6 +1,7 @@
 // The coefficient solve in one single-block kernel: a thread per segment runs solve_math.h, the
-// block ANDs the finiteness, then the skip flag, momentum readiness, skip count and PCGrad's
-// step counter are written on the device. Capturable: no host sync, fixed launch shape.
+// block ANDs the finiteness, then the skip flag, momentum readiness (per group, or per tensor with
+// its apply row), skip count and PCGrad's step counter are written on the device. Capturable: no
+// host sync, fixed launch shape.
 #include "common.cuh"
 #include "ltu_fast/solve_math.h"
 #include "solve.h"
@@ -28,10 +29,16 @@ __global__ void __launch_bounds__(kSolveThreads) solve_kernel(SolveArgs a) {
   const bool all_ok = __syncthreads_and(ok);  // also orders every read of the counter before its update
   const auto* found_inf_in = reinterpret_cast<const float*>(a.found_inf_in);
   const float skip = (!all_ok || (found_inf_in && *found_inf_in != 0.0f)) ? 1.0f : 0.0f;
-  if (a.ready)
+  const auto* hyper = reinterpret_cast<const float*>(a.hyper);
+  auto* ready = reinterpret_cast<float*>(a.ready);
+  auto* ready_before = reinterpret_cast<float*>(a.ready_before);
+  if (a.ready && a.tensors)
+    for (int64_t t = threadIdx.x; t < a.num_tensors; t += kSolveThreads)
+      update_tensor_ready(gram, a.k, reinterpret_cast<const int64_t*>(a.tensors), hyper, t, skip, ready, ready_before,
+                          reinterpret_cast<float*>(a.tensor_hyper));
+  else if (a.ready)
     for (int64_t q = threadIdx.x; q < a.num_groups; q += kSolveThreads)
-      update_ready(reinterpret_cast<const float*>(a.hyper), int(q), skip, reinterpret_cast<float*>(a.ready),
-                   reinterpret_cast<float*>(a.ready_before));
+      update_ready(hyper, q, skip, ready, ready_before);
   if (threadIdx.x == 0) {
     *reinterpret_cast<float*>(a.flag) = skip;
     if (a.skipped) *reinterpret_cast<int64_t*>(a.skipped) += skip != 0.0f;

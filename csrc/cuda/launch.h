@@ -41,6 +41,16 @@ struct SgdArgs : RowsArgs {
   uintptr_t found_inf = 0;        // float [1]
 };
 
+struct AdamWArgs : RowsArgs {
+  uintptr_t beta = 0;             // float [L, K]
+  uintptr_t param = 0;            // float [row_stride]
+  uintptr_t exp_avg = 0;          // float [row_stride]
+  uintptr_t exp_avg_sq = 0;       // float [row_stride]
+  uintptr_t max_exp_avg_sq = 0;   // float [row_stride] or 0 when no row has amsgrad
+  uintptr_t hyper = 0;            // float [T, 10]: adamw_math.h columns, one row per tensor
+  uintptr_t found_inf = 0;        // float [1]
+};
+
 struct AxpyArgs {
   uintptr_t acc = 0;
   int acc_dtype = 0;
@@ -57,6 +67,7 @@ void gram(const GramArgs& a);
 void combine(const CombineArgs& a);
 void sgd_apply(const SgdArgs& a);
 void axpy(const AxpyArgs& a);
+void adamw_apply(const AdamWArgs& a);
 // CUDA versions as 1000 * major + 10 * minor (cudaDriverGetVersion, cudaRuntimeGetVersion); driver 0: none.
 void versions(int* driver, int* runtime);
 

@@ -21,9 +21,12 @@ struct SolveArgs {                // device addresses; 0 = absent (every one but
   uintptr_t flag = 0;             // float [1]
   uintptr_t hyper = 0;            // float [G, 6]
   int64_t num_groups = 0;
-  uintptr_t ready = 0;            // float [G], updated in place
-  uintptr_t ready_before = 0;     // float [G]
+  uintptr_t ready = 0;            // float [G] (or [T] with tensors), updated in place
+  uintptr_t ready_before = 0;     // float [G] (or [T])
   uintptr_t skipped = 0;          // int64 [1]
+  uintptr_t tensors = 0;          // int64 [T, 4] SegmentPlan.table: per-tensor bookkeeping (skip_untouched)
+  int64_t num_tensors = 0;
+  uintptr_t tensor_hyper = 0;     // float [T, 6] with tensors: each tensor's row for the apply pass
   int device = 0;
   uintptr_t stream = 0;
 };

@@ -1,6 +1,6 @@
 """The contract every backend implements (reference, cpu, cuda, triton).
 
-Four ops over flat rows laid out by a :class:`~ltu_fast.plan.SegmentPlan`; all tensors are on one
+Five ops over flat rows laid out by a :class:`~ltu_fast.plan.SegmentPlan`; all tensors are on one
 device and owned by torch (backends never allocate behind torch's back):
 
 ``gram(rows[K, P], plan) -> stats[L, K, K]``
@@ -19,14 +19,31 @@ device and owned by torch (backends never allocate behind torch's back):
     ``hyper`` and ``ready`` are float32, except ``hyper`` is float64 for float64 parameters.
     ``momentum`` may be empty (numel 0) only when no group uses momentum.
     If ``found_inf[0] != 0`` nothing is written (read on the device: no host sync).
-``solve(gram[L, K, K], spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped)``
+``solve(gram[L, K, K], spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped,
+tensors=None, tensor_hyper=None)``
     Optional (the reference has none: ``functional.solve`` runs the torch aggregators, which are
     the semantics). Coefficients ``beta [L, K]`` float32 and the skip flag ``[1]`` of the
     aggregator described by ``spec`` (:class:`~ltu_fast.aggregators.SolverSpec`; K up to the
     module's ``SOLVE_MAX_K``, default 8), in one call: objective ``weights [K]``, ``grad_scale [1]`` divided out, ``found_inf [1]`` OR-ed in,
     PCGrad's ``counter [1]`` (int64) read then advanced. With ``ready`` given: ``ready_before``
     receives it and ``ready`` is updated as ``max(ready, (1 - flag) * (hyper[:, momentum] != 0))``;
-    ``skipped [1]`` (int64) += flag. Every optional tensor may be None.
+    ``skipped [1]`` (int64) += flag. Every optional tensor may be None. With ``tensors`` (a
+    ``SegmentPlan.table [T, 4]``) the bookkeeping is per tensor (``ready``, ``ready_before`` [T]):
+    ``tensor_hyper [T, 6]`` float32 receives each tensor's row (its group's, or the "leave it as
+    it is" row of ``functional.touched_tensors`` / ``_untouched_sgd_hyper`` when no Gram diagonal
+    entry of its segment is nonzero), and ``ready`` advances with those rows.
+``adamw_apply(rows, beta, plan, param[P], exp_avg[P], exp_avg_sq[P], max_exp_avg_sq[P], hyper[R, 10], found_inf[1])``
+    The fused AdamW update, in place on ``param`` and the state buffers (float32; float64 for
+    float64 parameters). The chunk table's group column picks the row ``h = hyper[q]`` (columns
+    ``ADAMW_*``, precomputed per tensor on the device: see ``functional.adamw_step``):
+        if not active: nothing (the tensor is skipped, as torch skips ``grad is None``)
+        g = -g if maximize;   p *= decay                       (decay = 1 - lr * weight_decay)
+        m = lerp(m, g, w1);   v = v * beta2 + (1 - beta2) * g * g      (w1 = 1 - beta1)
+        vmax = max(vmax, v) if amsgrad;   denom = sqrt(amsgrad ? vmax : v) / bc2_sqrt + eps
+        p += (-step_size * m) / denom                          (step_size = lr / (1 - beta1^t))
+    torch's ``lerp`` (``m + w (g - m)`` if ``|w| < 0.5`` else ``g - (g - m)(1 - w)``) and the
+    operation order of ``torch.optim.AdamW``'s single-tensor path. ``max_exp_avg_sq`` may be
+    empty when no row has amsgrad. If ``found_inf[0] != 0`` nothing is written.
 ``axpy(acc[P], x[P], alpha)``
     ``acc += alpha * x`` for meta-gradient accumulation; ``alpha`` a float or a 0-dim tensor.
 """
@@ -40,6 +57,7 @@ import torch
 from ..plan import SegmentPlan
 
 __all__ = [
+    "ADAMW_COLUMNS",
     "HYPER_COLUMNS",
     "HYPER_DAMPENING",
     "HYPER_LR",
@@ -50,6 +68,11 @@ __all__ = [
     "Backend",
     "solve_buffers",
 ]
+
+ADAMW_COLUMNS = ("step_size", "bc2_sqrt", "decay", "w1", "beta2", "one_minus_beta2", "eps", "amsgrad", "maximize",
+                 "active")
+(ADAMW_STEP_SIZE, ADAMW_BC2_SQRT, ADAMW_DECAY, ADAMW_W1, ADAMW_BETA2, ADAMW_ONE_MINUS_BETA2, ADAMW_EPS, ADAMW_AMSGRAD,
+ ADAMW_MAXIMIZE, ADAMW_ACTIVE) = range(len(ADAMW_COLUMNS))
 
 HYPER_COLUMNS = ("lr", "weight_decay", "momentum", "dampening", "nesterov", "maximize")
 HYPER_LR, HYPER_WEIGHT_DECAY, HYPER_MOMENTUM, HYPER_DAMPENING, HYPER_NESTEROV, HYPER_MAXIMIZE = range(6)
@@ -77,6 +100,19 @@ class Backend(Protocol):
         momentum: torch.Tensor,
         hyper: torch.Tensor,
         ready: torch.Tensor,
+        found_inf: torch.Tensor,
+    ) -> None: ...
+
+    def adamw_apply(
+        self,
+        rows: torch.Tensor,
+        beta: torch.Tensor,
+        plan: SegmentPlan,
+        param: torch.Tensor,
+        exp_avg: torch.Tensor,
+        exp_avg_sq: torch.Tensor,
+        max_exp_avg_sq: torch.Tensor,
+        hyper: torch.Tensor,
         found_inf: torch.Tensor,
     ) -> None: ...
 

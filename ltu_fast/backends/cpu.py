@@ -13,7 +13,7 @@ import torch
 
 from ..aggregators import SolverSpec
 from ..plan import SegmentPlan
-from .base import HYPER_COLUMNS
+from .base import ADAMW_COLUMNS, HYPER_COLUMNS
 
 name = "cpu"
 
@@ -140,12 +140,19 @@ def _address(arg: str, t: torch.Tensor | None, shape: tuple[int, ...], dtype: to
 def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, weights: torch.Tensor | None,
           grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None, hyper: torch.Tensor | None,
           ready: torch.Tensor | None, ready_before: torch.Tensor | None,
-          skipped: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+          skipped: torch.Tensor | None, tensors: torch.Tensor | None = None,
+          tensor_hyper: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     _available()
     _check_cpu("gram", gram)
     num_segments, k = gram.shape[0], gram.shape[-1]
     _check("gram", gram, (num_segments, k, k), (torch.float32,))
-    num_groups = 0 if ready is None else ready.shape[0]
+    num_groups = num_ready = 0 if ready is None else ready.shape[0]
+    per_tensor = {}
+    if tensors is not None:  # ready is per tensor; the group table keeps its own rows
+        num_groups = hyper.shape[0]
+        per_tensor = {"tensors": _address("tensors", tensors, (num_ready, 4), torch.int64), "num_tensors": num_ready,
+                      "tensor_hyper": _address("tensor_hyper", tensor_hyper, (num_ready, len(HYPER_COLUMNS)),
+                                               torch.float32)}
     beta = torch.empty(num_segments, k, dtype=torch.float32)
     flag = torch.empty(1, dtype=torch.float32)
     _C.solve(gram.data_ptr(), num_segments, k, spec.kind, spec.protect, spec.iterations, spec.random_order,
@@ -153,10 +160,26 @@ def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, we
              _address("grad_scale", grad_scale, (1,), torch.float32),
              _address("found_inf", found_inf, (1,), torch.float32), beta.data_ptr(), flag.data_ptr(),
              _address("hyper", hyper, (num_groups, len(HYPER_COLUMNS)), torch.float32) if ready is not None else 0,
-             num_groups, _address("ready", ready, (num_groups,), torch.float32),
-             _address("ready_before", ready_before, (num_groups,), torch.float32) if ready is not None else 0,
-             _address("skipped", skipped, (1,), torch.int64))
+             num_groups, _address("ready", ready, (num_ready,), torch.float32),
+             _address("ready_before", ready_before, (num_ready,), torch.float32) if ready is not None else 0,
+             _address("skipped", skipped, (1,), torch.int64), **per_tensor)
     return beta, flag
+
+def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+    _available()
+    _check_rows(rows, plan)
+    _check_beta(beta, rows, plan)
+    for arg, t in (("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
+        _check(arg, t, (plan.total,), (torch.float32,))
+    if max_exp_avg_sq.numel():
+        _check("max_exp_avg_sq", max_exp_avg_sq, (plan.total,), (torch.float32,))
+    _check("hyper", hyper, (plan.num_groups, len(ADAMW_COLUMNS)), (torch.float32,))
+    _check("found_inf", found_inf, (1,), (torch.float32,))
+    tables = plan.chunk_table(CHUNK_ELEMENTS)
+    _C.adamw_apply(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
+                   tables.num_chunks, beta.data_ptr(), param.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(),
+                   max_exp_avg_sq.data_ptr() if max_exp_avg_sq.numel() else 0, hyper.data_ptr(),
+                   found_inf.data_ptr(), torch.get_num_threads())
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:

@@ -119,7 +119,8 @@ def _address(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
+def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped, tensors=None,
+          tensor_hyper=None):
     """One single-block kernel: coefficients, skip flag and bookkeeping (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
     gram, beta, flag, hyper = solve_buffers(gram, hyper if ready is not None else None)
@@ -131,7 +132,8 @@ def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, rea
                   hyper=hyper.data_ptr() if with_ready else 0, num_groups=ready.shape[0] if with_ready else 0,
                   ready=_address(ready), ready_before=_address(ready_before), skipped=_address(skipped),
                   device=gram.device.index if gram.device.index is not None else torch.cuda.current_device(),
-                  stream=torch.cuda.current_stream(gram.device).cuda_stream)
+                  stream=torch.cuda.current_stream(gram.device).cuda_stream, tensors=_address(tensors),
+                  num_tensors=0 if tensors is None else tensors.shape[0], tensor_hyper=_address(tensor_hyper))
     return beta, flag
 
 
@@ -145,3 +147,17 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> Non
                  alpha=0.0 if on_device else float(alpha),
                  device=acc.device.index if acc.device.index is not None else torch.cuda.current_device(),
                  stream=torch.cuda.current_stream(acc.device).cuda_stream)
+
+
+def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+    plan = kernel_plan(rows, plan)
+    if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
+        return reference.adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf)
+    beta = beta.to(torch.float32).contiguous()
+    hyper = hyper.to(torch.float32).contiguous()
+    found_inf = found_inf.to(torch.float32)
+    buffers = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    _C_cuda.adamw_apply(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, *buffers) > 1, beta=beta.data_ptr(),
+                        param=param.data_ptr(), exp_avg=exp_avg.data_ptr(), exp_avg_sq=exp_avg_sq.data_ptr(),
+                        max_exp_avg_sq=max_exp_avg_sq.data_ptr() if max_exp_avg_sq.numel() else 0,
+                        hyper=hyper.data_ptr(), found_inf=found_inf.data_ptr())

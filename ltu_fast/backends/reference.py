@@ -9,7 +9,24 @@ from __future__ import annotations
 import torch
 
 from ..plan import SegmentPlan
-from .base import HYPER_DAMPENING, HYPER_LR, HYPER_MAXIMIZE, HYPER_MOMENTUM, HYPER_NESTEROV, HYPER_WEIGHT_DECAY
+from .base import (
+    ADAMW_ACTIVE,
+    ADAMW_AMSGRAD,
+    ADAMW_BC2_SQRT,
+    ADAMW_BETA2,
+    ADAMW_DECAY,
+    ADAMW_EPS,
+    ADAMW_MAXIMIZE,
+    ADAMW_ONE_MINUS_BETA2,
+    ADAMW_STEP_SIZE,
+    ADAMW_W1,
+    HYPER_DAMPENING,
+    HYPER_LR,
+    HYPER_MAXIMIZE,
+    HYPER_MOMENTUM,
+    HYPER_NESTEROV,
+    HYPER_WEIGHT_DECAY,
+)
 
 name = "reference"
 
@@ -73,6 +90,36 @@ def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> Non
         g = torch.where(has_momentum, stepped, g)
         buf.copy_(torch.where(keep | ~has_momentum, buf, new_buf.to(buf.dtype)))
         p.copy_(torch.where(keep, p, (p.to(acc) - lr * g).to(p.dtype)))
+
+
+def _lerp(start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """torch's lerp formula (two forms, picked by the weight's size, for accuracy at both ends)."""
+    return torch.where(weight.abs() < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
+
+
+def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+    acc = _accumulate_dtype(param.dtype)
+    keep = found_inf.reshape(()) != 0
+    for o, n, seg, row in _tensor_slices(plan):
+        h = hyper[row].to(acc)
+        write = ~keep & (h[ADAMW_ACTIVE] != 0)
+        p, m, v = param[o:o + n], exp_avg[o:o + n], exp_avg_sq[o:o + n]
+        g = _combined(rows, beta, o, n, seg)
+        g = torch.where(h[ADAMW_MAXIMIZE] != 0, -g, g)
+        new_p = p.to(acc) * h[ADAMW_DECAY]
+        new_m = _lerp(m.to(acc), g, h[ADAMW_W1])
+        new_v = v.to(acc) * h[ADAMW_BETA2] + h[ADAMW_ONE_MINUS_BETA2] * g * g
+        second = new_v
+        if max_exp_avg_sq.numel():  # some row has amsgrad: the caller passes the buffer
+            vmax = max_exp_avg_sq[o:o + n]
+            amsgrad = h[ADAMW_AMSGRAD] != 0
+            new_vmax = torch.maximum(vmax.to(acc), new_v)
+            second = torch.where(amsgrad, new_vmax, new_v)
+            vmax.copy_(torch.where(write & amsgrad, new_vmax.to(vmax.dtype), vmax))
+        denom = second.sqrt() / h[ADAMW_BC2_SQRT] + h[ADAMW_EPS]
+        new_p = new_p + (-h[ADAMW_STEP_SIZE] * new_m) / denom
+        for buf, new in ((p, new_p), (m, new_m), (v, new_v)):
+            buf.copy_(torch.where(write, new.to(buf.dtype), buf))
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:

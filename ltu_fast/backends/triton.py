@@ -140,7 +140,8 @@ SOLVE_BLOCK_L = 64  # segments per iteration of the single solve program
 SOLVE_BLOCK_G = 64  # param groups per iteration of its bookkeeping
 
 
-def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped):
+def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped, tensors=None,
+          tensor_hyper=None):
     """One single-program launch: coefficients, skip flag and bookkeeping (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
     gram, beta, flag, hyper = solve_buffers(gram, hyper if ready is not None else None)
@@ -152,10 +153,11 @@ def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, rea
             gram if weights is None else weights, gram if grad_scale is None else grad_scale,
             gram if found_inf is None else found_inf, beta, flag, hyper if with_ready else gram,
             ready.shape[0] if with_ready else 0, ready if with_ready else gram, ready_before if with_ready else gram,
-            gram if skipped is None else skipped,
+            gram if skipped is None else skipped, gram if tensors is None else tensors,
+            gram if tensors is None else tensor_hyper,
             K=k, KP=_padded(k), KIND=spec.kind, RANDOM=random, HAS_WEIGHTS=weights is not None,
             HAS_SCALE=grad_scale is not None, HAS_FOUND_INF=found_inf is not None, HAS_READY=with_ready,
-            HAS_SKIPPED=skipped is not None, BLOCK_L=SOLVE_BLOCK_L, BLOCK_G=SOLVE_BLOCK_G)
+            PER_TENSOR=with_ready and tensors is not None, HAS_SKIPPED=skipped is not None, BLOCK_L=SOLVE_BLOCK_L, BLOCK_G=SOLVE_BLOCK_G)
     return beta, flag
 
 
@@ -168,3 +170,26 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> Non
     with _on_device(acc):
         _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
                                                 ALPHA_ON_DEVICE=on_device, BLOCK=AXPY_BLOCK)
+
+
+@functools.cache
+def _adamw_kernel():
+    """The fused AdamW kernel (its own module in ``ltu_fast.kernels``), imported on first use."""
+    _load_kernels()
+    from ltu_fast.kernels import adamw
+    return adamw.adamw_apply_kernel
+
+
+def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+    k = rows.shape[0]
+    plan = kernel_plan(rows, plan)
+    table = plan.chunk_table(CHUNK)
+    if table.num_chunks == 0:
+        return
+    has_amsgrad = max_exp_avg_sq.numel() > 0
+    with _on_device(rows):
+        _adamw_kernel()[(table.num_chunks,)](
+            rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param, exp_avg, exp_avg_sq,
+            max_exp_avg_sq if has_amsgrad else exp_avg_sq, hyper.to(torch.float32).contiguous(),
+            found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_AMSGRAD=has_amsgrad, BLOCK=BLOCK,
+            ALIGN=vector_pack(plan, CHUNK, rows, param, exp_avg, exp_avg_sq, max_exp_avg_sq))

@@ -1,5 +1,6 @@
 """Distributed training with harmonized gradients: DDP (:func:`check_ddp`), FSDP2
-(:class:`ShardedHarmonizedSGD`) and the runner's helpers (process group, data sharding, rank-0 writes).
+(:class:`ShardedHarmonizedSGD`, :class:`ShardedHarmonizedAdamW`) and the runner's helpers (process
+group, data sharding, rank-0 writes).
 
 See ``docs/distributed.md`` for the patterns.
 """
@@ -15,10 +16,11 @@ from .runtime import (
                       shard_batch,
                       shard_split,
 )
-from .sharded import ShardedHarmonizedSGD
+from .sharded import ShardedHarmonizedAdamW, ShardedHarmonizedSGD
 
 __all__ = [
                       "DistInfo",
+                      "ShardedHarmonizedAdamW",
                       "ShardedHarmonizedSGD",
                       "check_consistent",
                       "check_ddp",

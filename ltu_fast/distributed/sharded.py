@@ -1,4 +1,5 @@
-"""``ShardedHarmonizedSGD``: HarmonizedSGD on FSDP2 (``fully_shard``) shards, one tiny all-reduce per step.
+"""``ShardedHarmonizedSGD`` / ``ShardedHarmonizedAdamW``: the fused optimizers on FSDP2 (``fully_shard``)
+shards, one tiny all-reduce per step.
 
 Each rank lays out only its local shards. The shard of every parameter occupies FSDP's *padded*
 shard size (``ceil(dim0 / W)`` rows), identical on all ranks, so every rank builds the same plan
@@ -25,11 +26,11 @@ from torch import nn
 from torch.distributed.tensor import DTensor, Shard
 from torch.nn.parallel import DistributedDataParallel
 
-from ..optim import HarmonizedSGD
+from ..optim import HarmonizedAdamW, HarmonizedSGD
 from ..plan import SegmentPlan
 from .runtime import check_consistent, require_process_group
 
-__all__ = ["ShardedHarmonizedSGD"]
+__all__ = ["ShardedHarmonizedAdamW", "ShardedHarmonizedSGD"]
 
 
 def _fsdp_params(module: nn.Module) -> dict[int, object]:
@@ -52,15 +53,17 @@ def _as_groups(params) -> list[dict]:
     return [dict(g) for g in params] if isinstance(params[0], dict) else [{"params": params}]
 
 
-class ShardedHarmonizedSGD(HarmonizedSGD):
-    """HarmonizedSGD for a model sharded with ``fully_shard``; the same API and the same step.
+class _Sharded:
+    """The sharding of a harmonizing optimizer (mixed in before the rule): FSDP's shard storage
+    re-pointed into the flat buffers, sharded ``.grad`` DTensors over row views, and the global Gram
+    from per-rank partials. The update rule itself runs unchanged on the local shards.
 
     Args:
         params: ``model.named_parameters()`` (or parameters / param groups) of the FSDP model, in
             the same order on every rank.
         module: the FSDP root module (needed to reach FSDP's shard storage).
         group: the process group FSDP shards over (default: the world).
-        **kwargs: as :class:`~ltu_fast.optim.HarmonizedSGD`.
+        **kwargs: as the rule (:class:`~ltu_fast.optim.HarmonizedSGD`, :class:`~ltu_fast.optim.HarmonizedAdamW`).
 
     Only 1-D meshes with ``Shard(0)`` placements (FSDP2's default) are supported. The result of a
     step equals the unsharded step on the same global gradients up to float32 summation order.
@@ -167,7 +170,7 @@ class ShardedHarmonizedSGD(HarmonizedSGD):
 
     def add_param_group(self, param_group: dict) -> None:
         if self._layout_ready:
-            raise NotImplementedError("ShardedHarmonizedSGD: param groups cannot be added after construction")
+            raise NotImplementedError(f"{type(self).__name__}: param groups cannot be added after construction")
         super().add_param_group(param_group)
 
     # ------------------------------------------------------------------------------- the step
@@ -184,3 +187,14 @@ class ShardedHarmonizedSGD(HarmonizedSGD):
         gram = self._backend.gram(rows, self._stats_plan)
         dist.all_reduce(gram, group=self.group)
         return gram
+
+
+class ShardedHarmonizedSGD(_Sharded, HarmonizedSGD):
+    """HarmonizedSGD for a model sharded with ``fully_shard``; the same API and the same step
+    (arguments: see :class:`_Sharded`)."""
+
+
+class ShardedHarmonizedAdamW(_Sharded, HarmonizedAdamW):
+    """HarmonizedAdamW for a model sharded with ``fully_shard``; the same API and the same step
+    (arguments: see :class:`_Sharded`). Step counts are per tensor and identical on every rank
+    (a tensor counts as touched from the all-reduced Gram); FSDP's zero padding stays zero."""

@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 
 from ..aggregators import Aggregator, as_weights, make_aggregator
 from ..backends import Backend, resolve_backend
-from ..functional import StepStats, segment_labels
+from ..functional import StepStats, segment_labels, tensor_plan
 from ..ops import through_ops
 from ..plan import SegmentPlan
 
@@ -106,6 +106,10 @@ class HarmonizedOptimizer(Optimizer):
         """Validate one param group's hyper-parameters (``where`` names it in errors)."""
         raise NotImplementedError
 
+    def _group_values(self, group: dict) -> list[Any]:
+        """One group's row of the device hyper-parameter table (numbers, bools or one-element tensors)."""
+        return [group[name] for name in self.hyper_columns]
+
     def _state_buffers(self) -> tuple[str, ...]:
         """Names of the per-element state buffers the current hyper-parameters need (flat, [P] each)."""
         return ()
@@ -113,6 +117,11 @@ class HarmonizedOptimizer(Optimizer):
     def _state_dtype(self, param_dtype: torch.dtype) -> torch.dtype:
         """dtype of the per-element state buffers."""
         return param_dtype
+
+    def _table_dtype(self, param_dtype: torch.dtype) -> torch.dtype:
+        """dtype of the device hyper-parameter table: float64 parameters get float64 hyper-parameters
+        (a float32 lr would perturb every float64 step)."""
+        return torch.float64 if param_dtype == torch.float64 else torch.float32
 
     def _layout_changed(self, first: bool) -> None:
         """Called after every (re-)layout: allocate or grow per-group device state."""
@@ -155,7 +164,11 @@ class HarmonizedOptimizer(Optimizer):
         if not named:
             raise ValueError("params: no trainable parameters (empty list, or none requires grad)")
         ref_name, ref, _ = named[0]
+        seen: dict[int, str] = {}
         for name, p, _ in named:
+            if id(p) in seen:  # torch only warns, then updates it twice; one flat slot per tensor cannot
+                raise ValueError(f"params: {name} is the same tensor as {seen[id(p)]}; pass each parameter once")
+            seen[id(p)] = name
             if p.layout != torch.strided:
                 raise TypeError(f"params: {name} has layout {p.layout}; only dense tensors are supported")
             if not p.dtype.is_floating_point:
@@ -204,6 +217,7 @@ class HarmonizedOptimizer(Optimizer):
                 self.state[p][name] = view
         for p, view in zip(params, plan.views(flat, shapes)):
             p.data = view
+        tensor_plan(plan), plan.table  # built here, outside any compiled step (tracing cannot build them)
         self.plan, self._params, self._shapes = plan, params, shapes
         self._flat_params, self._rows, self._row_views, self._buffers = flat, rows, row_views, buffers
         self._pending = [False] * k  # see zero_grad
@@ -214,8 +228,7 @@ class HarmonizedOptimizer(Optimizer):
             if self.weights is not None:  # moved once, so step() uploads nothing
                 self.weights = self.weights.to(ref.device)
         self._layout_changed(first=not self._layout_ready)
-        # float64 parameters get float64 hyper-parameters: a float32 lr would perturb every float64 step
-        self._hyper_dtype = torch.float64 if ref.dtype == torch.float64 else torch.float32
+        self._hyper_dtype = self._table_dtype(ref.dtype)
         self._backend = resolve_backend(self.backend_name, ref.device, ref.dtype, ref.dtype)
         self._hyper_key = None
         self._layout_ready = True
@@ -376,17 +389,16 @@ class HarmonizedOptimizer(Optimizer):
 
     # -------------------------------------------------------------------------------- the step
     def _hyper(self) -> torch.Tensor:
-        """[G, C] hyper-parameters (:attr:`hyper_columns`) on the device.
+        """[G, C] hyper-parameters (:meth:`_group_values`) on the device.
 
         Host values are uploaded only when one changed (a scheduler), from pinned memory without
         blocking; a tensor hyper-parameter is copied on the device every step. May re-lay the
         buffers out (a state buffer switched on after construction), so call it before reading them.
         """
-        columns = self.hyper_columns
-        tensors = [(g, c, group[name]) for g, group in enumerate(self.param_groups)
-                   for c, name in enumerate(columns) if isinstance(group[name], torch.Tensor)]
-        key = tuple(tuple(0.0 if isinstance(group[c], torch.Tensor) else float(group[c]) for c in columns)
-                    for group in self.param_groups)
+        values = [self._group_values(group) for group in self.param_groups]
+        tensors = [(g, c, v) for g, row in enumerate(values) for c, v in enumerate(row)
+                   if isinstance(v, torch.Tensor)]
+        key = tuple(tuple(0.0 if isinstance(v, torch.Tensor) else float(v) for v in row) for row in values)
         if key != self._hyper_key:
             if not set(self._state_buffers()) <= set(self._buffers):
                 self._build_layout()  # e.g. momentum switched on after construction: allocate its buffer
@@ -463,20 +475,34 @@ class HarmonizedOptimizer(Optimizer):
     # ----------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["harmonized"] = {
+        state["harmonized"] = self._harmonized_state()
+        return state
+
+    def _harmonized_state(self) -> dict[str, Any]:
+        return {
             "objectives": list(self.objectives),
             "active": self._active,
             "skipped": self._skipped.clone(),
             "aggregator": self.aggregator.state_dict(),
             **self._extra_state(),
         }
-        return state
+
+    def _check_saved_objectives(self, extra: dict[str, Any] | None) -> None:
+        if extra is not None and list(extra["objectives"]) != list(self.objectives):
+            raise ValueError(f"state_dict: saved objectives {extra['objectives']} differ from {list(self.objectives)}")
+
+    def _restore_harmonized(self, extra: dict[str, Any] | None) -> None:
+        if extra is not None:
+            self._skipped.copy_(extra["skipped"])
+            self.aggregator.load_state_dict(extra["aggregator"])
+            self._active = extra["active"]
+        self._hyper_key = None
+        self._point_grads()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         extra = state_dict.pop("harmonized", None)
-        if extra is not None and list(extra["objectives"]) != list(self.objectives):
-            raise ValueError(f"state_dict: saved objectives {extra['objectives']} differ from {list(self.objectives)}")
+        self._check_saved_objectives(extra)
         super().load_state_dict(state_dict)
         self._load_extra_state(extra)  # first: a plain torch state_dict's history is read from what it holds
         for name, flat in self._buffers.items():  # loaded per-parameter state goes back into the flat buffers
@@ -485,9 +511,4 @@ class HarmonizedOptimizer(Optimizer):
                 if loaded is not None and loaded is not view:
                     view.copy_(loaded)
                 self.state[p][name] = view
-        if extra is not None:
-            self._skipped.copy_(extra["skipped"])
-            self.aggregator.load_state_dict(extra["aggregator"])
-            self._active = extra["active"]
-        self._hyper_key = None
-        self._point_grads()
+        self._restore_harmonized(extra)

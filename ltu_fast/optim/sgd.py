@@ -43,6 +43,10 @@ class HarmonizedSGD(HarmonizedOptimizer):
         weights: K non-negative objective weights (as if each loss were scaled).
         backend: ``"auto"``, ``"reference"``, ``"cpu"``, ``"cuda"`` or ``"triton"``.
         align_bytes: alignment of each tensor in the flat buffers.
+        skip_untouched: leave a tensor no objective touched (all its rows exactly zero) exactly as
+            it is, as torch skips ``grad is None`` (docs/core.md). ``False``: every tensor steps
+            (weight decay and momentum move untouched ones) and the step dispatches ~10 fewer small
+            device ops (momentum history then tracked per group inside the compiled solve).
 
     After ``step()``, ``last_stats`` holds per-segment device tensors (Gram, coefficients,
     skip flag); ``conflict_rate()`` and ``skipped_steps`` read them on demand. A step whose
@@ -68,7 +72,9 @@ class HarmonizedSGD(HarmonizedOptimizer):
         weights: Sequence[float] | torch.Tensor | None = None,
         backend: str = "auto",
         align_bytes: int = 64,
+        skip_untouched: bool = True,
     ):
+        self.skip_untouched = skip_untouched
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
                     "nesterov": nesterov, "maximize": maximize}
         super().__init__(params, defaults, objectives=objectives, aggregator=aggregator, granularity=granularity,
@@ -84,11 +90,14 @@ class HarmonizedSGD(HarmonizedOptimizer):
         return ("momentum_buffer",) if any(g["momentum"] != 0 for g in self.param_groups) else ()
 
     def _layout_changed(self, first: bool) -> None:
-        # ready[g]: group g's momentum buffers hold history (torch.optim.SGD's "buffer is not None")
-        if first:
-            self._ready = torch.zeros(len(self.param_groups), dtype=torch.float32, device=self._flat_params.device)
-        else:
-            self._ready = torch.cat([self._ready, self._ready.new_zeros(len(self.param_groups) - len(self._ready))])
+        # ready: momentum buffers hold history (torch.optim.SGD's "buffer is not None"), per tensor
+        # with skip_untouched (torch's rule is per parameter), else per group (all the compiled solve
+        # tracks); kept across a re-layout
+        keys = [id(p) for p in self._params] if self.skip_untouched else list(range(len(self.param_groups)))
+        old = {} if first else dict(zip(self._ready_keys, self._ready.tolist()))
+        self._ready_keys = keys
+        self._ready = torch.tensor([old.get(key, 0.0) for key in keys], dtype=torch.float32,
+                                   device=self._flat_params.device)
 
     def _device_state(self) -> tuple[torch.Tensor, ...]:
         return (self._ready,)
@@ -103,7 +112,7 @@ class HarmonizedSGD(HarmonizedOptimizer):
                 found_inf: torch.Tensor | None) -> StepStats:
         return sgd_step(self._rows, self.plan, self._flat_params, self._momentum, hyper, self._ready,
                         self.aggregator, backend, self.weights, grad_scale, found_inf, self._statistics,
-                        skipped=self._skipped, check=False)
+                        skipped=self._skipped, check=False, skip_untouched=self.skip_untouched)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"ready": self._ready.clone()}
@@ -112,6 +121,9 @@ class HarmonizedSGD(HarmonizedOptimizer):
         if extra is not None:
             self._ready.copy_(extra["ready"])
             return
-        for g, group in enumerate(self.param_groups):  # e.g. torch.optim.SGD's: buffers exist = history
-            has = [self.state[p].get("momentum_buffer") is not None for p in group["params"] if p.requires_grad]
-            self._ready[g] = float(bool(has) and all(has))
+        # e.g. torch.optim.SGD's: a parameter whose buffer exists has history (a group: all of them)
+        has = [self.state[p].get("momentum_buffer") is not None for p in self._params]
+        if not self.skip_untouched:
+            groups = self.plan.groups
+            has = [all(h for h, q in zip(has, groups) if q == g) for g in range(len(self.param_groups))]
+        self._ready.copy_(torch.tensor(has, dtype=torch.float32))
