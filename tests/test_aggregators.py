@@ -99,14 +99,19 @@ def test_project_matches_one_sided_projection(plan, k, seed, protect, zero):
 @given(plan=plans(), k=st.integers(1, 4), seed=SEEDS)
 def test_mgda_reaches_min_norm(plan, k, seed):
     rows = random_rows(plan, k, seed)
-    out, stats = _harmonize(rows, plan, MGDA(iterations=256))
+    iterations = 256
+    out, stats = _harmonize(rows, plan, MGDA(iterations=iterations))
     beta = stats.beta
     assert (beta >= -1e-12).all()
     torch.testing.assert_close(beta.sum(-1), torch.ones(beta.shape[0], dtype=beta.dtype))
     for g, v in zip(segment_vectors(rows.numpy(), plan), segment_vectors(out[None], plan)):
         best = min_norm_value(g)
         scale = max(np.diag(g @ g.T))
-        assert v[0] @ v[0] <= best + (1e-9 if k <= 2 else 2e-3) * scale
+        # K > 2 runs Frank-Wolfe with exact line search: its guarantee is f(a_t) - f* <= 2 C / (t + 2),
+        # C = the curvature constant of |G^T a|^2 on the simplex <= the hull's squared diameter
+        diameter = max(((gi - gj) @ (gi - gj) for gi in g for gj in g), default=0.0)
+        excess = 1e-9 * scale if k <= 2 else 2 * diameter / (iterations + 2) + 1e-9 * scale
+        assert v[0] @ v[0] <= best + excess
         assert v[0] @ v[0] >= best - 1e-9 * scale
 
 
