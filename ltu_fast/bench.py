@@ -117,24 +117,25 @@ BASELINES: dict[str, Callable] = {"loop": loop_step, "foreach": foreach_step, "c
 
 
 # --------------------------------------------------------------------------------------- timing
+def time_once(device: torch.device, fn: Callable[[], object]) -> float:
+    """Milliseconds of one call: CUDA events on a GPU (device time, no host sync inside), wall clock on CPU."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
 def _timer(device: torch.device, reps: int, warmup: int) -> Callable[[Callable[[], None]], float]:
     def run(fn: Callable[[], None]) -> float:
         for _ in range(warmup):
             fn()
-        times = []
-        for _ in range(reps):
-            if device.type == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
+        return statistics.median(time_once(device, fn) for _ in range(reps))
     return run
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -24,27 +23,12 @@ from torch import nn
 
 from .aggregators import PCGrad
 from .backends import resolve_backend
-from .bench import MODELS, _gram_foreach
+from .bench import MODELS, _gram_foreach, time_once
 from .functional import ADAMW_GROUP_COLUMNS, adamw_step
 from .optim import Harmonized
 from .plan import SegmentPlan
 
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2
-
-
-def _clock(device: torch.device) -> Callable[[Callable[[], object]], float]:
-    def run(fn: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end)
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-    return run
 
 
 def contenders(numels: list[int], k: int, device: torch.device) -> dict[str, Callable[[], object]]:
@@ -93,14 +77,13 @@ def contenders(numels: list[int], k: int, device: torch.device) -> dict[str, Cal
 def run(model: str, k: int, device: torch.device, rounds: int, warmup: int) -> dict[str, float]:
     """Median ms per contender over interleaved rounds."""
     steps = contenders(MODELS[model](), k, device)
-    clock = _clock(device)
     for fn in steps.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, fn in steps.items():
-            times[name].append(clock(fn))
+            times[name].append(time_once(device, fn))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
