@@ -8,7 +8,7 @@ Other engineers' backend tests call :func:`assert_backend_matches_reference`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -275,3 +275,20 @@ def capture_cuda_graph(fn, warmup: int = 1):
     with torch.cuda.graph(graph):
         fn()
     return graph
+
+
+# ---------------------------------------------------------------------------- optimizer loops
+def objective_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Three objectives (regress y, regress -y in L1, shrink outputs), one forward each, lazily:
+    a caller that takes the first k pays for k forwards."""
+    yield (model(x) - y).pow(2).mean()
+    yield (model(x) + y).abs().mean()
+    yield model(x).pow(2).sum(1).mean() * 0.1
+
+
+def backward_objectives(opt, losses: Iterable[torch.Tensor], k: int | None = None) -> None:
+    """``opt.zero_grad()``, then loss j backward into objective j's row (the first ``k`` losses)."""
+    opt.zero_grad()
+    for j, loss in enumerate(itertools.islice(losses, k)):
+        with opt.objective(j):
+            loss.backward()

@@ -5,7 +5,8 @@ import io
 
 import pytest
 import torch
-from helpers import assert_steps_without_host_sync, random_rows
+from helpers import assert_steps_without_host_sync, backward_objectives, random_rows
+from helpers import objective_losses as _losses
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
@@ -45,12 +46,6 @@ def _batches(steps, dtype=torch.float64, seed=1):
     gen = torch.Generator().manual_seed(seed)
     return [(torch.randn(16, 5, generator=gen, dtype=dtype), torch.randn(16, 3, generator=gen, dtype=dtype))
             for _ in range(steps)]
-
-
-def _losses(model, x, y):
-    yield (model(x) - y).pow(2).mean()
-    yield (model(x) + y).abs().mean()
-    yield model(x).pow(2).sum(1).mean() * 0.1
 
 
 def _flat(model):
@@ -208,10 +203,7 @@ def test_skipped_step_changes_nothing_and_does_not_count():
     before = _flat(model).clone()
     state = {k: v.clone() for k, v in opt.state[next(model.parameters())].items()}
     x, y = _batches(1, seed=3)[0]
-    opt.zero_grad()
-    for j, loss in zip(range(2), _losses(model, x, y)):
-        with opt.objective(j):
-            loss.backward()
+    backward_objectives(opt, _losses(model, x, y), 2)
     opt.grad_row(1)[0] = float("nan")
     opt.step()
     assert opt.skipped_steps == 1 and torch.equal(_flat(model), before)
@@ -223,10 +215,7 @@ def test_skipped_step_changes_nothing_and_does_not_count():
 def test_step_does_not_synchronise(monkeypatch):
     model, opt = _make(lr=torch.tensor(0.01, dtype=torch.float64), weights=[1.0, 0.5, 2.0])
     x, y = _batches(1)[0]
-    opt.zero_grad()
-    for j, loss in enumerate(_losses(model, x, y)):
-        with opt.objective(j):
-            loss.backward()
+    backward_objectives(opt, _losses(model, x, y))
     assert_steps_without_host_sync(opt, monkeypatch)
     assert opt.skipped_steps == 0
 

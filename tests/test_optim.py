@@ -6,7 +6,8 @@ import io
 import numpy as np
 import pytest
 import torch
-from helpers import assert_steps_without_host_sync, hypers, pcgrad_vectors, per_segment
+from helpers import assert_steps_without_host_sync, backward_objectives, hypers, pcgrad_vectors, per_segment
+from helpers import objective_losses as _losses
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
@@ -25,18 +26,8 @@ def _batches(steps: int, dtype: torch.dtype = torch.float64, seed: int = 1):
             for _ in range(steps)]
 
 
-def _losses(model, x, y):
-    """Three objectives (regress y, regress -y in L1, shrink outputs), one forward each."""
-    yield (model(x) - y).pow(2).mean()
-    yield (model(x) + y).abs().mean()
-    yield model(x).pow(2).sum(1).mean() * 0.1
-
-
 def _harmonized_step(model, opt, x, y, k):
-    opt.zero_grad()
-    for j, loss in zip(range(k), _losses(model, x, y)):
-        with opt.objective(j):
-            loss.backward()
+    backward_objectives(opt, _losses(model, x, y), k)
     opt.step()
 
 
@@ -255,10 +246,7 @@ def test_step_does_not_synchronise(monkeypatch):
     model, opt = _make(aggregator=PCGrad("random", seed=1), objectives=3, weights=[1.0, 0.5, 2.0],
                        lr=torch.tensor(0.05, dtype=torch.float64))
     x, y = _batches(1)[0]
-    opt.zero_grad()
-    for j, loss in enumerate(_losses(model, x, y)):
-        with opt.objective(j):
-            loss.backward()
+    backward_objectives(opt, _losses(model, x, y))
     assert_steps_without_host_sync(opt, monkeypatch)
     assert opt.skipped_steps == 0
 

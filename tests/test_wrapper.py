@@ -5,7 +5,7 @@ import io
 
 import pytest
 import torch
-from helpers import assert_steps_without_host_sync
+from helpers import assert_steps_without_host_sync, backward_objectives
 from test_adamw import _batches, _flat, _losses, _mlp, _run, _TwoHeads, check_against_oracle
 
 from ltu_fast import Harmonized, HarmonizedSGD, PCGrad
@@ -105,10 +105,7 @@ def test_non_finite_gradients_skip_the_wrapped_step(skip_untouched):
     _step(model, opt, x, y, 2)
     before = _flat(model).clone()
     state = copy.deepcopy(opt.optimizer.state_dict())
-    opt.zero_grad()
-    for j, loss in zip(range(2), _losses(model, x, y)):
-        with opt.objective(j):
-            loss.backward()
+    backward_objectives(opt, _losses(model, x, y), 2)
     opt.grad_row(1)[0] = float("nan")
     opt.step()
     assert opt.skipped_steps == 1 and torch.equal(_flat(model), before)
@@ -122,10 +119,7 @@ def test_fused_without_untouched_skipping_needs_no_host_sync(monkeypatch):
     model = _mlp(dtype=torch.float32)
     opt = Harmonized(torch.optim.AdamW(model.parameters(), lr=0.01, fused=True), objectives=3, skip_untouched=False)
     x, y = _batches(1, torch.float32)[0]
-    opt.zero_grad()
-    for j, loss in enumerate(_losses(model, x, y)):
-        with opt.objective(j):
-            loss.backward()
+    backward_objectives(opt, _losses(model, x, y))
     assert_steps_without_host_sync(opt, monkeypatch)
 
 
