@@ -11,7 +11,7 @@ from torch import nn
 from ltu_fast.unlearn import references, train
 from ltu_fast.unlearn.api import ArraySplit, UnlearnMethod, UnlearnResult, register_method
 from ltu_fast.unlearn.data import SplitConfig, build_splits
-from ltu_fast.unlearn.defaults import lookup, store_setting
+from ltu_fast.unlearn.defaults import locked, lookup, store_setting
 from ltu_fast.unlearn.references import ReferenceTrainingError
 from ltu_fast.unlearn.runner import ExperimentConfig, run_comparison
 from ltu_fast.unlearn.stats import paired_interval, versus_best_other
@@ -237,3 +237,36 @@ def test_tune_selects_without_reading_test_and_skips_flagged(tmp_path, monkeypat
     assert "| nudge_test | 3 |" in tune_mod.tune_table(again)
     with pytest.raises(ValueError, match="--seeds"):
         tune_mod.tune(_quick(tmp_path, ("nudge_test",), seeds=(0,)), budget=1)
+
+
+def _store_one(path: str, ready) -> None:
+    ready.set()
+    store_setting({"setting": _setting(), "protocol": {"seeds": [100]}, "methods": {"ga": {"chosen": {}}}}, path)
+
+
+def test_store_setting_waits_for_the_lock_of_a_side_by_side_tune(tmp_path):
+    """Two tunes writing one defaults file: the second read-modify-write waits for the first."""
+    import multiprocessing
+    import time
+
+    path = tmp_path / "d.json"
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_store_one, args=(str(path), ready))
+    with locked(path):
+        proc.start()
+        assert ready.wait(60)
+        time.sleep(1.0)
+        assert not path.exists()  # blocked while another writer holds the lock
+    proc.join(60)
+    assert proc.exitcode == 0 and len(json.loads(path.read_text())["settings"]) == 1
+
+
+def test_store_setting_merges_methods_of_one_protocol_and_replaces_another(tmp_path):
+    path = tmp_path / "d.json"
+    store_setting({"setting": _setting(), "protocol": {"seeds": [100]}, "methods": {"ga": {"chosen": {"lr": 1.0}}}}, path)
+    store_setting({"setting": _setting(), "protocol": {"seeds": [100]}, "methods": {"ft": {"chosen": {"lr": 2.0}}}}, path)
+    assert set(lookup(_setting(), path)[0]) == {"ga", "ft"}
+    with pytest.warns(UserWarning, match=r"\['ft', 'ga'\]"):
+        store_setting({"setting": _setting(), "protocol": {"seeds": [101]}, "methods": {"rl": {"chosen": {}}}}, path)
+    assert set(lookup(_setting(), path)[0]) == {"rl"}

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +50,39 @@ def lookup(setting: dict[str, Any], path: str | Path | None = None) -> tuple[dic
     return {m: rec["chosen"] for m, rec in best["methods"].items()}, best["setting"]
 
 
-def store_setting(entry: dict[str, Any], path: str | Path | None = None) -> Path:
-    """Replace (or add) the entry of ``entry["setting"]`` and rewrite the file atomically."""
+@contextmanager
+def locked(path: str | Path | None = None) -> Iterator[Path]:
+    """Hold an exclusive lock on the defaults file, so that tunes of different settings run side by
+    side without one's read-modify-write dropping the other's entry (no-op where ``fcntl`` is missing)."""
     path = Path(path or DEFAULTS_PATH)
-    data = load_defaults(path)
-    data["settings"] = [e for e in data["settings"] if e["setting"] != entry["setting"]] + [entry]
-    data["settings"].sort(key=lambda e: json.dumps(e["setting"], sort_keys=True))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; run one tune at a time there
+        yield path
+        return
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def store_setting(entry: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:
+    """Add ``entry`` under the lock and return what was stored. A stored entry of the same setting and
+    protocol keeps its other methods (re-tuning some keeps the rest); one of another protocol is
+    replaced, with a warning naming the methods dropped."""
+    with locked(path) as file:
+        data = load_defaults(file)
+        previous = next((e for e in data["settings"] if e["setting"] == entry["setting"]), None)
+        if previous is not None and previous["protocol"] == entry["protocol"]:
+            entry = {**entry, "methods": {**previous["methods"], **entry["methods"]}}
+        elif previous is not None and set(previous["methods"]) - set(entry["methods"]):
+            warnings.warn(f"the stored tuning of {sorted(set(previous['methods']) - set(entry['methods']))} used "
+                          "another protocol and is dropped: re-tune them with this one", stacklevel=3)
+        data["settings"] = [e for e in data["settings"] if e["setting"] != entry["setting"]] + [entry]
+        data["settings"].sort(key=lambda e: json.dumps(e["setting"], sort_keys=True))
+        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, file)
+    return entry

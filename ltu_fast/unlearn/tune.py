@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .api import METHODS, UnlearnMethod
 from .data import Splits, build_splits
-from .defaults import load_defaults, setting_of, store_setting
+from .defaults import setting_of, store_setting
 from .metrics import accuracy, avg_gap, mia_efficacy, model_outputs, result_flags
 from .models import model_factory
 from .references import train_reference
@@ -143,14 +143,7 @@ def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: in
              "references": {str(s["splits"].seed): {"val": s["val"], "attempts": s["attempts"]} for s in states},
              "methods": results}
     entry = json.loads(json.dumps(entry, default=float))
-    previous = next((e for e in load_defaults(defaults_file)["settings"] if e["setting"] == entry["setting"]), None)
-    if previous is not None and previous["protocol"] == entry["protocol"]:
-        entry["methods"] = {**previous["methods"], **entry["methods"]}  # re-tuning some methods keeps the others
-    elif previous is not None and set(previous["methods"]) - set(results):
-        warnings.warn(f"the stored tuning of {sorted(set(previous['methods']) - set(results))} used another protocol "
-                      "and is dropped: re-tune them with this one", stacklevel=2)
-    store_setting(entry, defaults_file)
-    return entry
+    return store_setting(entry, defaults_file)
 
 
 def tune_table(entry: dict[str, Any]) -> str:
