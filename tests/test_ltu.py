@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import gzip
 import importlib.util
+import json
 import os
 
 import pytest
@@ -285,6 +286,7 @@ def test_ltu_forgets_on_mnist_and_keeps_test_accuracy():
 @pytest.mark.filterwarnings("ignore")
 def test_access_sweep_reuses_references_and_reports_ltu_rank(tmp_path):
     from ltu_fast.unlearn.runner import ExperimentConfig
+    from ltu_fast.unlearn.sweep import _save as _save_sweep
     from ltu_fast.unlearn.sweep import run_grid, summary
 
     config = ExperimentConfig.quick(cache_dir=str(tmp_path / "cache"), tuned_defaults=False, progress=False)
@@ -296,3 +298,7 @@ def test_access_sweep_reuses_references_and_reports_ltu_rank(tmp_path):
     text = summary(runs, list(cells), (0.05, 0.2), ("random",), (0,))
     assert "| ltu |" in text and "rank" in text
     assert run_grid(config, cells, (0.05, 0.2), ("random",), tmp_path / "out", how="val") == runs  # resumes
+    # a side-by-side sweep of the other mode writes the same file: neither loses the other's cells
+    other = {"class|0.05|0|ltu": {"gap": 1.0}}
+    assert _save_sweep(tmp_path / "out" / "sweep.json", other) == {**runs, **other}
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text()) == {**runs, **other}

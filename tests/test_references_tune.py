@@ -11,7 +11,8 @@ from torch import nn
 from ltu_fast.unlearn import references, train
 from ltu_fast.unlearn.api import ArraySplit, UnlearnMethod, UnlearnResult, register_method
 from ltu_fast.unlearn.data import SplitConfig, build_splits
-from ltu_fast.unlearn.defaults import locked, lookup, store_setting
+from ltu_fast.unlearn.defaults import lookup, store_setting
+from ltu_fast.unlearn.filelock import locked
 from ltu_fast.unlearn.references import ReferenceTrainingError
 from ltu_fast.unlearn.runner import ExperimentConfig, run_comparison
 from ltu_fast.unlearn.stats import paired_interval, versus_best_other

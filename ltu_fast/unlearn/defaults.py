@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .filelock import locked
 
 __all__ = ["DEFAULTS_PATH", "SETTING_FIELDS", "load_defaults", "lookup", "setting_of", "store_setting"]
 
@@ -50,29 +50,11 @@ def lookup(setting: dict[str, Any], path: str | Path | None = None) -> tuple[dic
     return {m: rec["chosen"] for m, rec in best["methods"].items()}, best["setting"]
 
 
-@contextmanager
-def locked(path: str | Path | None = None) -> Iterator[Path]:
-    """Hold an exclusive lock on the defaults file, so that tunes of different settings run side by
-    side without one's read-modify-write dropping the other's entry (no-op where ``fcntl`` is missing)."""
-    path = Path(path or DEFAULTS_PATH)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; run one tune at a time there
-        yield path
-        return
-    with open(path.with_name(path.name + ".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield path
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def store_setting(entry: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:
     """Add ``entry`` under the lock and return what was stored. A stored entry of the same setting and
     protocol keeps its other methods (re-tuning some keeps the rest); one of another protocol is
     replaced, with a warning naming the methods dropped."""
-    with locked(path) as file:
+    with locked(path or DEFAULTS_PATH) as file:
         data = load_defaults(file)
         previous = next((e for e in data["settings"] if e["setting"] == entry["setting"]), None)
         if previous is not None and previous["protocol"] == entry["protocol"]:

@@ -9,12 +9,16 @@ for choosing hyper-parameters on tuning seeds.
 
     ltu-fast sweep access --seeds 0 1 2 3 4 --out runs/access    (= python -m ltu_fast.unlearn.sweep ...)
     ltu-fast sweep ablate --seeds 0 1 2 3 4 --out runs/ablate
+
+Sweeps of different modes or seeds may share one ``--out`` side by side (the file is merged under a
+lock); a last run over everything then only renders the summary and the plot.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -27,6 +31,7 @@ import torch
 
 from .api import UnlearnTask
 from .data import Splits, build_splits
+from .filelock import locked
 from .metrics import at_chance, avg_gap, evaluate_model
 from .models import model_factory
 from .references import train_reference
@@ -124,10 +129,21 @@ def run_grid(config: ExperimentConfig, cells: dict[str, tuple[str, dict[str, Any
                         continue
                     ref = ref or reference(cfg, seed, how)
                     runs[key] = run_method(ref, method, {**tuned.get(method, {}), **kwargs}, how, config.device)
-                    out.mkdir(parents=True, exist_ok=True)
-                    path.write_text(json.dumps(runs, indent=1))
+                    runs = _save(path, runs)
                     print(key, f"gap {runs[key]['gap']:.2f}", flush=True)
     return runs
+
+
+def _save(path: Path, runs: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``runs`` into ``path`` under its lock and return the union, so that sweeps of different
+    modes or seeds can share one ``--out`` side by side (every cell is deterministic given its seed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path):
+        merged = {**(json.loads(path.read_text()) if path.exists() else {}), **runs}
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged, indent=1))
+        os.replace(tmp, path)
+    return merged
 
 
 def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float], modes: Sequence[str],
