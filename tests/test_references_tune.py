@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -271,3 +272,19 @@ def test_store_setting_merges_methods_of_one_protocol_and_replaces_another(tmp_p
     with pytest.warns(UserWarning, match=r"\['ft', 'ga'\]"):
         store_setting({"setting": _setting(), "protocol": {"seeds": [101]}, "methods": {"rl": {"chosen": {}}}}, path)
     assert set(lookup(_setting(), path)[0]) == {"rl"}
+
+
+def test_docs_method_table_lists_every_search_space():
+    """docs/methods.md's "knobs searched" column is the code's ``search_space``, value for value."""
+    import re
+
+    import ltu_fast.unlearn.baselines
+    import ltu_fast.unlearn.ltu  # noqa: F401
+    from ltu_fast.unlearn.api import METHODS
+    from ltu_fast.unlearn.tune import space_text
+
+    doc = (Path(__file__).parents[1] / "docs" / "methods.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)` \|.*$", doc, re.MULTILINE)}
+    for name, method in METHODS.items():
+        if method.search_space and method.__module__.startswith("ltu_fast."):  # not the test-registered ones
+            assert space_text(method) in rows.get(name, ""), f"docs/methods.md: the row of {name!r} is stale"

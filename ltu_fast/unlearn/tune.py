@@ -42,7 +42,7 @@ from .references import train_reference
 from .runner import METHOD_ORDER, REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
 from .train import CODE_VERSION
 
-__all__ = ["DEFAULT_BUDGET", "TUNE_SEEDS", "VAL_KEYS", "candidates", "tune", "validation_metrics"]
+__all__ = ["DEFAULT_BUDGET", "TUNE_SEEDS", "VAL_KEYS", "candidates", "space_text", "tune", "validation_metrics"]
 
 TUNE_SEEDS = (100, 101)
 DEFAULT_BUDGET = 12  # each baseline's space has exactly this many points (its whole grid); larger spaces are drawn from
@@ -61,6 +61,11 @@ def candidates(method: type[UnlearnMethod], budget: int, seed: int = 0) -> list[
         return grid
     rng = np.random.default_rng([seed, zlib.crc32(method.name.encode())])
     return [grid[i] for i in sorted(rng.choice(len(grid), size=budget, replace=False))]
+
+
+def space_text(method: type[UnlearnMethod]) -> str:
+    """``method.search_space`` as docs/methods.md writes it, e.g. ``epochs {5, 10} × lr {0.01, 0.1}``."""
+    return " × ".join(f"{k} {{{', '.join(f'{v:g}' for v in values)}}}" for k, values in method.search_space.items())
 
 
 def validation_metrics(model: nn.Module, splits: Splits, device: str | torch.device = "cpu") -> dict[str, float]:
