@@ -288,3 +288,13 @@ def test_docs_method_table_lists_every_search_space():
     for name, method in METHODS.items():
         if method.search_space and method.__module__.startswith("ltu_fast."):  # not the test-registered ones
             assert space_text(method) in rows.get(name, ""), f"docs/methods.md: the row of {name!r} is stale"
+
+
+def test_docs_tuning_page_is_what_tune_show_prints():
+    """docs/tuning.md holds ``ltu-fast tune --show`` for the packaged defaults, setting by setting."""
+    from ltu_fast.unlearn.defaults import load_defaults
+    from ltu_fast.unlearn.tune import tune_table
+
+    doc = (Path(__file__).parents[1] / "docs" / "tuning.md").read_text()
+    for entry in load_defaults()["settings"]:
+        assert tune_table(entry) in doc, f"docs/tuning.md: stale or missing setting {entry['setting']}"
