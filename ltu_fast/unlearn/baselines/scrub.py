@@ -2,14 +2,17 @@
 alternates max-steps that push its outputs away from the teacher's on the forget set and
 min-steps that keep them close (KL + CE) on retain data.
 
-Two changes make it usable on models without BatchNorm or dropout (the project's ``cnn``/``mlp``),
+Three changes make it usable on models without BatchNorm or dropout (the project's ``cnn``/``mlp``),
 where the authors' train-mode noise is absent and the student starts *identical* to the teacher:
 
 * the student starts at a small seeded perturbation of the teacher (``init_noise``, relative to each
   tensor's RMS): at the teacher itself KL(t||s) is at its minimum and the max-step gradient is exactly
   zero, so without it the student only leaves the teacher by the min-steps' drift;
 * the max-step objective is bounded: each forget sample's KL counts up to ``kl_cap`` only, so ascent
-  stops on samples already far from the teacher instead of growing without bound to a collapse.
+  stops on samples already far from the teacher instead of growing without bound to a collapse;
+* max-steps use their own plain SGD (``max_lr``, gradient norm clipped at ``max_grad_norm``; no
+  momentum, whose velocity would carry the ascent past the cap), min-steps the shared SGD at ``lr``:
+  with one lr, any lr at which the ascent moved the model also made the retain steps diverge.
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ def perturb_(model: nn.Module, scale: float, gen: torch.Generator) -> None:
 
 @register_method
 class SCRUB(UnlearnMethod):
-    """``epochs`` rounds; the first ``max_epochs`` include a max pass over the forget set (capped KL);
-    each round ends with a min pass over ``retain_access`` (loss ``ce_weight*CE + kl_weight*KL``)."""
+    """``epochs`` rounds; the first ``max_epochs`` include a max pass over the forget set (capped KL,
+    at ``max_lr``); each round ends with a min pass over ``retain_access`` (loss
+    ``ce_weight*CE + kl_weight*KL``, at ``lr``)."""
 
     name = "scrub"
     search_space: ClassVar[dict[str, tuple]] = {"kl_cap": (0.1, 0.5, 2.0), "max_lr": (0.1, 0.2, 0.5, 1.0)}
