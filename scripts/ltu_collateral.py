@@ -3,7 +3,7 @@
 Never the reported seeds (0-4), never the test split: ``run_grid(..., how="val")``, every method at the
 tuned defaults of its setting (``defaults.json``) under the cell's overrides. Resumable via ``--out``.
 
-    PYTHONPATH=$PWD nice -n 5 python scripts/ltu_collateral.py --out /tmp/ltuh/run --modes random \
+    PYTHONPATH=$PWD nice -n 5 python scripts/ltu_collateral.py --out runs/collateral --modes random class \
         --levels 0.02 0.1
 """
 
@@ -19,11 +19,7 @@ from ltu_fast.unlearn.sweep import run_grid
 
 CELLS = {
     "ltu": ("ltu", {}),
-    "ltu momentum 0.5": ("ltu", {"momentum": 0.5}),
-    "ltu stop at target": ("ltu", {"stop_at_target": True}),
-    "ltu saliency 0.5": ("ltu", {"saliency": 0.5}),
-    "ltu saliency 0.2": ("ltu", {"saliency": 0.2}),
-    "ltu saliency 0.5 + stop": ("ltu", {"saliency": 0.5, "stop_at_target": True}),
+    "ltu, stop_at_target=False": ("ltu", {"stop_at_target": False}),
     "iau": ("iau", {}),
     "ft": ("ft", {}),
 }

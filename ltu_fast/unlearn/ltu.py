@@ -81,10 +81,9 @@ class LTU(UnlearnMethod):
         granularity: harmonization segments: ``"layer"``, ``"module"`` or ``"global"``.
         forget_weight: objective weight of the forget row relative to remembering.
         second_order: differentiate through the meta-tune step (costs about 2x per iteration).
-        saliency: share of the parameters the forget row may move (SalUn-style): a mask, computed once
-            at the original, keeps the elements with the largest |grad CE(forget set)|; 1 = all.
         stop_at_target: with ``ascent_target="heldout"``, skip the whole step (remembering and the
-            momentum's carry too, by an lr of 0 on the device) while the forget batch is at its target.
+            momentum's carry too: an lr of 0, on the device) while the forget batch is at its target;
+            the ascent gate alone lets momentum and remembering keep moving a model already forgotten.
     """
 
     name = "ltu"
@@ -100,7 +99,7 @@ class LTU(UnlearnMethod):
                  mia_members: str = "retain", mia_calibrate: bool = True, distill: float = 0.0,
                  aggregator: str = "pcgrad",
                  granularity: str = "layer", forget_weight: float = 0.5, second_order: bool = False,
-                 saliency: float = 1.0, stop_at_target: bool = False, log_every: int = 5):
+                 stop_at_target: bool = True, log_every: int = 5):
         if forget_loss not in FORGET_LOSSES:
             raise ValueError(f"forget_loss: unknown {forget_loss!r}; choose one of {FORGET_LOSSES}")
         if num_mia < 0:
@@ -122,8 +121,6 @@ class LTU(UnlearnMethod):
                             ("class_bound", class_bound)):
             if not value >= 0.0:
                 raise ValueError(f"{name}: must be >= 0, got {value}")
-        if not 0.0 < saliency <= 1.0:
-            raise ValueError(f"saliency: must be in (0, 1], got {saliency}")
         make_ltu_aggregator(aggregator)  # fails early, naming the aggregator, on an unknown name
         self.iterations, self.batch_size, self.inner_lr, self.lr = iterations, batch_size, inner_lr, lr
         self.momentum, self.weight_decay, self.forget_loss, self.ascent_bound = momentum, weight_decay, forget_loss, ascent_bound
@@ -132,7 +129,7 @@ class LTU(UnlearnMethod):
         self.mia_members, self.mia_calibrate, self.distill = mia_members, mia_calibrate, distill
         self.aggregator, self.granularity, self.forget_weight = aggregator, granularity, forget_weight
         self.second_order, self.log_every = second_order, log_every
-        self.saliency, self.stop_at_target = saliency, stop_at_target
+        self.stop_at_target = stop_at_target
 
     # ------------------------------------------------------------------------------ pieces
     def train_attackers(self, model: nn.Module, task: UnlearnTask,
@@ -230,15 +227,6 @@ class LTU(UnlearnMethod):
             capped = torch.minimum(F.cross_entropy(forward(x), y, reduction="none"), cap)
         return self._below_target(capped, gone, target.level)
 
-    def saliency_mask(self, flat_model: FlatModel, flat: torch.Tensor, task: UnlearnTask) -> torch.Tensor:
-        """[P] 0/1: the ``saliency`` share of parameters with the largest |grad CE(forget set)| at the
-        original, one global threshold (SalUn's saliency map); the forget row moves only these."""
-        x, y = task.forget.x.to(task.device), task.forget.y.to(task.device)
-        (grad,) = flat_model.grads_at(flat, [lambda f: F.cross_entropy(f(x), y)])
-        keep = max(1, round(self.saliency * grad.numel()))
-        threshold = grad.abs().kthvalue(grad.numel() - keep + 1).values
-        return (grad.abs() >= threshold).to(flat.dtype)
-
     @staticmethod
     def _split_batches(n: int, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Two disjoint index batches (support, query) of one set."""
@@ -283,9 +271,8 @@ class LTU(UnlearnMethod):
 
     def meta_gradients(self, model: nn.Module, opt: HarmonizedSGD, flat_model: FlatModel, batch: dict,
                        mia: MIAEnsemble | None, num_classes: int, label_gen: torch.Generator,
-                       target: ForgetTarget | None = None, mask: torch.Tensor | None = None) -> None:
-        """Fill ``opt``'s rows with the meta-gradients (support at theta + query at theta'); with a
-        saliency ``mask`` the forget row (support and MIA feedback) is restricted to it."""
+                       target: ForgetTarget | None = None) -> None:
+        """Fill ``opt``'s rows with the meta-gradients (support at theta + query at theta')."""
         (xf, yf), (xqf, yqf) = batch["sf"], batch["qf"]
         support_f = self.forgetting_loss(xf, yf, num_classes, label_gen, mia, target)
         support_r = self.remembering_loss(*batch["sr"])
@@ -296,8 +283,6 @@ class LTU(UnlearnMethod):
         if support_f is not None:
             with opt.objective("forget"):
                 support_f(model).backward()
-            if mask is not None:
-                opt.grad_row("forget").mul_(mask)
         with opt.objective("remember"):
             support_r(model).backward()
         # meta-tune on the harmonized support gradients, then meta-test at theta'
@@ -311,8 +296,7 @@ class LTU(UnlearnMethod):
             grads = flat_model.grads_at(theta_prime, queries)
         axpy(opt.grad_row("remember"), grads[0])
         if mia is not None:
-            feedback = grads[1] if mask is None else grads[1] * mask
-            axpy(opt.grad_row("forget"), feedback, self.mia_scale(opt, feedback))
+            axpy(opt.grad_row("forget"), grads[1], self.mia_scale(opt, grads[1]))
 
     def mia_scale(self, opt: HarmonizedSGD, mia_grad: torch.Tensor) -> float | torch.Tensor:
         """``mia_weight``, or with ``mia_calibrate`` ``mia_weight * min(1, |support| / |MIA gradient|)``
@@ -342,15 +326,14 @@ class LTU(UnlearnMethod):
         opt, flat_model = self.build_optimizer(model)
         gen, label_gen = generator(task.seed, 10), generator(task.seed, 11)
         target = self.forget_target(task, heldout_logits)
-        mask = self.saliency_mask(flat_model, opt.flat_params, task) if self.saliency < 1.0 else None
         gated = self.stop_at_target and target.level is not None
         conflict_rates = []
         for it in range(self.iterations):
             batch = self.sample_batch(task, gen, teacher)
-            self.meta_gradients(model, opt, flat_model, batch, mia, task.num_classes, label_gen, target, mask)
+            self.meta_gradients(model, opt, flat_model, batch, mia, task.num_classes, label_gen, target)
             if gated:
                 gate = self.step_gate(flat_model.forward_at(opt.flat_params), *batch["sf"], target)
-                opt.param_groups[0]["lr"] = self.lr * gate
+                opt.param_groups[0]["lr"] = self.lr * gate  # a device tensor: no sync
             opt.step()
             if (it + 1) % self.log_every == 0 or it + 1 == self.iterations:
                 conflict_rates.append(opt.conflict_rate())
