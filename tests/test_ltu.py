@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gzip
 import importlib.util
 import json
@@ -214,6 +215,25 @@ def test_unlearn_wires_mia_feedback_and_harmonization_into_the_update():
     assert not torch.allclose(base, run(mia_weight=0.0))  # ... and the feedback changes the result
     assert not torch.allclose(base, run(aggregator="sum"))  # harmonization reaches the update
     assert not torch.allclose(run(mia_calibrate=False), base)  # the calibration acts
+
+
+def test_stop_at_target_skips_the_whole_step_only_at_the_target():
+    """An ascent cap far below every loss puts the forget batch exactly at the held-out level (both
+    means are the cap), so the ascent gate is closed from the first step: remembering and momentum
+    still move the model unless ``stop_at_target`` zeroes the step; below the target it changes nothing."""
+    task = toy_task(2)
+    fixed = {"iterations": 3, "batch_size": 6, "num_mia": 0}
+    before = flat(mlp())
+    run = lambda cls=LTU, **kw: flat(cls(**{**fixed, **kw}).unlearn(mlp(), task).model)
+    tiny = 2.0 ** -20  # exact in float32 too (the caps' dtype), so the two means tie exactly
+    torch.testing.assert_close(run(ascent_bound=tiny), before, rtol=0, atol=0)
+    assert not torch.allclose(run(ascent_bound=tiny, stop_at_target=False), before)
+
+    class NeverThere(LTU):  # an unreachable target: the gate stays open
+        def forget_target(self, task, heldout_logits):
+            return dataclasses.replace(super().forget_target(task, heldout_logits), level=torch.tensor(float("inf")))
+    torch.testing.assert_close(run(NeverThere), run(NeverThere, stop_at_target=False), rtol=0, atol=0)
+    assert not torch.allclose(run(NeverThere), before)
 
 
 def test_second_order_unlearn_step_matches_nested_torch_func():

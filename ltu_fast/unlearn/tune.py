@@ -65,7 +65,10 @@ def candidates(method: type[UnlearnMethod], budget: int, seed: int = 0) -> list[
 
 def space_text(method: type[UnlearnMethod]) -> str:
     """``method.search_space`` as docs/methods.md writes it, e.g. ``epochs {5, 10} × lr {0.01, 0.1}``."""
-    return " × ".join(f"{k} {{{', '.join(f'{v:g}' for v in values)}}}" for k, values in method.search_space.items())
+    def text(v: Any) -> str:
+        return str(v) if isinstance(v, bool) else f"{v:g}"
+
+    return " × ".join(f"{k} {{{', '.join(map(text, values))}}}" for k, values in method.search_space.items())
 
 
 def validation_metrics(model: nn.Module, splits: Splits, device: str | torch.device = "cpu") -> dict[str, float]:
