@@ -322,3 +322,14 @@ def test_access_sweep_reuses_references_and_reports_ltu_rank(tmp_path):
     other = {"class|0.05|0|ltu": {"gap": 1.0}}
     assert _save_sweep(tmp_path / "out" / "sweep.json", other) == {**runs, **other}
     assert json.loads((tmp_path / "out" / "sweep.json").read_text()) == {**runs, **other}
+
+
+def test_sweep_summary_compares_against_the_best_different_row():
+    """An ablation row equal to LTU on every seed (the same configuration) is not its 'best other'."""
+    from ltu_fast.unlearn.sweep import summary
+
+    gaps = {"ltu": [1.0, 2.0, 1.5], "same as ltu": [1.0, 2.0, 1.5], "other": [1.2, 2.1, 1.9]}
+    runs = {f"random|0.1|{s}|{lb}": {"gap": g[s], "TA": 97.0, "RA": 99.0, "RTE_share": 0.03}
+            for lb, g in gaps.items() for s in range(3)}
+    text = summary(runs, list(gaps), (0.1,), ("random",), (0, 1, 2))
+    assert "vs other" in text and "vs same as ltu" not in text

@@ -180,7 +180,13 @@ def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float]
                     rank_row.append("–"), diff_row.append("–")
                     continue
                 order = sorted(done, key=lambda lb: statistics.fmean(done[lb]))
-                best = next(lb for lb in order if lb != focus)
+                # a row equal to the focus on every seed is the same configuration (e.g. an ablation
+                # that sets what the tuned default already is): compare against the best different one
+                others = [lb for lb in order if lb != focus and done[lb] != done[focus]]
+                if not others:
+                    rank_row.append(f"{order.index(focus) + 1}/{len(order)}"), diff_row.append("–")
+                    continue
+                best = others[0]
                 stat = paired_interval(a - b for a, b in zip(done[focus], done[best]))
                 mean, lo, hi = stat["mean"], stat["lo"], stat["hi"]
                 rank_row.append(f"{order.index(focus) + 1}/{len(order)}")
