@@ -86,9 +86,14 @@ void gram_chunk_any_k(const typename Fmt::storage* rows, int64_t stride, int64_t
 }
 
 // One plain loop: the compiler vectorises it (sgd_element's per-group branches are invariant).
+// The rows, parameters and momentum never overlap; saying so (__restrict__) spares GCC a run-time
+// alias check per pair of streams (it versions a loop for only a few): without it the K = 4 loop
+// was ~4x slower per element than K <= 3 (ResNet-18 step 23.2 -> 15.8 ms with it). Bits are
+// unchanged (tested bitwise on K = 1..4 and an LTU run; -ffp-contract=off).
 template <class Fmt, int KT, bool kMomentum>
-void apply_chunk(const typename Fmt::storage* rows, int64_t stride, int64_t k, const float* beta, int64_t start,
-                 int64_t length, float* param, float* momentum, const GroupHyper& h) {
+void apply_chunk(const typename Fmt::storage* __restrict__ rows, int64_t stride, int64_t k,
+                 const float* __restrict__ beta, int64_t start, int64_t length, float* __restrict__ param,
+                 float* __restrict__ momentum, const GroupHyper& h) {
   for (int64_t i = start; i < start + length; ++i) {
     const float g = combined<Fmt, KT>(rows, stride, k, beta, i);
     float buf = kMomentum ? momentum[i] : 0.0f;
