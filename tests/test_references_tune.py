@@ -211,20 +211,21 @@ def test_runner_uses_tuned_defaults_and_set_overrides_them(tmp_path):
 
 
 def test_tune_selects_without_reading_test_and_skips_flagged(tmp_path, monkeypatch):
+    from ltu_fast.unlearn import references as references_mod
     from ltu_fast.unlearn import tune as tune_mod
 
     class Poison:
         def __getattr__(self, name):
             raise AssertionError("the tuning protocol read the test split")
 
-    real = tune_mod.build_splits
+    real = references_mod.build_splits  # where the tuner's splits come from (reference_pair)
 
     def no_test(config, seed):
         splits = real(config, seed)
         splits.test = Poison()
         return splits
 
-    monkeypatch.setattr(tune_mod, "build_splits", no_test)
+    monkeypatch.setattr(references_mod, "build_splits", no_test)
     config = _quick(tmp_path, ("nudge_test", "collapse_test"), seeds=(100,))
     entry = tune_mod.tune(config, budget=3, command="test", defaults_file=tmp_path / "defaults.json")
     nudge = entry["methods"]["nudge_test"]
@@ -298,3 +299,18 @@ def test_docs_tuning_page_is_what_tune_show_prints():
     doc = (Path(__file__).parents[1] / "docs" / "tuning.md").read_text()
     for entry in load_defaults()["settings"]:
         assert tune_table(entry) in doc, f"docs/tuning.md: stale or missing setting {entry['setting']}"
+
+
+def test_comparisons_and_tunes_at_any_access_level_share_one_pair_of_references(tmp_path):
+    """Original and Retrain do not depend on the retain-access share: trained once per seed, then cached."""
+    from ltu_fast.unlearn.tune import tune
+
+    first = run_comparison(_quick(tmp_path, ("nudge_test",), retain_access=0.1))
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    second = run_comparison(_quick(tmp_path, ("nudge_test",), retain_access=0.3, out=str(tmp_path / "o2")))
+    tune(_quick(tmp_path, ("nudge_test",), retain_access=0.05, seeds=(100,)), budget=1,
+         defaults_file=tmp_path / "defaults.json")
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 4  # seed 0's pair, and seed 100's for the tune
+    assert second["runs"]["retrain"]["0"]["cached"] and not first["runs"]["retrain"]["0"]["cached"]
+    for key in ("UA", "TA", "MIA"):  # the same models, scored on the same forget and test data
+        assert second["runs"]["retrain"]["0"][key] == first["runs"]["retrain"]["0"][key]

@@ -10,18 +10,22 @@ if the retry fails too the run stops with an error naming the dataset, seed and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .api import ArraySplit
+from .data import SplitConfig, Splits, build_splits
 from .metrics import accuracy, chance_level, model_outputs
+from .models import model_factory
 from .train import TrainRecipe, train_cached
 
-__all__ = ["MIN_FIT", "MIN_HELDOUT", "Reference", "ReferenceTrainingError", "check_reference", "train_reference"]
+__all__ = ["MIN_FIT", "MIN_HELDOUT", "Reference", "ReferenceTrainingError", "check_reference", "reference_pair",
+           "train_reference"]
 
 # Shares of the range between chance and 100% a reference must reach (10 classes: 82% fit, 55% held out).
 MIN_FIT = 0.8
@@ -80,3 +84,26 @@ def train_reference(role: str, factory: Callable[[], nn.Module], fit_data: Array
         f"{role} model failed its check on {label}: default recipe: {first['reason']}; "
         f"safer retry recipe {second['recipe']}: {second['reason']}. Every gap to Retrain would be meaningless; "
         "change --recipe (lower lr, more warm-up) or the model")
+
+
+def reference_pair(split: SplitConfig, model: str, recipe: TrainRecipe, seed: int, cache_dir: str | Path | None = None,
+                   device: str | torch.device = "cpu", progress: bool = True
+                   ) -> tuple[Splits, Callable[[], nn.Module], dict[str, Reference]]:
+    """The splits at ``split.retain_access``, the model factory, and the checked original and Retrain.
+
+    The two references do not depend on how much of the retain set a method may read (the
+    forget/retain cut is drawn before ``retain_access``), so they are trained on the split at full
+    access and cached under a key without the access share: a comparison, a tune and a sweep at any
+    access level of one (dataset, forget setting, seed) share them.
+    """
+    splits = build_splits(split, seed)
+    base = build_splits(replace(split, retain_access=1.0), seed)
+    if not (np.array_equal(splits.forget_idx, base.forget_idx) and np.array_equal(splits.retain_idx, base.retain_idx)):
+        raise RuntimeError("build_splits: the forget/retain cut depends on retain_access; the reference cache is invalid")
+    factory = model_factory(model, base.input_shape, base.num_classes)
+    key = {"data": base.fingerprint, "model": model, "access": "any"}
+    label = f"dataset {split.dataset!r}, seed {seed}"
+    refs = {role: train_reference(role, factory, data, base.heldout, base.num_classes, recipe, seed, key, label,
+                                  cache_dir, device, progress)
+            for role, data in (("original", base.members), ("retrain", base.retain))}
+    return splits, factory, refs

@@ -26,11 +26,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .api import METHODS, ArraySplit, UnlearnResult, UnlearnTask
-from .data import SplitConfig, Splits, build_splits
+from .data import SplitConfig, Splits
 from .defaults import load_defaults, lookup, setting_of
 from .metrics import avg_gap, evaluate_model, mean_std, result_flags
-from .models import model_factory
-from .references import train_reference
+from .references import reference_pair
 from .report import write_results
 from .stats import versus_best_other
 from .train import TrainRecipe
@@ -227,15 +226,15 @@ def _evaluate(model: nn.Module, splits: Splits, device: str) -> dict[str, float]
     return evaluate_model(model, splits.forget, splits.retain, splits.test, device, splits.seed, splits.test_forgotten)
 
 
-def _references(exp: _Experiment, splits: Splits, factory, bar: tqdm) -> dict[str, nn.Module]:
-    """Original and Retrain of one seed, checked (retried once, or the run stops); records their rows."""
-    cfg, seed = exp.config, splits.seed
-    key = {"data": splits.fingerprint, "model": cfg.model}
+def _references(exp: _Experiment, seed: int, bar: tqdm) -> tuple[Splits, Any, dict[str, nn.Module]]:
+    """Splits, model factory, and the original and Retrain of one seed, checked (retried once, or
+    the run stops); records their rows."""
+    cfg = exp.config
+    splits, factory, refs = reference_pair(cfg.split_config(), cfg.model, cfg.recipe, seed, cfg.cache_dir,
+                                           cfg.device, cfg.progress)
     label = f"dataset {cfg.dataset!r}, seed {seed}"
     models, fresh = {}, {}
-    for role, data in (("original", splits.members), ("retrain", splits.retain)):
-        ref = train_reference(role, factory, data, splits.heldout, splits.num_classes, cfg.recipe, seed, key, label,
-                              cfg.cache_dir, cfg.device, cfg.progress)
+    for role, ref in refs.items():
         models[role] = ref.model
         if ref.retried:
             warnings.warn(f"{role} model on {label} failed its check ({ref.attempts[0]['reason']}); "
@@ -249,16 +248,15 @@ def _references(exp: _Experiment, splits: Splits, factory, bar: tqdm) -> dict[st
     if "original" in fresh:
         exp.record("original", seed, {**fresh["original"],
                                       "gap": avg_gap(fresh["original"], exp.runs["retrain"][str(seed)])})
-    return models
+    return splits, factory, models
 
 
 def _run_seed(exp: _Experiment, seed: int, bar: tqdm) -> None:
     cfg = exp.config
     if all(exp.done(m, seed) for m in (*REFERENCE_ROWS, *exp.methods)):
         return
-    splits = build_splits(cfg.split_config(), seed)
-    factory = model_factory(cfg.model, splits.input_shape, splits.num_classes)
-    original = _references(exp, splits, factory, bar)["original"]
+    splits, factory, models = _references(exp, seed, bar)
+    original = models["original"]
     reference, untouched = exp.runs["retrain"][str(seed)], exp.runs["original"][str(seed)]
     task = splits.task(factory, asdict(cfg.recipe), cfg.device)
     for method in exp.methods:

@@ -3,7 +3,8 @@
 The original and Retrain models do not depend on how much of the retain set a method may read (the
 forget/retain cut is drawn before ``retain_access`` in :func:`~ltu_fast.unlearn.data.build_splits`),
 so they are trained once per (forget mode, seed) and cached under a key that leaves the access share
-out; each level then only reruns the unlearning methods. ``score="val"`` scores every model without
+out (:func:`~ltu_fast.unlearn.references.reference_pair`, shared with the runner and the tuner); each
+level then only reruns the unlearning methods. ``score="val"`` scores every model without
 the test split (RA on ``retain_access``, "TA" and the MIA's non-members on ``heldout``): the criterion
 for choosing hyper-parameters on tuning seeds.
 
@@ -30,11 +31,10 @@ import numpy as np
 import torch
 
 from .api import UnlearnTask
-from .data import Splits, build_splits
+from .data import Splits
 from .filelock import locked
 from .metrics import at_chance, avg_gap, evaluate_model
-from .models import model_factory
-from .references import train_reference
+from .references import reference_pair
 from .runner import ExperimentConfig, available_methods, unlearn
 from .stats import paired_interval
 
@@ -68,18 +68,6 @@ class Reference:
     retrain_seconds: float
 
 
-def _trained(config: ExperimentConfig, seed: int) -> tuple[Splits, Any, dict[str, torch.nn.Module], float]:
-    """The checked original and Retrain of the split at full access (same forget/retain cut)."""
-    base = build_splits(replace(config.split_config(), retain_access=1.0), seed)
-    factory = model_factory(config.model, base.input_shape, base.num_classes)
-    key = {"data": base.fingerprint, "model": config.model, "access": "any"}
-    refs = {role: train_reference(role, factory, data, base.heldout, base.num_classes, config.recipe, seed, key,
-                                  f"dataset {config.dataset!r}, seed {seed}", config.cache_dir, config.device,
-                                  progress=False)
-            for role, data in (("original", base.members), ("retrain", base.retain))}
-    return base, factory, {role: r.model for role, r in refs.items()}, refs["retrain"].seconds
-
-
 def score(model: torch.nn.Module, splits: Splits, how: str, device: str = "cpu") -> dict[str, float]:
     """UA/RA/TA/MIA on the test split (``"test"``) or without it (``"val"``, see the module docstring)."""
     if how == "val":
@@ -90,12 +78,12 @@ def score(model: torch.nn.Module, splits: Splits, how: str, device: str = "cpu")
 
 def reference(config: ExperimentConfig, seed: int, how: str = "test") -> Reference:
     """Splits/task at ``config.retain_access`` with the level-independent original and Retrain."""
-    base, factory, models, seconds = _trained(config, seed)
-    splits = build_splits(config.split_config(), seed)
-    if not (np.array_equal(splits.forget_idx, base.forget_idx) and np.array_equal(splits.retain_idx, base.retain_idx)):
-        raise RuntimeError("build_splits: the forget/retain cut depends on retain_access; the sweep's cache is invalid")
+    splits, factory, refs = reference_pair(config.split_config(), config.model, config.recipe, seed, config.cache_dir,
+                                           config.device, progress=False)
     task = splits.task(factory, asdict(config.recipe), config.device)
-    return Reference(splits, task, models["original"], score(models["retrain"], splits, how, config.device), seconds)
+    retrain = refs["retrain"]
+    return Reference(splits, task, refs["original"].model, score(retrain.model, splits, how, config.device),
+                     retrain.seconds)
 
 
 def run_method(ref: Reference, method: str, kwargs: dict[str, Any], how: str = "test",

@@ -34,11 +34,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .api import METHODS, UnlearnMethod
-from .data import Splits, build_splits
+from .data import Splits
 from .defaults import setting_of, store_setting
 from .metrics import accuracy, avg_gap, mia_efficacy, model_outputs, result_flags
-from .models import model_factory
-from .references import train_reference
+from .references import reference_pair
 from .runner import METHOD_ORDER, REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
 from .train import CODE_VERSION
 
@@ -82,13 +81,8 @@ def validation_metrics(model: nn.Module, splits: Splits, device: str | torch.dev
 
 def _seed_state(config: ExperimentConfig, seed: int) -> dict[str, Any]:
     """Splits, task, the original model and both references' validation metrics of one tuning seed."""
-    splits = build_splits(config.split_config(), seed)
-    factory = model_factory(config.model, splits.input_shape, splits.num_classes)
-    key = {"data": splits.fingerprint, "model": config.model}
-    refs = {role: train_reference(role, factory, data, splits.heldout, splits.num_classes, config.recipe, seed, key,
-                                  f"dataset {config.dataset!r}, seed {seed}", config.cache_dir, config.device,
-                                  config.progress)
-            for role, data in (("original", splits.members), ("retrain", splits.retain))}
+    splits, factory, refs = reference_pair(config.split_config(), config.model, config.recipe, seed, config.cache_dir,
+                                           config.device, config.progress)
     return {"splits": splits, "task": splits.task(factory, asdict(config.recipe), config.device),
             "original": refs["original"].model,
             "val": {role: validation_metrics(r.model, splits, config.device) for role, r in refs.items()},
