@@ -6,7 +6,7 @@ for LTU and RL at their tuned defaults on reported (mode, level, seed) cells of 
 next to where the forget set's probabilities lie against the test set's: a reading of reported
 numbers, never a choice of hyper-parameters.
 
-    PYTHONPATH=. python scripts/mia_extremes.py --cells 0.01:3 0.01:0 0.25:2
+    PYTHONPATH=. python scripts/mia_extremes.py --cells 0.01:3 0.01:0 0.25:2 [--ltu-set momentum=0.9]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--mode", default="class", choices=sorted(MODES))
     parser.add_argument("--methods", nargs="+", default=["ltu", "rl"])
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--ltu-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of LTU's tuned defaults, e.g. momentum=0.9 (values parsed as floats)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the sweep's setting: the same models, bit for bit
     print("| level | seed | method | MIA-eff. | forget p: median | forget p: max | test p: min | test p: 1% quantile |")
@@ -41,6 +43,7 @@ def main() -> None:
                                                config.cache_dir, config.device, progress=False)
         task = splits.task(factory, {}, config.device)
         tuned = config.resolved_kwargs()[0]
+        tuned["ltu"] = {**tuned.get("ltu", {}), **{k: float(v) for k, v in (kv.split("=") for kv in args.ltu_set)}}
         for method in ("retrain", *args.methods):
             model = refs["retrain"].model if method == "retrain" else \
                 unlearn(refs["original"].model, task, method, **tuned.get(method, {})).model
