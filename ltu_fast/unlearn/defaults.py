@@ -11,12 +11,11 @@ with no tuned setting of that dataset and model, the methods' constructor defaul
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-from .filelock import locked
+from .filelock import locked, replace_text
 
 __all__ = ["DEFAULTS_PATH", "SETTING_FIELDS", "load_defaults", "lookup", "setting_of", "store_setting"]
 
@@ -64,7 +63,5 @@ def store_setting(entry: dict[str, Any], path: str | Path | None = None) -> dict
                           "another protocol and is dropped: re-tune them with this one", stacklevel=3)
         data["settings"] = [e for e in data["settings"] if e["setting"] != entry["setting"]] + [entry]
         data["settings"].sort(key=lambda e: json.dumps(e["setting"], sort_keys=True))
-        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, file)
+        replace_text(file, json.dumps(data, indent=1, sort_keys=True) + "\n")
     return entry

@@ -1,12 +1,14 @@
-"""An advisory lock for the JSON files several experiment processes update (defaults, sweeps)."""
+"""An advisory lock and an atomic rewrite for the JSON files several experiment processes update
+(defaults, sweeps)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["locked"]
+__all__ = ["locked", "replace_text"]
 
 
 @contextmanager
@@ -26,3 +28,11 @@ def locked(path: str | Path) -> Iterator[Path]:
             yield path
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a per-process temporary file, then a rename), so a
+    reader never sees half a file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ import torch
 
 from .api import UnlearnTask
 from .data import Splits
-from .filelock import locked
+from .filelock import locked, replace_text
 from .metrics import at_chance, avg_gap, evaluate_model
 from .references import reference_pair
 from .runner import ExperimentConfig, available_methods, unlearn
@@ -129,9 +128,7 @@ def _save(path: Path, runs: dict[str, Any]) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(path):
         merged = {**(json.loads(path.read_text()) if path.exists() else {}), **runs}
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(merged, indent=1))
-        os.replace(tmp, path)
+        replace_text(path, json.dumps(merged, indent=1))
     return merged
 
 
