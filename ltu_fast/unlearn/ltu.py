@@ -87,13 +87,12 @@ class LTU(UnlearnMethod):
     """
 
     name = "ltu"
-    # `ltu-fast tune` draws its configurations from this grid (the same budget as every baseline).
-    # Iterations stay fixed: at 15 LTU already takes up to 1/10 of Retrain's time on a busy CPU.
-    # stop_at_target is a knob: on tuning seeds it helps at 2% and 10% access, hurts at 25% (docs/methods.md).
-    # A 12-point grid (the tuning budget, so no draw). On the tuning seeds momentum 0.5 instead of 0.9
-    # cut class-wise validation gaps by ~1 point (0.9 overshoots a removed class to p ~ 1e-9), while
-    # random forgetting kept 0.9; forget_weight 1 (vs 0.5) and ascent_bound gained at most 0.1, so
-    # both are held (0.5, 0.3).
+    # What `ltu-fast tune` searches: a 12-point grid, the same budget as every baseline's, so no draw.
+    # Chosen on the tuning seeds: momentum 0.5 instead of 0.9 cut class-wise validation gaps by ~1
+    # point (0.9 overshoots a removed class to p ~ 1e-9) while random forgetting kept 0.9;
+    # stop_at_target helps at 2% and 10% access and hurts at 25%; forget_weight 1 (vs 0.5) and
+    # ascent_bound gained at most 0.1, so both are held (0.5, 0.3). Iterations stay fixed: at 15 LTU
+    # already takes up to 1/10 of Retrain's time on a busy CPU.
     search_space: ClassVar[dict[str, tuple]] = {"lr": (0.015, 0.025, 0.04), "momentum": (0.5, 0.9),
                                                 "stop_at_target": (False, True), "forget_weight": (0.5,),
                                                 "ascent_bound": (0.3,)}
