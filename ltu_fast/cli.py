@@ -67,7 +67,8 @@ def _setting_args(p: argparse.ArgumentParser, methods: list[str], seeds_help: st
                                        "(default $LTU_FAST_CACHE or ~/.cache/ltu_fast)")
     p.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
                    help="training recipe overrides: epochs, batch_size, lr, momentum, weight_decay, schedule, "
-                        "warmup_epochs, clip_norm")
+                        "warmup_epochs, clip_norm, grad_restrict (IAU's gradient restriction, applied to the "
+                        "original and Retrain; 0 = off)")
     p.add_argument("--defaults", dest="defaults_file", metavar="FILE",
                    help="tuned-defaults file (default: the packaged ltu_fast/unlearn/defaults.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
