@@ -25,8 +25,10 @@ def accumulate_mean_grad(model: nn.Module, data: ArraySplit, weight: float, devi
 class IAU(UnlearnMethod):
     """One Adam step of size ``lr`` on ``mean CE(retain_access) - forget_weight * mean CE(forget)``.
 
-    The optional gradient-restricted training of the original in the paper is not implemented: the
-    comparison starts every method from the same original model.
+    The paper's optional gradient restriction acts on the training of the original, not on this
+    step, so it is a recipe field: ``TrainRecipe.grad_restrict`` (``--recipe grad_restrict=W``),
+    applied to the original and to Retrain alike. Whether it helps IAU is measured in
+    docs/methods.md (IAU paragraph).
     """
 
     name = "iau"
