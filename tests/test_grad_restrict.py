@@ -91,7 +91,7 @@ def test_cache_key_covers_the_restriction():
     def key(recipe):
         return cache_key(role="original", recipe=asdict(recipe), seed=0)
 
-    assert key(TrainRecipe()) == key(TrainRecipe(grad_restrict=0.0))
+    assert key(TrainRecipe()) == key(TrainRecipe(grad_restrict=0.0)) == key(TrainRecipe(grad_restrict=0))
     assert key(TrainRecipe(grad_restrict=0.005)) != key(TrainRecipe())
     assert key(TrainRecipe(grad_restrict=0.005)) != key(TrainRecipe(grad_restrict=0.01))
 

@@ -73,6 +73,7 @@ class TrainRecipe:
             raise ValueError(f"recipe: warmup_epochs and clip_norm must be >= 0, got {self}")
         if not (math.isfinite(self.grad_restrict) and self.grad_restrict >= 0):
             raise ValueError(f"recipe grad_restrict: expected a finite weight >= 0 (0 = off), got {self.grad_restrict!r}")
+        object.__setattr__(self, "grad_restrict", float(self.grad_restrict))  # --recipe grad_restrict=0 keys as 0.0
 
     def safer(self) -> TrainRecipe:
         """The retry recipe for a failed reference: half the peak lr, >= 2 warm-up epochs, clip at 1."""
