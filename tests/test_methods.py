@@ -150,6 +150,18 @@ def test_ssd_dampening_is_bounded_because_the_data_importance_contains_the_forge
         METHODS["ssd"](alpha=0.0)
 
 
+def test_ssd_share_is_alpha_in_units_of_the_ratio_bound(tiny):
+    task, original = tiny
+    bound = (len(task.forget) + len(task.retain_access)) / len(task.forget)
+    by_share = METHODS["ssd"](share=0.6).unlearn(copy.deepcopy(original), task)
+    by_alpha = METHODS["ssd"](alpha=0.6 * bound).unlearn(copy.deepcopy(original), task)
+    assert by_share.info["alpha"] == pytest.approx(0.6 * bound)
+    for a, b in zip(by_share.model.parameters(), by_alpha.model.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="share"):
+        METHODS["ssd"](share=1.0)
+
+
 def test_iau_is_one_adam_step_from_both_full_gradients(tiny):
     task, original = tiny
     lr, w = 1e-3, 2.0
