@@ -53,7 +53,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "second order": {"second_order": True},
     "project instead of pcgrad": {"aggregator": "project"},  # ltu itself is pcgrad (symmetric)
     "removed class: capped ascent": {"class_target": "ascent"},
-    "no stop at the target": {"stop_at_target": False},  # same as "ltu" where the tuned default is False
+    "stop at the target": {"stop_at_target": True},  # the tuner's space holds stop_at_target False
 }
 
 
