@@ -96,15 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
 def build_tune_parser() -> argparse.ArgumentParser:
     from .unlearn.data import DATASETS
     from .unlearn.runner import available_methods
-    from .unlearn.tune import DEFAULT_BUDGET, TUNE_SEEDS
+    from .unlearn.tune import DEFAULT_BUDGET, TUNE_SEEDS, tune_seeds
 
     p = argparse.ArgumentParser(prog="ltu-fast tune",
                                 description="Choose every method's defaults with the same budget, on tuning seeds, "
                                             "without reading the test split; writes the defaults file.")
     p.add_argument("--dataset", nargs="+", choices=sorted(DATASETS), default=["mnist5k"],
                    help="one setting per dataset (default mnist5k)")
-    _setting_args(p, available_methods(), f"tuning seeds (default {' '.join(map(str, TUNE_SEEDS))}; "
-                                          "must not include a reported seed)")
+    _setting_args(p, available_methods(), f"tuning seeds (default {' '.join(map(str, TUNE_SEEDS))}, on digits "
+                                          f"{' '.join(map(str, tune_seeds('digits')))}; must not include a reported seed)")
     p.add_argument("--show", action="store_true", help="print the tables of the stored tuning and exit")
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                    help=f"configurations per method (default {DEFAULT_BUDGET})")
@@ -183,7 +183,7 @@ def tune_main(argv: Sequence[str]) -> int:
         return code
     from .unlearn.references import ReferenceTrainingError
     from .unlearn.runner import ExperimentConfig
-    from .unlearn.tune import TUNE_SEEDS, tune, tune_table
+    from .unlearn.tune import TUNE_SEEDS, tune, tune_seeds, tune_table
 
     args = build_tune_parser().parse_args(argv)
     if args.show:
@@ -196,7 +196,7 @@ def tune_main(argv: Sequence[str]) -> int:
         base = ExperimentConfig(seeds=TUNE_SEEDS)
         changes = _changes(args, base)
         for dataset in args.dataset:
-            config = replace(base, **changes, dataset=dataset)
+            config = replace(base, **{"seeds": tune_seeds(dataset), **changes}, dataset=dataset)
             entry = tune(config, args.budget, command=command, defaults_file=config.defaults_file)
             print(tune_table(entry))
     except (ValueError, FileNotFoundError, TypeError, ReferenceTrainingError) as err:

@@ -329,7 +329,10 @@ def test_sweep_summary_compares_against_the_best_different_row():
     from ltu_fast.unlearn.sweep import summary
 
     gaps = {"ltu": [1.0, 2.0, 1.5], "same as ltu": [1.0, 2.0, 1.5], "other": [1.2, 2.1, 1.9]}
-    runs = {f"random|0.1|{s}|{lb}": {"gap": g[s], "TA": 97.0, "RA": 99.0, "RTE_share": 0.03}
+    runs = {f"random|0.1|{s}|{lb}": {"gap": g[s], "TA": 97.0, "RA": 99.0, "RTE_share": 0.03, "flags": []}
             for lb, g in gaps.items() for s in range(3)}
+    runs["random|0.1|1|other"]["flags"] = ["damaged"]
+    runs["random|0.1|2|other"]["flags"] = ["no-op"]
     text = summary(runs, list(gaps), (0.1,), ("random",), (0, 1, 2))
     assert "vs other" in text and "vs same as ltu" not in text
+    assert "1.73 ± 0.47 ‡1 °1 |" in text  # the flags of each cell are counted, not hidden

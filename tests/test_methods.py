@@ -101,6 +101,20 @@ def test_retrain_ignores_the_given_model(tiny):
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
+def test_ft_budget_is_a_share_of_retrains_sample_gradients(tiny):
+    task, original = tiny
+    task = copy.copy(task)
+    task.retain_size, task.retain_full = len(task.retain_full), Forbidden()  # the count, never the data
+    # Retrain: 3 epochs over 120 samples = 360 sample-gradients; a quarter of it in batches of 16 -> 6 steps
+    assert METHODS["ft"](budget=0.25, batch_size=16).unlearn(copy.deepcopy(original), task).info["steps"] == 6
+    assert METHODS["ft"](epochs=2, batch_size=16).unlearn(copy.deepcopy(original), task).info["steps"] == 4
+    with pytest.raises(ValueError, match="budget"):
+        METHODS["ft"](budget=-1.0)
+    task.retain_size = 0
+    with pytest.raises(ValueError, match="retain_size"):
+        METHODS["ft"](budget=0.5).unlearn(copy.deepcopy(original), task)
+
+
 def test_ga_raises_forget_loss_and_salun_masks_half_the_weights(tiny):
     task, original = tiny
     loss = lambda m: F.cross_entropy(m(task.forget.x), task.forget.y).item()
@@ -118,6 +132,34 @@ def test_ssd_dampens_only_forget_specific_parameters(tiny):
         ratio = torch.where(old != 0, new / old, torch.ones_like(old))
         assert ((ratio >= 0) & (ratio <= 1 + 1e-6)).all()  # only shrinks toward zero, never flips or grows
     assert 0 < result.info["dampened_share"] < 1
+
+
+@pytest.mark.parametrize("lam", [0.5, 1.0])
+def test_ssd_dampening_is_bounded_because_the_data_importance_contains_the_forget_set(tiny, lam):
+    """I_D includes D_f, so I_f / I_D <= |D| / |D_f| and no parameter shrinks below lam * |D_f| / |D|."""
+    task, original = tiny
+    floor = lam * len(task.forget) / (len(task.forget) + len(task.retain_access))
+    result = METHODS["ssd"](alpha=1.0, lam=lam).unlearn(copy.deepcopy(original), task)
+    ratios = torch.cat([torch.where(old != 0, new / old, torch.ones_like(old)).flatten()
+                        for new, old in zip(result.model.parameters(), original.parameters())])
+    assert ratios.min() >= floor * (1 - 1e-5) and (ratios < 1).any()
+    ceiling = (len(task.forget) + len(task.retain_access)) / len(task.forget)
+    untouched = METHODS["ssd"](alpha=ceiling * 1.001).unlearn(copy.deepcopy(original), task)
+    assert untouched.info["dampened_share"] == 0  # above the bound nothing can be selected
+    with pytest.raises(ValueError, match="alpha"):
+        METHODS["ssd"](alpha=0.0)
+
+
+def test_ssd_share_is_alpha_in_units_of_the_ratio_bound(tiny):
+    task, original = tiny
+    bound = (len(task.forget) + len(task.retain_access)) / len(task.forget)
+    by_share = METHODS["ssd"](share=0.6).unlearn(copy.deepcopy(original), task)
+    by_alpha = METHODS["ssd"](alpha=0.6 * bound).unlearn(copy.deepcopy(original), task)
+    assert by_share.info["alpha"] == pytest.approx(0.6 * bound)
+    for a, b in zip(by_share.model.parameters(), by_alpha.model.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="share"):
+        METHODS["ssd"](share=1.0)
 
 
 def test_iau_is_one_adam_step_from_both_full_gradients(tiny):

@@ -8,7 +8,16 @@ import torch
 from torch import nn
 
 from ltu_fast.unlearn.api import ArraySplit
-from ltu_fast.unlearn.metrics import accuracy, avg_gap, evaluate_model, mean_std, mia_efficacy, mia_lr, model_outputs
+from ltu_fast.unlearn.metrics import (
+    accuracy,
+    avg_gap,
+    evaluate_model,
+    mean_std,
+    mia_efficacy,
+    mia_lr,
+    model_outputs,
+    result_flags,
+)
 
 
 class _FixedLogits(nn.Module):
@@ -41,7 +50,9 @@ def test_evaluate_model_ua_ra_ta():
     forget, retain, test = _split(4, [0, 1, 1, 1]), _split(4, [0, 0, 0, 1]), _split(4, [0, 0, 1, 1])
     out = evaluate_model(model, forget, retain, test)
     assert out["UA"] == pytest.approx(75.0) and out["RA"] == pytest.approx(75.0) and out["TA"] == pytest.approx(50.0)
-    assert set(out) == {"UA", "RA", "TA", "MIA", "MIA_LR"}
+    assert set(out) == {"UA", "RA", "TA", "MIA", "MIA_LR", "FC"}
+    p_true = torch.softmax(torch.tensor([5.0, 0.0]), 0)
+    assert out["FC"] == pytest.approx(100 * (p_true[0] + 3 * p_true[1]).item() / 4)  # forget labels 0, 1, 1, 1
 
 
 def test_mia_efficacy_separable_by_hand():
@@ -87,3 +98,26 @@ def test_diverged_model_is_scored_not_crashed():
     _, prob, loss = model_outputs(model, split)
     assert np.isfinite(prob).all() and np.isfinite(loss).all()
     assert 0.0 <= evaluate_model(model, split, split, split)["MIA"] <= 100.0
+
+
+def _row(ta: float = 97.0, ra: float = 99.5, ua: float = 1.0, mia: float = 2.0, fc: float = 99.0) -> dict[str, float]:
+    return {"UA": ua, "RA": ra, "TA": ta, "MIA": mia, "FC": fc}
+
+
+def test_result_flags_damaged_is_relative_to_retrain_and_at_chance_wins():
+    original, retrain = _row(), _row(ta=96.0, ua=3.0, fc=90.0)  # retrain's TA margin: 86 above chance 10
+    line = 10.0 + 0.75 * 86.0
+    assert result_flags(_row(ta=line - 0.1, ua=5.0), original, retrain, 10) == ["damaged"]
+    assert result_flags(_row(ta=line + 0.1, ua=5.0), original, retrain, 10) == []
+    assert result_flags(_row(ra=50.0, ua=5.0), original, retrain, 10) == ["damaged"]
+    assert result_flags(_row(ta=12.0, ua=5.0), original, retrain, 10) == ["at chance"]
+
+
+def test_result_flags_no_op_reads_the_forget_confidence_when_no_metric_moved():
+    original, retrain = _row(fc=99.0), _row(ua=3.0, fc=89.0)
+    assert result_flags(_row(fc=99.0), original, retrain, 10) == ["no-op"]
+    assert result_flags(_row(fc=98.2), original, retrain, 10) == ["no-op"]  # 8% of the way
+    assert result_flags(_row(fc=97.0), original, retrain, 10) == []  # 20% of the way: it unlearned
+    assert result_flags(_row(fc=99.5), original, retrain, 10) == ["no-op"]  # away from Retrain
+    assert result_flags(_row(fc=99.0, mia=3.0), original, retrain, 10) == []  # a metric moved
+    assert result_flags(_row(fc=99.0), original, _row(fc=99.5), 10) == ["no-op"]  # Retrain no less sure

@@ -184,3 +184,17 @@ def test_cli_tune_show_prints_the_stored_tables(tmp_path, capsys):
     assert main(["tune", "--show", "--defaults", str(tmp_path / "d.json")]) == 0
     out = capsys.readouterr().out
     assert "the untouched original scores 0.50" in out and "| ga | 1 | lr=1.0 | 0.50 |" in out
+
+
+def test_cli_tune_default_seeds_depend_on_the_dataset(tmp_path, monkeypatch):
+    """digits tunes on five seeds (its trials take seconds, its small splits are noisy), mnist5k on two;
+    an explicit --seeds wins."""
+    from ltu_fast.unlearn import tune as tune_mod
+
+    seen = []
+    monkeypatch.setattr(tune_mod, "tune", lambda config, *a, **k: seen.append(config.seeds) or {})
+    monkeypatch.setattr(tune_mod, "tune_table", lambda entry: "")
+    args = ["tune", "--methods", "noop_test", "--defaults", str(tmp_path / "d.json")]
+    assert main([*args, "--dataset", "digits", "mnist5k"]) == 0
+    assert main([*args, "--dataset", "digits", "--seeds", "200", "201"]) == 0
+    assert seen == [(100, 101, 102, 103, 104), (100, 101), (200, 201)]

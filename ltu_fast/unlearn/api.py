@@ -64,6 +64,7 @@ class UnlearnTask:
     train_recipe: dict[str, Any] = field(default_factory=dict)  # epochs, lr, batch_size... of the original
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
+    retain_size: int = 0  # len(retain_full), a count and no data: sizes a method's work against Retrain's
 
 
 @dataclass

@@ -251,7 +251,8 @@ class Splits:
         """The :class:`UnlearnTask` a method sees (the test split stays out of it)."""
         return UnlearnTask(forget=self.forget, retain_access=self.retain_access, heldout=self.heldout,
                            retain_full=self.retain, num_classes=self.num_classes, model_factory=model_factory,
-                           train_recipe=dict(train_recipe or {}), device=torch.device(device), seed=self.seed)
+                           train_recipe=dict(train_recipe or {}), device=torch.device(device), seed=self.seed,
+                           retain_size=len(self.retain))
 
 
 def _standardise(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:

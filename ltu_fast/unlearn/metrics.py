@@ -10,6 +10,8 @@ All scores are percentages. The MIA functions take plain arrays so they can be c
 * MIA-LR: logistic regression on the per-sample loss, forget (member) vs test (non-member), equal
   sizes, cross-validated accuracy. 50 = the attacker cannot tell forget from unseen data.
 * Avg. Gap: mean |Δ| to Retrain over UA, RA, TA, MIA.
+* FC: mean true-class probability (%) on the forget set, not a reported column: the continuous
+  trace of unlearning that the flags read when no discrete metric moved.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ __all__ = [
     "at_chance",
     "avg_gap",
     "chance_level",
+    "damaged",
     "evaluate_model",
+    "forget_confidence",
+    "forget_progress",
     "mean_std",
     "mia_efficacy",
     "mia_lr",
@@ -43,6 +48,8 @@ __all__ = [
 
 GAP_KEYS = ("UA", "RA", "TA", "MIA")
 MAX_LOSS = 1e4  # stands in for non-finite per-sample losses
+DAMAGE_KEEP = 0.75  # share of Retrain's accuracy margin above chance a result must keep (flag "damaged")
+NOOP_PROGRESS = 0.1  # forget-confidence progress towards Retrain below which unchanged metrics mean "no-op"
 
 
 @torch.no_grad()
@@ -67,6 +74,11 @@ def model_outputs(model: nn.Module, data: ArraySplit, device: str | torch.device
     return torch.cat(correct).numpy(), prob_all.numpy(), loss_all.numpy()
 
 
+def forget_confidence(prob_forget: np.ndarray) -> float:
+    """FC: mean true-class probability (%) on the forget set."""
+    return 100.0 * float(np.mean(prob_forget)) if len(prob_forget) else float("nan")
+
+
 def accuracy(correct: np.ndarray) -> float:
     return 100.0 * float(np.mean(correct)) if len(correct) else float("nan")
 
@@ -82,12 +94,41 @@ def at_chance(acc: float, num_classes: int, share: float = 0.1) -> bool:
     return not acc >= chance + share * (100.0 - chance)
 
 
-def result_flags(metrics: Mapping[str, float], original: Mapping[str, float], num_classes: int,
-                 accuracies: Iterable[str] = ("TA", "RA"), keys: Iterable[str] = GAP_KEYS) -> list[str]:
-    """What makes a result not a result: ``"at chance"`` (any of ``accuracies`` at chance: a collapsed
-    model) and ``"no-op"`` (every one of ``keys`` equal to the original's: nothing a metric can see)."""
+def damaged(acc: float, reference_acc: float, num_classes: int, keep: float = DAMAGE_KEEP) -> bool:
+    """True when ``acc`` keeps less than ``keep`` of the reference's (Retrain's) margin above chance:
+    a quarter of the model's useful accuracy gone is a broken model, not an unlearning trade-off."""
+    chance = chance_level(num_classes)
+    return not acc >= chance + keep * (reference_acc - chance)
+
+
+def forget_progress(metrics: Mapping[str, float], original: Mapping[str, float],
+                    retrain: Mapping[str, float]) -> float:
+    """How far the forget set's mean true-class probability (FC) moved from the original's towards
+    Retrain's: 0 = not at all, 1 = all the way (negative = away from Retrain)."""
+    span = original["FC"] - retrain["FC"]
+    return (original["FC"] - metrics["FC"]) / span if span > 0 else 0.0
+
+
+def result_flags(metrics: Mapping[str, float], original: Mapping[str, float], retrain: Mapping[str, float],
+                 num_classes: int, accuracies: Iterable[str] = ("TA", "RA"),
+                 keys: Iterable[str] = GAP_KEYS) -> list[str]:
+    """What makes a result not a result.
+
+    * ``"at chance"``: any of ``accuracies`` at chance (a collapsed model);
+    * ``"damaged"``: any of them below 3/4 of Retrain's margin above chance (see :func:`damaged`);
+    * ``"no-op"``: every one of ``keys`` equal to the original's *and* the forget set's confidence
+      moved less than ``NOOP_PROGRESS`` of the way to Retrain's. The second half keeps a method that
+      did unlearn (e.g. lowered the forget set's confidence to Retrain's) but flipped no prediction,
+      which on a small, well-fitted dataset can be the right answer, from being called a no-op.
+    """
+    accuracies = tuple(accuracies)
     flags = ["at chance"] if any(at_chance(metrics[k], num_classes) for k in accuracies) else []
-    return flags + (["no-op"] if all(metrics[k] == original[k] for k in keys) else [])
+    if any(damaged(metrics[k], retrain[k], num_classes) for k in accuracies) and not flags:
+        flags.append("damaged")
+    unchanged = all(metrics[k] == original[k] for k in keys)
+    if unchanged and forget_progress(metrics, original, retrain) < NOOP_PROGRESS:
+        flags.append("no-op")
+    return flags
 
 
 def _balanced(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +180,7 @@ def evaluate_model(model: nn.Module, forget: ArraySplit, retain: ArraySplit, tes
     c_r, p_r, _ = model_outputs(model, retain, device)
     c_t, p_t, l_t = model_outputs(model, test, device)
     out = {"UA": 100.0 - accuracy(c_f), "RA": accuracy(c_r), "TA": accuracy(c_t),
-           "MIA": mia_efficacy(p_r, p_t, p_f, seed), "MIA_LR": mia_lr(l_f, l_t, seed)}
+           "MIA": mia_efficacy(p_r, p_t, p_f, seed), "MIA_LR": mia_lr(l_f, l_t, seed), "FC": forget_confidence(p_f)}
     if test_forgotten is not None and len(test_forgotten):
         out["UA_test"] = 100.0 - accuracy(model_outputs(model, test_forgotten, device)[0])
     return out

@@ -67,8 +67,10 @@ def _footer(results: dict[str, Any]) -> str:
     lines = [(f"Mean ± std over seeds {seeds}. Avg. Gap = mean |Δ| to Retrain over UA/RA/TA/MIA. "
               "Δ Gap vs best other: per-seed paired difference of Avg. Gap to the best other method, mean "
               "[95% t-interval]; an interval containing 0 is within seed noise."),
-             ("Flags: 'at chance' = TA or RA within 10% of the range above chance (averaged in, not dropped); "
-              "'no-op' = UA, RA, TA and MIA-eff. equal to the original's.")]
+             ("Flags (averaged in, not dropped): 'at chance' = TA or RA within 10% of the range above chance; "
+              "'damaged' = TA or RA below 3/4 of Retrain's margin above chance; 'no-op' = UA, RA, TA and "
+              "MIA-eff. equal to the original's and the forget set's mean true-class probability moved less "
+              "than 10% of the way to Retrain's.")]
     retries = _retries(results)
     lines.append("Reference checks: " + ("; ".join(retries) if retries else
                                          "every original and Retrain passed with the default recipe") +

@@ -269,7 +269,7 @@ def _run_seed(exp: _Experiment, seed: int, bar: tqdm) -> None:
             info = {k: v for k, v in result.info.items() if k not in ("rte", "config")}
             exp.record(method, seed, {**metrics, "gap": avg_gap(metrics, reference), "RTE": result.info["rte"],
                                       "conflict_rate": info.pop("conflict_rate", None),
-                                      "flags": result_flags(metrics, untouched, splits.num_classes),
+                                      "flags": result_flags(metrics, untouched, reference, splits.num_classes),
                                       "method_config": result.info["config"], "info": info})
         bar.update(1)
 

@@ -32,7 +32,7 @@ import torch
 from .api import UnlearnTask
 from .data import Splits
 from .filelock import locked, replace_text
-from .metrics import at_chance, avg_gap, evaluate_model
+from .metrics import avg_gap, evaluate_model, result_flags
 from .references import reference_pair
 from .runner import ExperimentConfig, available_methods, unlearn
 from .stats import paired_interval
@@ -40,6 +40,7 @@ from .stats import paired_interval
 __all__ = ["ABLATIONS", "LEVELS", "MODES", "Reference", "reference", "run_grid", "score", "summary"]
 
 LEVELS = (0.01, 0.02, 0.05, 0.1, 0.25)
+FLAG_MARKS = {"at chance": "†", "damaged": "‡", "no-op": "°"}
 MODES: dict[str, dict[str, Any]] = {"random": {"forget_mode": "random"},
                                     "class": {"forget_mode": "class", "forget_classes": (3,)}}
 # The paper's ablations, as LTU keyword overrides of its (tuned) defaults; "ltu" is the default,
@@ -52,7 +53,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "second order": {"second_order": True},
     "project instead of pcgrad": {"aggregator": "project"},  # ltu itself is pcgrad (symmetric)
     "removed class: capped ascent": {"class_target": "ascent"},
-    "no stop at the target": {"stop_at_target": False},  # same as "ltu" where the tuned default is False
+    "stop at the target": {"stop_at_target": True},  # the tuner's space holds stop_at_target False
 }
 
 
@@ -63,6 +64,7 @@ class Reference:
     splits: Splits
     task: UnlearnTask
     original: torch.nn.Module
+    original_scores: dict[str, float]
     retrain_scores: dict[str, float]
     retrain_seconds: float
 
@@ -80,9 +82,9 @@ def reference(config: ExperimentConfig, seed: int, how: str = "test") -> Referen
     splits, factory, refs = reference_pair(config.split_config(), config.model, config.recipe, seed, config.cache_dir,
                                            config.device, progress=False)
     task = splits.task(factory, asdict(config.recipe), config.device)
-    retrain = refs["retrain"]
-    return Reference(splits, task, refs["original"].model, score(retrain.model, splits, how, config.device),
-                     retrain.seconds)
+    original, retrain = refs["original"].model, refs["retrain"]
+    return Reference(splits, task, original, score(original, splits, how, config.device),
+                     score(retrain.model, splits, how, config.device), retrain.seconds)
 
 
 def run_method(ref: Reference, method: str, kwargs: dict[str, Any], how: str = "test",
@@ -93,6 +95,7 @@ def run_method(ref: Reference, method: str, kwargs: dict[str, Any], how: str = "
     out["gap"] = avg_gap(out, ref.retrain_scores)
     out["RTE"] = result.info["rte"]
     out["RTE_share"] = result.info["rte"] / ref.retrain_seconds
+    out["flags"] = result_flags(out, ref.original_scores, ref.retrain_scores, ref.splits.num_classes)
     for key in ("mia_heldout_accuracy", "mia_member_rate_forget_after"):
         if key in result.info:
             out[key] = float(np.mean(result.info[key]))
@@ -133,9 +136,9 @@ def _save(path: Path, runs: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float], modes: Sequence[str],
-            seeds: Sequence[int], focus: str = "ltu", num_classes: int = 10) -> str:
-    """Markdown: mean ± std Avg. Gap per label and level (†k: k seeds at chance accuracy, a collapse,
-    averaged in but marked), rank of ``focus`` and its paired interval against the best other label
+            seeds: Sequence[int], focus: str = "ltu") -> str:
+    """Markdown: mean ± std Avg. Gap per label and level (marked with how many seeds carry each
+    flag of ``metrics.result_flags``: †k at chance, ‡k damaged, °k no-op; averaged in, not dropped), rank of ``focus`` and its paired interval against the best other label
     (smallest mean gap) at each (mode, level), and its time as a share of Retrain's."""
     lines = []
     for mode in modes:
@@ -147,9 +150,8 @@ def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float]
             cells = []
             for lv in levels:
                 g = [x for x in gaps[lb, lv] if x is not None]
-                collapsed = sum(any(at_chance(r[k], num_classes) for k in ("TA", "RA"))
-                                for r in (runs.get(f"{mode}|{lv}|{s}|{lb}") for s in seeds) if r)
-                mark = f" †{collapsed}" if collapsed else ""
+                flags = [f for r in (runs.get(f"{mode}|{lv}|{s}|{lb}") for s in seeds) if r for f in r["flags"]]
+                mark = "".join(f" {sign}{flags.count(flag)}" for flag, sign in FLAG_MARKS.items() if flag in flags)
                 cells.append(f"{statistics.fmean(g):.2f} ± {statistics.stdev(g) if len(g) > 1 else 0:.2f}{mark}"
                              if g else "–")
             lines.append(f"| {lb} | " + " | ".join(cells) + " |")

@@ -1,5 +1,5 @@
 """SSD (Foster et al., AAAI'24): no training. Parameters far more important to the forget set than
-to retained data (diagonal Fisher ratio above ``alpha``) are dampened by ``min(lam * I_r / I_f, 1)``."""
+to the training data (diagonal Fisher ratio above ``alpha``) are dampened by ``min(lam * I_D / I_f, 1)``."""
 
 from __future__ import annotations
 
@@ -34,25 +34,39 @@ def diagonal_fisher(model: nn.Module, data: ArraySplit, device: torch.device, ch
 
 @register_method
 class SSD(UnlearnMethod):
-    """Fisher on ``forget`` vs on ``retain_access`` (the paper uses the full training set; the access
-    rules allow only the subset). ``alpha``: selection threshold, ``lam``: dampening constant."""
+    """Fisher on ``forget`` (I_f) vs on the training data a method may read (I_D: ``retain_access`` and
+    ``forget`` together, size-weighted; the paper takes all of D, which contains D_f).
+
+    Because D contains D_f, ``I_f / I_D`` is at most ``|D| / |D_f|`` and a selected parameter keeps at
+    least ``lam * |D_f| / |D|`` of its value. Estimating I_D on the retain subset alone (as an earlier
+    version did) makes the ratio unbounded: a parameter whose retain importance is near zero by
+    chance in a small subset was zeroed, which wrecked the model on some seeds and left it untouched
+    on others (no alpha was safe on digits). ``alpha``: selection threshold, ``lam``: dampening.
+    """
 
     name = "ssd"
-    # The whole budget on alpha (lam barely moves the result; the paper's 1 is kept): a log grid from
-    # class forgetting's useful range (5-30) to where random forgetting turns into a no-op (2000+).
-    search_space: ClassVar[dict[str, tuple]] = {
-        "alpha": (5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 1500.0, 2000.0)}
+    # Tuned through ``share`` (below): one grid that means the same selection rule in every setting.
+    search_space: ClassVar[dict[str, tuple]] = {"share": (0.5, 0.7, 0.8, 0.9, 0.95, 0.98), "lam": (0.5, 1.0)}
 
-    def __init__(self, alpha: float = 100.0, lam: float = 1.0):
-        self.alpha, self.lam = alpha, lam
+    def __init__(self, alpha: float = 1.2, lam: float = 1.0, share: float | None = None):
+        """``share``, when given, replaces ``alpha`` by ``share * |D| / |D_f|``: a parameter is selected
+        when more than ``share`` of its (size-weighted) importance comes from the forget set. The
+        paper's alpha means a different share at every retain-access level (alpha must stay below
+        ``|D| / |D_f|``: about 1.1 at 1% access, 3.5 at 25%), so a fixed alpha grid would waste
+        most of its points on settings where they select nothing."""
+        if not alpha > 0 or not lam > 0:
+            raise ValueError(f"SSD: alpha and lam must be > 0, got alpha={alpha}, lam={lam}")
+        if share is not None and not 0 < share < 1:
+            raise ValueError(f"SSD: share must lie in (0, 1), got {share}")
+        self.alpha, self.lam, self.share = alpha, lam, share
 
     @torch.no_grad()
-    def _dampen(self, model: nn.Module, forget_fisher, retain_fisher) -> float:
+    def _dampen(self, model: nn.Module, forget_fisher, data_fisher, alpha: float) -> float:
         selected = total = 0
         for k, p in model.named_parameters():
-            i_f, i_r = forget_fisher[k], retain_fisher[k]
-            chosen = i_f > self.alpha * i_r
-            factor = (self.lam * i_r / i_f.clamp_min(torch.finfo(i_f.dtype).tiny)).clamp(max=1.0)
+            i_f, i_d = forget_fisher[k], data_fisher[k]
+            chosen = i_f > alpha * i_d
+            factor = (self.lam * i_d / i_f.clamp_min(torch.finfo(i_f.dtype).tiny)).clamp(max=1.0)
             p.mul_(torch.where(chosen, factor, torch.ones_like(factor)))
             selected += int(chosen.sum())
             total += chosen.numel()
@@ -63,5 +77,8 @@ class SSD(UnlearnMethod):
         with torch.enable_grad():
             forget_fisher = diagonal_fisher(model, task.forget, task.device)
             retain_fisher = diagonal_fisher(model, task.retain_access, task.device)
-        share = self._dampen(model, forget_fisher, retain_fisher)
-        return UnlearnResult(model, {"dampened_share": share})
+        n_f, n_r = len(task.forget), len(task.retain_access)
+        data_fisher = {k: (n_f * forget_fisher[k] + n_r * retain_fisher[k]) / (n_f + n_r) for k in forget_fisher}
+        alpha = self.alpha if self.share is None else self.share * (n_f + n_r) / n_f
+        dampened = self._dampen(model, forget_fisher, data_fisher, alpha)
+        return UnlearnResult(model, {"dampened_share": dampened, "alpha": alpha})
