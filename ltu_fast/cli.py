@@ -183,7 +183,7 @@ def tune_main(argv: Sequence[str]) -> int:
         return code
     from .unlearn.references import ReferenceTrainingError
     from .unlearn.runner import ExperimentConfig
-    from .unlearn.tune import TUNE_SEEDS, tune, tune_seeds, tune_table
+    from .unlearn.tune import tune, tune_seeds, tune_table
 
     args = build_tune_parser().parse_args(argv)
     if args.show:
@@ -193,7 +193,7 @@ def tune_main(argv: Sequence[str]) -> int:
         return 0
     command = "ltu-fast tune " + shlex.join(argv)
     try:
-        base = ExperimentConfig(seeds=TUNE_SEEDS)
+        base = ExperimentConfig()  # seeds: tune_seeds(dataset) unless --seeds is given
         changes = _changes(args, base)
         for dataset in args.dataset:
             config = replace(base, **{"seeds": tune_seeds(dataset), **changes}, dataset=dataset)

@@ -88,17 +88,21 @@ def chance_level(num_classes: int) -> float:
     return 100.0 / num_classes
 
 
+def _below(acc: float, num_classes: int, top: float, share: float) -> bool:
+    """True when ``acc`` is under ``share`` of the way from chance to ``top`` (NaN counts as under)."""
+    chance = chance_level(num_classes)
+    return not acc >= chance + share * (top - chance)
+
+
 def at_chance(acc: float, num_classes: int, share: float = 0.1) -> bool:
     """True when ``acc`` lies within ``share`` of the range above chance: a collapsed model, not a result."""
-    chance = chance_level(num_classes)
-    return not acc >= chance + share * (100.0 - chance)
+    return _below(acc, num_classes, 100.0, share)
 
 
 def damaged(acc: float, reference_acc: float, num_classes: int, keep: float = DAMAGE_KEEP) -> bool:
     """True when ``acc`` keeps less than ``keep`` of the reference's (Retrain's) margin above chance:
     a quarter of the model's useful accuracy gone is a broken model, not an unlearning trade-off."""
-    chance = chance_level(num_classes)
-    return not acc >= chance + keep * (reference_acc - chance)
+    return _below(acc, num_classes, reference_acc, keep)
 
 
 def forget_progress(metrics: Mapping[str, float], original: Mapping[str, float],

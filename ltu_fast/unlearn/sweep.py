@@ -137,9 +137,10 @@ def _save(path: Path, runs: dict[str, Any]) -> dict[str, Any]:
 
 def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float], modes: Sequence[str],
             seeds: Sequence[int], focus: str = "ltu") -> str:
-    """Markdown: mean ± std Avg. Gap per label and level (marked with how many seeds carry each
-    flag of ``metrics.result_flags``: †k at chance, ‡k damaged, °k no-op; averaged in, not dropped), rank of ``focus`` and its paired interval against the best other label
-    (smallest mean gap) at each (mode, level), and its time as a share of Retrain's."""
+    """Markdown: mean ± std Avg. Gap per label and level (marked with how many seeds carry each flag
+    of ``metrics.result_flags``: †k at chance, ‡k damaged, °k no-op; averaged in, not dropped), rank
+    of ``focus`` and its paired interval against the best other label (smallest mean gap) at each
+    (mode, level), and its time as a share of Retrain's."""
     lines = []
     for mode in modes:
         lines += [f"\n**{mode} forgetting** (Avg. Gap, mean ± std over seeds {list(seeds)})\n",

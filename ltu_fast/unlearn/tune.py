@@ -51,11 +51,6 @@ TUNE_SEEDS = (100, 101)
 # digits: a trial takes under a second, and its splits are small (~130 forget, ~115 accessible retain,
 # ~145 held-out samples), so one seed says little about a configuration's stability: five seeds there.
 DATASET_TUNE_SEEDS = {"digits": (100, 101, 102, 103, 104)}
-
-
-def tune_seeds(dataset: str) -> tuple[int, ...]:
-    """The default tuning seeds of ``dataset`` (disjoint from the reported seeds 0-4)."""
-    return DATASET_TUNE_SEEDS.get(dataset, TUNE_SEEDS)
 DEFAULT_BUDGET = 12  # each baseline's space has exactly this many points (its whole grid); larger spaces are drawn from
 REPORTED_SEEDS = ExperimentConfig().seeds
 VAL_KEYS = ("UA", "RA", "VA", "MIA")
@@ -63,6 +58,11 @@ CRITERION = ("mean over tuning seeds of mean |Δ| to Retrain over UA (forget), R
              "VA (held-out non-members), MIA-efficacy (members = accessible retain, non-members = held-out); "
              "configurations at chance, damaged (accuracy below 3/4 of Retrain's margin above chance) or "
              "no-op (metrics and forget confidence unmoved) on any tuning seed excluded; no test data")
+
+
+def tune_seeds(dataset: str) -> tuple[int, ...]:
+    """The default tuning seeds of ``dataset`` (disjoint from the reported seeds 0-4)."""
+    return DATASET_TUNE_SEEDS.get(dataset, TUNE_SEEDS)
 
 
 def candidates(method: type[UnlearnMethod], budget: int, seed: int = 0) -> list[dict[str, Any]]:

@@ -39,12 +39,12 @@ class FineTune(UnlearnMethod):
         self.epochs, self.lr, self.batch_size, self.l1, self.budget = epochs, lr, batch_size, l1, budget
 
     def _steps(self, task: UnlearnTask) -> int:
-        batch = min(self.batch_size, len(task.retain_access))
         if self.budget is None:
             return self.epochs * steps_per_epoch(task.retain_access, self.batch_size)
         if not task.retain_size or "epochs" not in task.train_recipe:
             raise ValueError(f"{self.name}: budget needs the task's retain_size and train_recipe['epochs']")
         retrain_samples = task.train_recipe["epochs"] * task.retain_size
+        batch = min(self.batch_size, len(task.retain_access))  # what `endless` draws per step
         return max(1, math.ceil(self.budget * retrain_samples / batch))
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
