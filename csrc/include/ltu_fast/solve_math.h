@@ -1,12 +1,12 @@
 // Per-segment coefficient solve shared by the C++ CPU and CUDA backends (one definition).
 //
-// Semantics are those of ltu_fast/aggregators.py (the torch reference) applied to one segment's
+// Semantics are those of ltu_fast/aggregators/ (the torch reference) applied to one segment's
 // K x K Gram matrix G (row-major float32), with objective weights w:
 //   G' = diag(w) G diag(w);  beta = w * aggregator(G')
 //   sum:     beta_k = 1
 //   pcgrad:  c_i = e_i, then for j in the visit order of i: c_i[j] -= min(<c_i, G'[:, j]> / G'jj, 0)
 //            (0 where G'jj = 0); beta = sum_i c_i. Fixed order: j ascending; random order:
-//            ascending pcgrad_key(seed, step, i, j) (see below, mirrored in aggregators.py).
+//            ascending pcgrad_key(seed, step, i, j) (see below, mirrored in aggregators/pcgrad.py).
 //   project: beta = 1, beta_r -= sum_{i != r} min(G'ir / G'rr, 0)
 //   mgda:    K = 2 closed form (min-norm point on the segment), K > 2 Frank-Wolfe with a fixed
 //            number of iterations and exact line search.
