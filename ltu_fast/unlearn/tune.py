@@ -162,7 +162,8 @@ def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: in
 
 
 def tune_table(entry: dict[str, Any]) -> str:
-    """Markdown: per method the trials, the choice, its validation gap and the runner-up's."""
+    """Markdown of a defaults entry: per method the configurations tried, the choice, its validation
+    gap and the runner-up's."""
     s, p = entry["setting"], entry["protocol"]
     untouched = np.mean([avg_gap(r["val"]["original"], r["val"]["retrain"], VAL_KEYS)
                          for r in entry["references"].values()])
@@ -173,11 +174,10 @@ def tune_table(entry: dict[str, Any]) -> str:
              "| method | configs | chosen | val. gap | next best | flagged configs |", "|---|---|---|---|---|---|"]
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     for method, rec in sorted(entry["methods"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
-        ranked = sorted((t for t in rec["trials"] if not t["flags"]), key=lambda t: t["score"])
-        runner_up = f"{ranked[1]['score']:.2f}" if len(ranked) > 1 else "–"
+        runner_up = "–" if rec["runner_up"] is None else f"{rec['runner_up']:.2f}"
         chosen = ", ".join(f"{k}={v}" for k, v in rec["chosen"].items()) or "(no knobs)"
-        flagged = f"{sum(bool(t['flags']) for t in rec['trials'])}" + (f" ⚠ {rec['warning']}" if "warning" in rec else "")
-        lines.append(f"| {method} | {len(rec['trials'])} | {chosen} | {rec['score']:.2f} | {runner_up} | {flagged} |")
+        flagged = f"{rec['flagged']}" + (f" ⚠ {rec['warning']}" if "warning" in rec else "")
+        lines.append(f"| {method} | {rec['configs']} | {chosen} | {rec['score']:.2f} | {runner_up} | {flagged} |")
     runs = sorted({(r["run"]["command"], r["run"]["date"], r["run"]["seconds"]) for r in entry["methods"].values()})
     lines += ["", *(f"Tuned by `{cmd}` on {date} ({sec:.0f} s)." for cmd, date, sec in runs)]
     return "\n".join(lines) + "\n"
