@@ -13,14 +13,16 @@ The test split is for evaluation only and is not part of the task.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-__all__ = ["METHODS", "ArraySplit", "UnlearnMethod", "UnlearnResult", "UnlearnTask", "register_method"]
+__all__ = ["METHODS", "METHOD_ORDER", "REFERENCE_ROWS", "ArraySplit", "UnlearnMethod", "UnlearnResult", "UnlearnTask",
+           "available_methods", "register_method", "resolve_methods"]
 
 
 @dataclass
@@ -103,3 +105,32 @@ def register_method(cls: type[UnlearnMethod]) -> type[UnlearnMethod]:
     """Class decorator: make a method available by its ``name`` to the runner and the CLI."""
     METHODS[cls.name] = cls
     return cls
+
+
+# Where the methods live; imported lazily so the registry works before (or without) each of them.
+_METHOD_MODULES = ("ltu_fast.unlearn.baselines", "ltu_fast.unlearn.ltu")
+METHOD_ORDER = ("ft", "ga", "neggrad_plus", "rl", "l1_sparse", "salun", "scrub", "ssd", "iau", "ltu")
+REFERENCE_ROWS = ("original", "retrain")  # trained (and cached) by the harness itself, not unlearning methods
+
+
+def available_methods() -> list[str]:
+    """Registered method names (importing the method modules that exist), in reporting order."""
+    for module in _METHOD_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+    known = [m for m in METHOD_ORDER if m in METHODS]
+    return known + sorted(m for m in METHODS if m not in known and m not in REFERENCE_ROWS)
+
+
+def resolve_methods(requested: Sequence[str] | None) -> list[str]:
+    """The unlearning methods to run: ``requested`` (every registered one for None) without the
+    reference rows, which the harness computes itself; an unknown name is an error naming it."""
+    known = available_methods()
+    methods = [m for m in (known if requested is None else requested) if m not in REFERENCE_ROWS]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods (methods): unknown {unknown}; registered: {known}")
+    return methods
