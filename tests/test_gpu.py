@@ -168,3 +168,20 @@ def test_non_finite_row_skips_on_device(name):
     opt.step()
     assert torch.equal(before, opt.flat_params)
     assert opt.skipped_steps == 1
+
+
+def test_cuda_gram_launcher_guards_zero_sizes():
+    """``_C_cuda.gram`` itself (the Python wrapper routes these to the reference today): no chunks
+    writes zero statistics for every segment, no segments launches nothing; neither is a launch error."""
+    cuda = _backend("cuda")
+    rows = torch.zeros(2, 8, device="cuda")
+    seg_ptr = torch.zeros(4, dtype=torch.int64, device="cuda")
+    empty = torch.zeros(0, dtype=torch.int64, device="cuda")
+    device, stream = torch.cuda.current_device(), torch.cuda.current_stream().cuda_stream
+    for segments, expected in ((3, 0.0), (0, float("nan"))):  # zeros for every segment; nothing written
+        stats = torch.full((3, 2, 2), float("nan"), device="cuda")
+        cuda._C_cuda.gram(rows=rows.data_ptr(), row_dtype=0, k=2, row_stride=8, chunks=empty.data_ptr(), num_chunks=0,
+                          vec=False, seg_ptr=seg_ptr.data_ptr(), seg_chunks=empty.data_ptr(), num_segments=segments,
+                          partial=empty.data_ptr(), stats=stats.data_ptr(), device=device, stream=stream)
+        torch.cuda.synchronize()
+        torch.testing.assert_close(stats, torch.full_like(stats, expected), equal_nan=True)

@@ -21,7 +21,7 @@ import torch
 from ..plan import SegmentPlan
 from . import reference
 from .base import solve_buffers
-from .layout import kernel_plan, vector_pack
+from .layout import check_axpy, kernel_plan, vector_pack
 
 name = "triton"
 CHUNK = 1 << 15  # elements per program (tests lower it to exercise many chunks on small sizes)
@@ -163,6 +163,7 @@ def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, rea
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
+    check_axpy(acc, x, alpha)
     n = acc.numel()
     if n == 0:
         return
