@@ -9,7 +9,7 @@ Writing a row that is still pending (``zero_grad`` defers it: backward leaves th
 K >= 2 it runs when the objective changes, for K = 1 (and for a row whose objective is still
 active) when the rows are first read, i.e. at the start of ``step()``. It is the same copy for every
 K and cheaper than what it replaces (a zero fill plus an accumulating backward), so the tests
-measure it apart (``opt.grad_rows`` writes it, as ``step()`` would) and the step proper against its
+measure it apart (``opt.grad_row(0)`` writes it, as ``step()`` would) and the step proper against its
 own budget.
 """
 
@@ -66,7 +66,7 @@ def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, momentum, skip_
             with opt.objective(j):
                 (model(x).sum() * (j + 1)).backward()
         with _Count() as routing:
-            opt.grad_rows  # a row still pending (K = 1) is written here, as step() would first
+            opt.grad_row(0)  # a row still pending (K = 1) is written here, as step() would first
         with _Count() as counted:
             opt.step()
     assert routing.ops == (["_foreach_copy_"] if k == 1 else []), routing.ops
@@ -110,7 +110,7 @@ def test_step_launches_at_most_four_kernels(backend, aggregator, k, skip_untouch
         for j in range(k):
             with opt.objective(j):
                 model(x).sum().backward()
-        routing = launches(lambda: opt.grad_rows)  # K = 1: its pending row, written as step() would first
+        routing = launches(lambda: opt.grad_row(0))  # K = 1: its pending row, written as step() would first
         kernels = launches(opt.step)
     assert len(routing) <= ROUTING_LAUNCHES, f"{backend} K={k}: writing the pending row launched {routing}"
     assert len(kernels) <= MAX_LAUNCHES, f"{backend} {aggregator} K={k} {skip_untouched=}: {kernels}"
