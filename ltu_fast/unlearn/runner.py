@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .api import METHOD_ORDER, METHODS, REFERENCE_ROWS, ArraySplit, available_methods, resolve_methods
+from .api import METHOD_ORDER, METHODS, REFERENCE_ROWS, available_methods, resolve_methods
 from .assess import TEST, Baseline, assess, unlearn
 from .data import SplitConfig
 from .defaults import load_defaults, lookup, setting_of
