@@ -33,7 +33,7 @@ from .api import ArraySplit, UnlearnTask
 from .images import ArrayImages, FileImages, ImageSet
 
 __all__ = ["DATASETS", "NORMALIZATION", "RawDataset", "Source", "SplitConfig", "Splits", "build_splits", "load_dataset",
-           "open_dataset"]
+           "open_dataset", "stratified_cut", "train_test"]
 
 FORGET_MODES = ("random", "class")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -183,6 +183,40 @@ def open_dataset(name: str, root: str | Path | None = None) -> Source:
     if name not in DATASETS:
         raise ValueError(f"--dataset (dataset): unknown {name!r}; choose one of {sorted(DATASETS)}")
     return DATASETS[name](root)
+
+
+def stratified_cut(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, part) of ``range(len(labels))``: a seeded ``share`` cut off, stratified by ``labels``
+    where every class allows it (else plain), each part in ascending order."""
+    index = np.arange(len(labels))
+    try:
+        rest, part = train_test_split(index, test_size=share, random_state=seed, stratify=labels)
+    except ValueError:  # a class with too few samples to stratify
+        rest, part = train_test_split(index, test_size=share, random_state=seed)
+    return np.sort(rest), np.sort(part)
+
+
+class _Part(ImageSet):
+    """The samples ``index`` of ``images``."""
+
+    def __init__(self, images: ImageSet, index: np.ndarray) -> None:
+        super().__init__(images.targets[index], images.normalize)
+        self.images, self.index = images, index
+
+    def image(self, i: int) -> np.ndarray:
+        return self.images.image(int(self.index[i]))
+
+
+def train_test(name: str, root: str | Path | None = None, seed: int = 0, test_ratio: float = 0.2
+               ) -> tuple[ImageSet, ImageSet, int]:
+    """(train, test, number of classes) of a dataset, read per sample: its own split, or, for one
+    without a test split, the comparison's stratified cut by ``test_ratio`` and ``seed`` (each part in
+    the dataset's order). Unlearning your own model takes indices into this training part."""
+    source = open_dataset(name, root)
+    if source.test is not None:
+        return source.train, source.test, source.num_classes
+    rest, part = stratified_cut(source.train.targets, test_ratio, seed)
+    return _Part(source.train, rest), _Part(source.train, part), source.num_classes
 
 
 @lru_cache(maxsize=4)

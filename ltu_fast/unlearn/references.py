@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .splits import Split
 from .data import SplitConfig, Splits, build_splits
 from .metrics import accuracy, chance_level, model_outputs
 from .models import model_factory
+from .splits import Split
 from .train import TrainRecipe, train_cached
 
 __all__ = ["MIN_FIT", "MIN_HELDOUT", "Reference", "ReferenceTrainingError", "check_reference", "reference_pair",

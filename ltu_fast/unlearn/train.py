@@ -93,7 +93,7 @@ class TrainRecipe:
         object.__setattr__(self, "milestones", milestones)
         for name in ("augment", "amp"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"recipe {name}: expected true or false, got {getattr(self, name)!r}")
+                raise TypeError(f"recipe {name}: expected true or false, got {getattr(self, name)!r}")
 
     def safer(self) -> TrainRecipe:
         """The retry recipe for a failed reference: half the peak lr, >= 2 warm-up epochs, clip at 1."""
