@@ -206,7 +206,8 @@ class DatasetSplit(Split):
 
         plan = [i.tolist() for i in index_batches(len(self), batch_size, shuffle, generator, drop_last)]
         pinned = self.pin_memory if self.pin_memory is not None else torch.device(device or "cpu").type == "cuda"
-        loader = DataLoader(self._checked, batch_sampler=plan, num_workers=self.num_workers, pin_memory=pinned,
+        workers = self.num_workers if len(plan) > 2 * self.num_workers else 0  # starting workers costs more than a short pass
+        loader = DataLoader(self._checked, batch_sampler=plan, num_workers=workers, pin_memory=pinned,
                             collate_fn=self.collate_fn)
         for batch in tqdm(loader, desc=self.name, disable=not self.progress, leave=False):
             yield self._to(batch, device, pinned)
