@@ -190,58 +190,48 @@ def _needs_extra(command: str) -> int | None:
     return 2
 
 
-def _own_main(args: argparse.Namespace) -> int:
-    """``ltu-fast unlearn --original CKPT ...``: unlearn your own model, save each result, print the table."""
-    from .unlearn.own import OwnModel, unlearn_own
-    from .unlearn.report import own_table
+def _own_request(args: argparse.Namespace, config):
+    """``ltu-fast unlearn --original CKPT ...``: the configuration (one seed, its own default --out) and
+    what only your own model needs."""
+    from .unlearn.own import OwnModel
 
-    try:
-        config = _config(args)
-        if args.out is None:
-            config = replace(config, out="ltu_fast_runs/own")
-        if args.seeds is None:
-            config = replace(config, seeds=(0,))
-        if config.forget_classes:
-            config = replace(config, forget_mode="class")
-        own = OwnModel(args.original, args.pickled_model, args.forget_index, args.heldout_index,
-                       None if args.mean is None else tuple(args.mean), None if args.std is None else tuple(args.std),
-                       args.workers)
-        start = time.perf_counter()
-        results = unlearn_own(config, own)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"ltu-fast unlearn: error: {err}", file=sys.stderr)
-        return 2
-    print(own_table(results))
-    print(f"wrote {config.out}/results.json, results.md and the unlearned models in {config.out}/models/ "
-          f"in {time.perf_counter() - start:.1f} s")
-    return 0
+    config = replace(config, out=args.out or "ltu_fast_runs/own", seeds=config.seeds if args.seeds else (0,),
+                     forget_mode="class" if config.forget_classes else config.forget_mode)
+    own = OwnModel(args.original, args.pickled_model, args.forget_index, args.heldout_index,
+                   None if args.mean is None else tuple(args.mean), None if args.std is None else tuple(args.std),
+                   args.workers)
+    return config, own
 
 
 def unlearn_main(argv: Sequence[str]) -> int:
     if (code := _needs_extra("unlearn")) is not None:
         return code
+    from .unlearn.own import unlearn_own
     from .unlearn.references import ReferenceTrainingError
-    from .unlearn.report import markdown_table
+    from .unlearn.report import markdown_table, own_table
     from .unlearn.runner import run_comparison
 
     args = build_parser().parse_args(argv)
-    if args.original is not None:
-        return _own_main(args)
     own_only = [f"--{k.replace('_', '-')}" for k in ("pickled_model", "forget_index", "heldout_index", "mean", "std",
                                                      "workers") if getattr(args, k) not in (None, False)]
-    if own_only:
+    if own_only and args.original is None:
         print(f"ltu-fast unlearn: error: {', '.join(own_only)} need --original (your own model)", file=sys.stderr)
         return 2
     try:
         config = _config(args)
         start, cpu = time.perf_counter(), time.process_time()
-        results = run_comparison(config)
+        if args.original is None:
+            results = run_comparison(config)
+            table, wrote = markdown_table(results), "results.json, results.md, results.png"
+        else:
+            config, own = _own_request(args, config)
+            results = unlearn_own(config, own)
+            table, wrote = own_table(results), "results.json, results.md and the unlearned models in models/"
     except (ValueError, FileNotFoundError, TypeError, ReferenceTrainingError) as err:
         print(f"ltu-fast unlearn: error: {err}", file=sys.stderr)
         return 2
-    print(markdown_table(results))
-    print(f"wrote {config.out}/results.json, results.md, results.png in {time.perf_counter() - start:.1f} s "
-          f"({time.process_time() - cpu:.1f} s CPU)")
+    print(table)
+    print(f"wrote {config.out}/{wrote} in {time.perf_counter() - start:.1f} s ({time.process_time() - cpu:.1f} s CPU)")
     return 0
 
 

@@ -269,10 +269,6 @@ def _finish(rows: dict[str, dict[str, Any]], num_classes: int) -> None:
             row["flags"] = ["at chance"] if any(at_chance(row[k], num_classes) for k in ("TA", "RA")) else []
 
 
-def _write(out: Path, results: dict[str, Any]) -> None:
-    write_text(out / "results.json", json.dumps(results, indent=1, default=str))
-
-
 def unlearn_own(config: ExperimentConfig, own: OwnModel) -> dict[str, Any]:
     """Unlearn ``own.original`` with every requested method; writes ``out/models/<method>.pt`` (each
     unlearned model: a state_dict, or the whole module for a ``pickled`` original), ``results.json``
@@ -303,9 +299,8 @@ def unlearn_own(config: ExperimentConfig, own: OwnModel) -> dict[str, Any]:
             warnings.warn(f"method {method!r} failed: {err!r}", stacklevel=2)
             rows[method] = {"error": repr(err)}
         _finish(rows, prepared.task.num_classes)
-        _write(out, results)
+        write_text(out / "results.json", json.dumps(results, indent=1, default=str))  # after each method
     _finish(rows, prepared.task.num_classes)
-    out.mkdir(parents=True, exist_ok=True)
-    _write(out, results)
+    write_text(out / "results.json", json.dumps(results, indent=1, default=str))
     write_text(out / "results.md", own_table(results))
     return results
