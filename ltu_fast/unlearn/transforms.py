@@ -28,14 +28,16 @@ class Normalize:
         if not all(s > 0 for s in std):
             raise ValueError(f"normalisation: std must be > 0 per channel, got {list(std)}")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self._stats = (torch.tensor(self.mean).view(-1, 1, 1), torch.tensor(self.std).view(-1, 1, 1))  # float32
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim < 3 or x.shape[-3] != len(self.mean):
             raise ValueError(f"normalisation: {len(self.mean)} channel statistics for an input of shape "
                              f"{tuple(x.shape)} (channels at dim -3)")
-        view = (len(self.mean), 1, 1)
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(view)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(view)
+        if x.dtype != torch.float32 or x.device.type != "cpu":  # the statistics in x's precision and place
+            mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(-1, 1, 1) for v in (self.mean, self.std))
+        else:
+            mean, std = self._stats
         return (x - mean) / std
 
     def __repr__(self) -> str:
