@@ -43,7 +43,23 @@ def test_multimnist_pairs_and_a_short_run(tmp_path):
     assert again["sum"]["0"] == runs["sum"]["0"]  # stored runs are not recomputed
 
 
-@pytest.mark.parametrize("script", ["two_task_adamw.py", "unlearn_tiny_lm.py", "multimnist.py"])
+def test_unlearn_own_model_from_python_and_from_its_printed_command(tmp_path, capsys):
+    import shlex
+
+    import unlearn_own_model
+
+    from ltu_fast.cli import main
+
+    scores = unlearn_own_model.main(epochs=3, methods=("ga",), out=tmp_path, verbose=False)
+    assert set(scores) == {"original", "retrain", "ga"} and scores["retrain"]["gap"] == 0.0
+    assert scores["original"]["TA"] > 80 and scores["ga"]["UA"] >= scores["original"]["UA"]
+    command = shlex.split(capsys.readouterr().out.strip().splitlines()[-1])
+    assert command[:2] == ["ltu-fast", "unlearn"]
+    assert main([*command[1:], "--methods", "ga", "--no-progress"]) == 0
+    assert (tmp_path / "run" / "models" / "ga.pt").exists()
+
+
+@pytest.mark.parametrize("script", ["two_task_adamw.py", "unlearn_tiny_lm.py", "unlearn_own_model.py", "multimnist.py"])
 def test_examples_document_how_to_run_them(script):
     source = (Path(__file__).resolve().parents[1] / "examples" / script).read_text()
     assert f"python examples/{script}" in source

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from .metrics import (
     evaluate_model,
     forget_confidence,
     mia_efficacy,
+    model_device,
     model_outputs,
     result_flags,
 )
@@ -71,11 +72,14 @@ SCORINGS = {s.name: s for s in (TEST, VAL)}
 
 
 def unlearn(model: nn.Module, task: UnlearnTask, method: str = "ltu", **kwargs: Any) -> UnlearnResult:
-    """Run a registered method on a deep copy of ``model``; ``info["rte"]`` is its wall time (s)."""
+    """Run a registered method on a deep copy of ``model`` (any classifier; on ``task.device``, or the
+    model's when that is None); ``info["rte"]`` is its wall time (s)."""
     known = available_methods()
     if method not in METHODS:
         raise ValueError(f"--methods (method): unknown {method!r}; registered: {known}")
     algo = METHODS[method](**kwargs)
+    if task.device is None:
+        task = replace(task, device=model_device(model))
     work = copy.deepcopy(model).to(task.device)
     torch.manual_seed(task.seed)
     start = time.perf_counter()

@@ -24,10 +24,11 @@ from torch import nn
 from ..aggregators import Aggregator, Project, make_aggregator
 from ..functional import axpy, harmonize_rows
 from ..optim import HarmonizedSGD
-from .api import ArraySplit, UnlearnMethod, UnlearnResult, UnlearnTask, register_method
+from .api import UnlearnMethod, UnlearnResult, UnlearnTask, register_method
 from .baselines._loop import generator, random_other_labels
 from .meta import FlatModel, Loss
 from .mia_models import MIAEnsemble, features_of, logits_of, output_features, train_mia_ensemble
+from .splits import concat_splits
 
 OBJECTIVES = ("forget", "remember")
 FORGET_LOSSES = ("ascent", "gated_ascent", "random_label", "mia")
@@ -146,12 +147,12 @@ class LTU(UnlearnMethod):
         number of non-members are never used (the sides are balanced), so they are not evaluated."""
         members = task.retain_access
         if self.mia_members == "retain+forget":
-            members = ArraySplit(torch.cat([members.x, task.forget.x]), torch.cat([members.y, task.forget.y]))
+            members = concat_splits(members, task.forget)
         if len(members) > len(task.heldout):
             members = members.subset(torch.randperm(len(members), generator=generator(task.seed, 12))[:len(task.heldout)])
         if heldout_logits is None:
             heldout_logits = logits_of(model, task.heldout, task.device)
-        nonmembers = output_features(heldout_logits, task.heldout.y.to(task.device))
+        nonmembers = output_features(heldout_logits, task.heldout.labels().to(task.device))
         return train_mia_ensemble(features_of(model, members, task.device), nonmembers, self.num_mia,
                                   seed=task.seed, steps=self.mia_steps)
 
@@ -162,7 +163,7 @@ class LTU(UnlearnMethod):
         Retrain never saw such a class, so its samples must end up classified as something else,
         not merely as unsure as unseen samples of a known class. Under random forgetting both
         conditions together are vanishingly unlikely (each class keeps about its population share)."""
-        count = lambda split: torch.bincount(split.y, minlength=task.num_classes).double()
+        count = lambda split: torch.bincount(split.labels(), minlength=task.num_classes).double()
         population = count(task.heldout) / max(1, len(task.heldout))
         over = count(task.forget) / max(1, len(task.forget)) > 2 * population
         return (over & (count(task.retain_access) == 0)).to(task.device)
@@ -173,7 +174,7 @@ class LTU(UnlearnMethod):
         original model, so ascent stops once the forget batch looks, on average, like unseen data."""
         level = None
         if self.ascent_target == "heldout":
-            losses = F.cross_entropy(heldout_logits, task.heldout.y.to(heldout_logits.device), reduction="none")
+            losses = F.cross_entropy(heldout_logits, task.heldout.labels().to(heldout_logits.device), reduction="none")
             level = losses.clamp(max=self.ascent_bound).mean()
         return ForgetTarget(self.removed_classes(task), level)
 
@@ -256,7 +257,7 @@ class LTU(UnlearnMethod):
         out = {}
         for (s, q), split in (("sr", "qr"), task.retain_access), (("sf", "qf"), task.forget):
             for key, index in zip((s, q), self._split_batches(len(split), self.batch_size, gen)):
-                out[key] = (split.x[index].to(task.device), split.y[index].to(task.device))
+                out[key] = split.take(index, task.device)
                 if teacher is not None and s == "sr":
                     out[key] += (teacher[index.to(teacher.device)],)
         return out
@@ -346,8 +347,8 @@ class LTU(UnlearnMethod):
         if mia is not None:
             with torch.no_grad():
                 model.eval()
-                info["mia_member_rate_forget_after"] = mia.member_rate(model(task.forget.x.to(task.device)),
-                                                                       task.forget.y.to(task.device))
+                info["mia_member_rate_forget_after"] = mia.member_rate(logits_of(model, task.forget, task.device),
+                                                                       task.forget.labels().to(task.device))
         model.train()
         info["conflict_rate"] = sum(conflict_rates) / max(1, len(conflict_rates))
         info["conflict_rates"] = conflict_rates

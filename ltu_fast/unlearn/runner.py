@@ -22,12 +22,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .api import METHOD_ORDER, METHODS, REFERENCE_ROWS, ArraySplit, available_methods, resolve_methods
+from .api import METHOD_ORDER, METHODS, REFERENCE_ROWS, Data, available_methods, resolve_methods
 from .assess import TEST, Baseline, assess, unlearn
 from .data import SplitConfig
 from .defaults import load_defaults, lookup, setting_of
 from .metrics import avg_gap, evaluate_model, mean_std
 from .report import write_results
+from .splits import as_split
 from .stats import versus_best_other
 from .train import TrainRecipe
 
@@ -96,10 +97,13 @@ class ExperimentConfig:
         return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in _VOLATILE}, default=str))
 
 
-def evaluate_unlearning(model: nn.Module, forget: ArraySplit, retain: ArraySplit, test: ArraySplit,
-                        reference: dict[str, float] | None = None, device: str | torch.device = "cpu",
+def evaluate_unlearning(model: nn.Module, forget: Data, retain: Data, test: Data,
+                        reference: dict[str, float] | None = None, device: str | torch.device | None = None,
                         seed: int = 0) -> dict[str, float]:
-    """UA/RA/TA/MIA/MIA_LR of ``model``; plus ``gap`` when Retrain's metrics are given as ``reference``."""
+    """UA/RA/TA/MIA/MIA_LR of ``model``; plus ``gap`` when Retrain's metrics are given as ``reference``.
+    Each split is a :class:`~ltu_fast.unlearn.splits.Split`, a Dataset or a DataLoader (streamed in
+    batches on ``device``; None: the model's)."""
+    forget, retain, test = (as_split(d, name) for d, name in ((forget, "forget"), (retain, "retain"), (test, "test")))
     metrics = evaluate_model(model, forget, retain, test, device, seed)
     if reference is not None:
         metrics["gap"] = avg_gap(metrics, reference)
