@@ -115,12 +115,14 @@ def test_mgda_reaches_min_norm(plan, k, seed):
         assert v[0] @ v[0] >= best - 1e-9 * scale
 
 
-def test_mgda_k2_exact_and_degenerate():
+@pytest.mark.parametrize("method", ["active_set", "frank_wolfe"])
+def test_mgda_k2_exact_and_degenerate(method):
     g = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
-    beta = MGDA()((g @ g.T)[None])[0]
+    beta = MGDA(method=method)((g @ g.T)[None])[0]
     torch.testing.assert_close(beta, torch.tensor([0.8, 0.2], dtype=torch.float64))
-    same = torch.ones(1, 2, 2, dtype=torch.float64)
-    torch.testing.assert_close(MGDA()(same)[0], torch.tensor([0.5, 0.5], dtype=torch.float64))
+    same = torch.ones(1, 2, 2, dtype=torch.float64)  # every point of the simplex is a min-norm point
+    expected = [1.0, 0.0] if method == "active_set" else [0.5, 0.5]  # the first vertex, as torchjd's Frank-Wolfe
+    torch.testing.assert_close(MGDA(method=method)(same)[0], torch.tensor(expected, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("agg", [Sum(), PCGrad(), Project(1), MGDA()], ids=repr)
