@@ -4,7 +4,25 @@ import pytest
 import torch
 from torch import nn
 
-from ltu_fast import MGDA, HarmonizedSGD, PCGrad, Project, SegmentPlan, axpy, harmonize, harmonize_rows
+from ltu_fast import (
+    IMTLG,
+    MGDA,
+    AlignedMTL,
+    CAGrad,
+    ConFIG,
+    DualProj,
+    FairGrad,
+    GradVac,
+    HarmonizedSGD,
+    NashMTL,
+    PCGrad,
+    Project,
+    SegmentPlan,
+    UPGrad,
+    axpy,
+    harmonize,
+    harmonize_rows,
+)
 
 
 def _params(*shapes, dtype=torch.float32):
@@ -35,6 +53,8 @@ def _params(*shapes, dtype=torch.float32):
     ({"objectives": 2, "weights": [1.0, -1.0]}, ValueError, "weights"),
     ({"objectives": 2, "aggregator": Project(protect=2)}, ValueError, "protect"),
     ({"objectives": 2, "aggregator": Project(protect="retain")}, ValueError, "protect"),
+    ({"objectives": 2, "aggregator": UPGrad(pref_vector=[1.0, 2.0, 3.0])}, ValueError, "pref_vector"),
+    ({"objectives": 3, "aggregator": ConFIG(pref_vector=[1.0, 2.0])}, ValueError, "pref_vector"),
 ])
 def test_optimizer_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -70,6 +90,33 @@ def test_unknown_objective():
         opt.set_objective("c")
     with pytest.raises(ValueError, match="objective"):
         opt.grad_row(2)
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda: UPGrad(norm_eps=-1.0), "norm_eps"),
+    (lambda: UPGrad(reg_eps=0.0), "reg_eps"),
+    (lambda: UPGrad(iterations=0), "iterations"),
+    (lambda: UPGrad(pref_vector=[[1.0, 2.0]]), "pref_vector"),
+    (lambda: DualProj(pref_vector=[1.0, float("nan")]), "pref_vector"),
+    (lambda: DualProj(iterations=2.5), "iterations"),
+    (lambda: IMTLG(sweeps=0), "sweeps"),
+    (lambda: AlignedMTL(scale_mode="max"), "scale_mode"),
+    (lambda: CAGrad(c=-0.5), "c must"),
+    (lambda: CAGrad(norm_eps=-1.0), "norm_eps"),
+    (lambda: ConFIG(sweeps=True), "sweeps"),
+    (lambda: GradVac(beta=1.5), "beta"),
+    (lambda: GradVac(eps=-1.0), "eps"),
+    (lambda: GradVac(order="sorted"), "order"),
+    (lambda: NashMTL(max_norm=-1.0), "max_norm"),
+    (lambda: NashMTL(update_weights_every=0), "update_weights_every"),
+    (lambda: NashMTL(iterations=0), "iterations"),
+    (lambda: FairGrad(alpha=-1.0), "alpha"),
+    (lambda: FairGrad(alpha=float("inf")), "alpha"),
+    (lambda: MGDA(method="fw"), "method"),
+])
+def test_gramian_aggregator_parameters(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
 
 
 def test_aggregator_options():
