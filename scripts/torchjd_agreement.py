@@ -11,7 +11,9 @@ library's answer is a solution of anything, and they differ).
 Residuals: the backward error of ``G w = w^(-p)``, ``max_i |(Gw)_i - w_i^-p| / ((|G||w|)_i + w_i^-p)``,
 for Nash-MTL (unclipped, p = 1) and FairGrad on inputs where a solution exists. Trips: per K, the
 largest number of active-set iterations / Jacobi sweeps / Newton steps after which the result no
-longer changes (to 1e-13), over random and torchjd-kind inputs. Needs torchjd and its solvers
+longer changes (to 1e-13), Jacobi sweeps until the off-diagonal is below 1e-14 of the matrix,
+Newton steps (before the 4 polishing ones) until the backward error is below 1e-14, over random
+and torchjd-kind inputs. Needs torchjd and its solvers
 (see .ci/run).
 """
 
@@ -27,19 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from jd_matrices import non_weak, normal, solvable_inputs, strictly_weak, strong, torchjd_inputs
 
-from ltu_fast.aggregators import (
-    IMTLG,
-    MGDA,
-    AlignedMTL,
-    CAGrad,
-    ConFIG,
-    DualProj,
-    FairGrad,
-    GradVac,
-    NashMTL,
-    PCGrad,
-    UPGrad,
-)
+from ltu_fast import aggregators as agg
 from ltu_fast.aggregators._eigen import symmetric_eigen
 from ltu_fast.aggregators._newton import power_equation
 from ltu_fast.aggregators._qp import nonnegative_qp, simplex_minimize
@@ -47,12 +37,12 @@ from ltu_fast.aggregators._qp import nonnegative_qp, simplex_minimize
 
 def _pairs(tj) -> dict:
     return {
-        "upgrad": (UPGrad, lambda k: tj.UPGrad()), "dualproj": (DualProj, lambda k: tj.DualProj()),
-        "imtl_g": (IMTLG, lambda k: tj.IMTLG()), "aligned_mtl": (AlignedMTL, lambda k: tj.AlignedMTL()),
-        "cagrad": (CAGrad, lambda k: tj.CAGrad(c=0.5)), "config": (ConFIG, lambda k: tj.ConFIG()),
-        "gradvac": (lambda: GradVac(order="fixed"), lambda k: tj.GradVac()), "pcgrad": (PCGrad, lambda k: tj.PCGrad()),
-        "mgda": (MGDA, lambda k: tj.MGDA()), "nash_mtl": (NashMTL, lambda k: tj.NashMTL(n_tasks=k)),
-        "fairgrad": (FairGrad, lambda k: tj.FairGrad(alpha=1.0)),
+        "upgrad": (agg.UPGrad, lambda k: tj.UPGrad()), "dualproj": (agg.DualProj, lambda k: tj.DualProj()),
+        "imtl_g": (agg.IMTLG, lambda k: tj.IMTLG()), "aligned_mtl": (agg.AlignedMTL, lambda k: tj.AlignedMTL()),
+        "cagrad": (agg.CAGrad, lambda k: tj.CAGrad(c=0.5)), "config": (agg.ConFIG, lambda k: tj.ConFIG()),
+        "gradvac": (lambda: agg.GradVac(order="fixed"), lambda k: tj.GradVac()), "pcgrad": (agg.PCGrad, lambda k: tj.PCGrad()),
+        "mgda": (agg.MGDA, lambda k: tj.MGDA()), "nash_mtl": (agg.NashMTL, lambda k: tj.NashMTL(n_tasks=k)),
+        "fairgrad": (agg.FairGrad, lambda k: tj.FairGrad(alpha=1.0)),
     }
 
 
@@ -97,9 +87,9 @@ def deviations() -> None:
     print("\nbackward error of G w = w^-p on solvable inputs (max / median):")
     mats = solvable_inputs()
     for name, p, ours, theirs in (
-        ("nash_mtl", 1.0, lambda g: NashMTL(max_norm=0.0)(g[None])[0],
+        ("nash_mtl", 1.0, lambda g: agg.NashMTL(max_norm=0.0)(g[None])[0],
          lambda j: _NashMTLWeighting(n_tasks=j.shape[0], max_norm=0.0, update_weights_every=1, optim_niter=20)(j)),
-        *((f"fairgrad alpha={a}", 1 / a, lambda g, a=a: FairGrad(a)(g[None])[0],
+        *((f"fairgrad alpha={a}", 1 / a, lambda g, a=a: agg.FairGrad(a)(g[None])[0],
            lambda j, a=a: tj.FairGrad(alpha=a).gramian_weighting(j @ j.T)) for a in (0.5, 1.0, 2.0)),
     ):
         mine = torch.tensor([_backward_error(j @ j.T, ours(j @ j.T), p) for j in mats])
@@ -110,11 +100,23 @@ def deviations() -> None:
 def _needed(run, limit: int) -> int:
     """Largest per-problem count after which ``run(n)`` stops changing (to 1e-13)."""
     outs = [run(n) for n in range(1, limit + 1)]
-    need = torch.full(outs[-1].shape[:1], limit)
+    return _first(lambda n: (outs[n - 1] - outs[-1]).flatten(1).abs().amax(-1) <= 1e-13, limit)
+
+
+def _first(done, limit: int) -> int:
+    """Largest over the problems of the first count n with ``done(n)`` true from then on."""
+    need = torch.full(done(limit).shape, limit)
     for n in range(limit - 1, 0, -1):
-        same = (outs[n - 1] - outs[-1]).flatten(1).abs().amax(-1) <= 1e-13
-        need = torch.where(same & (need == n + 1), n, need)
+        need = torch.where(done(n) & (need == n + 1), n, need)
     return int(need.max())
+
+
+def _off_diagonal(matrix: torch.Tensor, sweeps: int) -> torch.Tensor:
+    """Largest off-diagonal entry of ``V^T A V`` after ``sweeps`` Jacobi sweeps, relative to ``|A|``."""
+    _, vectors = symmetric_eigen(matrix, sweeps)
+    rotated = vectors.transpose(-1, -2) @ matrix @ vectors
+    off = rotated - torch.diag_embed(rotated.diagonal(dim1=-2, dim2=-1))
+    return off.flatten(1).abs().amax(-1) / matrix.flatten(1).abs().amax(-1).clamp_min(1e-300)
 
 
 def _trip_row(k: int, count: int, gen: torch.Generator) -> str:
@@ -141,9 +143,9 @@ def _trip_row(k: int, count: int, gen: torch.Generator) -> str:
     dualproj = _needed(lambda n: nonnegative_qp(q_matrix, (q_matrix @ mean[..., None])[..., 0], n), limit)
     simplex = max(_needed(lambda n: simplex_minimize(normed, zero, one, n), limit),
                   _needed(lambda n: simplex_minimize(normed, b, radius, n), limit))
-    sweeps = _needed(lambda n: symmetric_eigen(normed, n)[0].sort(-1).values, 12)
-    exact = power_equation(solvable, 1.0, 40)
-    newton = _needed(lambda n: power_equation(solvable, 1.0, n) / exact, 40)
+    sweeps = _first(lambda n: _off_diagonal(normed, n) <= 1e-14, 12)
+    newton = _first(lambda n: torch.tensor([_backward_error(g, w, 1.0) <= 1e-14
+                                            for g, w in zip(solvable, power_equation(solvable, 1.0, n))]), 30)
     return f"| {k} | {upgrad} | {dualproj} | {simplex} | {sweeps} | {newton} |"
 
 

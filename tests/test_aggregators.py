@@ -251,3 +251,16 @@ def test_registered_under_its_name_and_exported(name):
     assert cls.name == name and isinstance(make_aggregator(name), cls)
     assert getattr(ltu_fast, cls.__name__) is cls
     assert cls().solver_spec() is None or name in ("sum", "pcgrad", "project")  # the rest run in torch for now
+
+
+@pytest.mark.parametrize("name", ["nash_mtl", "fairgrad"])
+def test_equation_without_solution_gives_the_bounded_limit(name):
+    """g1 = -g2 (a scalar parameter, two objectives pulling apart) and g3 orthogonal: no positive
+    w has w * (G w) = 1, the weights of g1, g2 run off together. We return the limit of the
+    exact problem's path: g1 and g2 cancel, g3 keeps its exact weight, the weights stay bounded."""
+    j = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    w = make_aggregator(name, max_norm=0.0)(torch.mm(j, j.T)[None])[0] if name == "nash_mtl" else \
+        make_aggregator(name)(torch.mm(j, j.T)[None])[0]
+    assert torch.isfinite(w).all() and (w > 0).all()
+    assert (w * j.norm(dim=1)).max() <= 1e6  # |w_i g_i| bounded: a float32 update can apply it
+    torch.testing.assert_close(w @ j, torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=0, atol=1e-9)

@@ -18,21 +18,8 @@ import torch
 from jd_matrices import solvable_inputs, torchjd_inputs
 
 from ltu_fast import HarmonizedSGD, available_backends
-from ltu_fast.aggregators import (
-    AGGREGATORS,
-    IMTLG,
-    MGDA,
-    AlignedMTL,
-    CAGrad,
-    ConFIG,
-    DualProj,
-    FairGrad,
-    GradVac,
-    NashMTL,
-    PCGrad,
-    Sum,
-    UPGrad,
-)
+from ltu_fast import aggregators as agg
+from ltu_fast.aggregators import AGGREGATORS
 
 tj = pytest.importorskip("torchjd.aggregation")
 autojac = pytest.importorskip("torchjd.autojac")
@@ -43,16 +30,16 @@ CASES = [(kind, i) for kind, mats in INPUTS.items() for i in range(len(mats))]
 
 # name -> (ours, torchjd's, relative tolerance on the aggregated vector); exact methods on both sides
 EXACT = {
-    "sum": (Sum, lambda k: tj.Sum(), 1e-14),
-    "pcgrad": (PCGrad, lambda k: tj.PCGrad(), 1e-12),
-    "upgrad": (UPGrad, lambda k: tj.UPGrad(), 1e-10),
-    "dualproj": (DualProj, lambda k: tj.DualProj(), 1e-10),
-    "imtl_g": (IMTLG, lambda k: tj.IMTLG(), 1e-10),
-    "aligned_mtl": (AlignedMTL, lambda k: tj.AlignedMTL(), 1e-10),
-    "aligned_mtl_median": (lambda: AlignedMTL(scale_mode="median"), lambda k: tj.AlignedMTL(scale_mode="median"), 1e-10),
-    "aligned_mtl_rmse": (lambda: AlignedMTL(scale_mode="rmse"), lambda k: tj.AlignedMTL(scale_mode="rmse"), 1e-10),
-    "config": (ConFIG, lambda k: tj.ConFIG(), 1e-7),  # pinv from the Gram: about the square root of eps lost
-    "gradvac": (lambda: GradVac(order="fixed"), lambda k: tj.GradVac(), 1e-12),
+    "sum": (agg.Sum, lambda k: tj.Sum(), 1e-14),
+    "pcgrad": (agg.PCGrad, lambda k: tj.PCGrad(), 1e-12),
+    "upgrad": (agg.UPGrad, lambda k: tj.UPGrad(), 1e-10),
+    "dualproj": (agg.DualProj, lambda k: tj.DualProj(), 1e-10),
+    "imtl_g": (agg.IMTLG, lambda k: tj.IMTLG(), 1e-10),
+    "aligned_mtl": (agg.AlignedMTL, lambda k: tj.AlignedMTL(), 1e-10),
+    "aligned_mtl_median": (lambda: agg.AlignedMTL(scale_mode="median"), lambda k: tj.AlignedMTL(scale_mode="median"), 1e-10),
+    "aligned_mtl_rmse": (lambda: agg.AlignedMTL(scale_mode="rmse"), lambda k: tj.AlignedMTL(scale_mode="rmse"), 1e-10),
+    "config": (agg.ConFIG, lambda k: tj.ConFIG(), 1e-7),  # pinv from the Gram: about the square root of eps lost
+    "gradvac": (lambda: agg.GradVac(order="fixed"), lambda k: tj.GradVac(), 1e-12),
 }
 APPROXIMATE = {"cagrad", "mgda", "nash_mtl", "fairgrad"}  # torchjd solves these approximately: own tests below
 NO_COUNTERPART = {"project"}  # LTU's one-sided projection is not in torchjd
@@ -97,7 +84,7 @@ def _cagrad_objective(gram: torch.Tensor, w: torch.Tensor, c: float) -> float:
 @pytest.mark.parametrize(("kind", "index"), CASES)
 def test_cagrad_equals_torchjd_to_clarabel_accuracy(kind, index):
     j = INPUTS[kind][index]
-    got, want = _ours(CAGrad(), j), tj.CAGrad(c=0.5)(j)
+    got, want = _ours(agg.CAGrad(), j), tj.CAGrad(c=0.5)(j)
     assert (got - want).abs().max() <= 2e-5 * _scale(j, want)
 
 
@@ -109,7 +96,7 @@ def test_cagrad_dual_is_at_least_as_good_as_clarabel():
         gram = j @ j.T
         if gram.trace() < 1e-4 or j.shape[0] == 1:
             continue
-        ours = CAGrad()((gram)[None])[0]
+        ours = agg.CAGrad()((gram)[None])[0]
         theirs = CAGradWeighting(c=0.5)(gram)
         w_ours, w_theirs = ours - 1 / j.shape[0], theirs - 1 / j.shape[0]  # 1/K + (phi/|g_w|) w
         w_ours, w_theirs = w_ours / w_ours.sum(), w_theirs / w_theirs.sum()
@@ -122,7 +109,7 @@ def test_mgda_at_least_as_good_as_torchjd_and_optimal(kind, index):
     meets the optimality conditions (Gw >= w^T G w on every objective) to rounding."""
     j = INPUTS[kind][index]
     gram = j @ j.T
-    w = MGDA()(gram[None])[0]
+    w = agg.MGDA()(gram[None])[0]
     got, want = w @ j, tj.MGDA()(j)
     scale = float(gram.diagonal().max()) + 1e-300
     assert got @ got <= want @ want + 1e-12 * scale
@@ -136,7 +123,7 @@ def test_mgda_meets_torchjds_kkt_test_at_the_default_iterations(shape):
     gen = torch.Generator().manual_seed(sum(shape))
     j = torch.randn(*shape, generator=gen, dtype=torch.float64)
     gram = j @ j.T
-    w = MGDA()(gram[None])[0]
+    w = agg.MGDA()(gram[None])[0]
     direction = gram @ w
     mu = direction - w @ direction
     assert (w >= 0).all()
@@ -161,7 +148,7 @@ def _nash_raw(k: int):
 def test_nash_mtl_solves_the_equation_torchjd_approximates(index):
     j = solvable_inputs()[index]
     gram = j @ j.T
-    ours = NashMTL(max_norm=0.0)(gram[None])[0]
+    ours = agg.NashMTL(max_norm=0.0)(gram[None])[0]
     theirs = _nash_raw(j.shape[0])(j)
     ours_err, theirs_err = _backward_error(gram, ours, 1.0), _backward_error(gram, theirs, 1.0)
     assert ours_err <= 1e-14
@@ -175,7 +162,7 @@ def test_nash_mtl_solves_the_equation_torchjd_approximates(index):
 def test_fairgrad_solves_the_equation_torchjd_approximates(alpha, index):
     j = solvable_inputs()[index]
     gram = j @ j.T
-    ours = FairGrad(alpha)(gram[None])[0]
+    ours = agg.FairGrad(alpha)(gram[None])[0]
     theirs = tj.FairGrad(alpha=alpha).gramian_weighting(gram)
     assert _backward_error(gram, ours, 1 / alpha) <= 1e-14
     d, d_tj = ours @ j, theirs @ j
@@ -185,8 +172,8 @@ def test_fairgrad_solves_the_equation_torchjd_approximates(alpha, index):
 def test_nash_mtl_and_fairgrad_residuals_tighter_than_torchjds():
     """Over the solvable inputs our worst residual is at rounding level and below torchjd's worst."""
     mats = solvable_inputs()
-    for name, p, ours, theirs in (("nash_mtl", 1.0, NashMTL(max_norm=0.0), lambda j: _nash_raw(j.shape[0])(j)),
-                                  ("fairgrad", 1.0, FairGrad(), lambda j: tj.FairGrad(alpha=1.0).gramian_weighting(j @ j.T))):
+    for name, p, ours, theirs in (("nash_mtl", 1.0, agg.NashMTL(max_norm=0.0), lambda j: _nash_raw(j.shape[0])(j)),
+                                  ("fairgrad", 1.0, agg.FairGrad(), lambda j: tj.FairGrad(alpha=1.0).gramian_weighting(j @ j.T))):
         mine = [_backward_error(j @ j.T, copy.deepcopy(ours)((j @ j.T)[None])[0], p) for j in mats]
         theirs_ = [_backward_error(j @ j.T, theirs(j), p) for j in mats]
         assert max(mine) <= 1e-14 and max(mine) < max(theirs_), (name, max(mine), max(theirs_))
@@ -197,7 +184,7 @@ def test_nash_mtl_update_weights_every_and_clipping_equal_torchjd():
     gen = torch.Generator().manual_seed(3)
     mats = [torch.randn(3, 5, generator=gen, dtype=torch.float64) for _ in range(5)]
     theirs = tj.NashMTL(n_tasks=3, max_norm=0.5, update_weights_every=2)
-    ours = NashMTL(max_norm=0.5, update_weights_every=2)
+    ours = agg.NashMTL(max_norm=0.5, update_weights_every=2)
     for j in mats:
         d, d_tj = _ours(ours, j), theirs(j)
         assert (d - d_tj).abs().max() <= 1e-5 * d_tj.abs().max()
@@ -217,11 +204,11 @@ def _losses(model: torch.nn.Module, x: torch.Tensor, k: int) -> list[torch.Tenso
 
 PER_LAYER = {
     **{name: (ours, theirs, tol) for name, (ours, theirs, tol) in EXACT.items() if name != "config"},
-    "config": (ConFIG, lambda k: tj.ConFIG(), 1e-7),
-    "cagrad": (CAGrad, lambda k: tj.CAGrad(c=0.5), 1e-5),
-    "mgda": (MGDA, lambda k: tj.MGDA(), 1e-10),  # K = 2: torchjd's first Frank-Wolfe step is exact
-    "nash_mtl": (NashMTL, lambda k: tj.NashMTL(n_tasks=k), 1e-5),
-    "fairgrad": (FairGrad, lambda k: tj.FairGrad(alpha=1.0), 1e-5),
+    "config": (agg.ConFIG, lambda k: tj.ConFIG(), 1e-7),
+    "cagrad": (agg.CAGrad, lambda k: tj.CAGrad(c=0.5), 1e-5),
+    "mgda": (agg.MGDA, lambda k: tj.MGDA(), 1e-10),  # K = 2: torchjd's first Frank-Wolfe step is exact
+    "nash_mtl": (agg.NashMTL, lambda k: tj.NashMTL(n_tasks=k), 1e-5),
+    "fairgrad": (agg.FairGrad, lambda k: tj.FairGrad(alpha=1.0), 1e-5),
 }
 # the cpu backend serves float32 parameters (its compiled solve would handle sum/pcgrad; the others
 # fall back to the torch solve); float32 on both sides agrees to float32 rounding
@@ -276,7 +263,7 @@ def test_gradvac_random_order_equals_torchjd_drawing_the_same_orders(monkeypatch
             draws.append(torch.tensor([others.index(j) for j in order]))
     feed = iter(draws)
     monkeypatch.setattr(torch, "randperm", lambda n, *args, **kwargs: next(feed))
-    ours, theirs = GradVac(order="random", seed=seed), tj.GradVac()
+    ours, theirs = agg.GradVac(order="random", seed=seed), tj.GradVac()
     for j in mats:
         d, d_tj = _ours(ours, j), theirs(j)
         assert (d - d_tj).abs().max() <= 1e-12 * d_tj.abs().max()

@@ -11,15 +11,15 @@ Steps (the loop a C++/CUDA or Triton port repeats):
    end: they move nothing); start at the diagonal solution ``w_i = G_ii^(-1/(1+p))``, rescaled by
    the best factor along that ray;
 1. ``iterations`` Newton steps on ``f`` with the ridge ``RIDGE diag(G)`` added to ``G`` (bounded
-   below always: the weights stay moderate, ``w_i |g_i| <~ RIDGE^(-1/2)``, where no solution exists),
-   then ``POLISH`` steps on the exact ``f`` (quadratic convergence from there);
+   below always), then ``POLISH`` steps on the exact ``f`` (quadratic convergence from there);
 2. each step: direction ``d = -H^-1 grad`` with ``H = G + p diag(w^(-p-1))`` (+ the ridge; Cholesky),
    step ``t``: the largest of ``t0, t0/2, ..., t0/2^29`` (``t0 = min(1, 0.99 x`` the step to the
    boundary)) with Armijo decrease of f, or ``t0`` once the Newton decrement is below
    ``1e-8 (1 + |f|)`` (the quadratic region, where differences of f drown in rounding);
 3. where the ridge still carries more than ``SHARE`` of the equation at the end of phase 1
-   (``RIDGE G_ii w_i^(1+p) > SHARE``: no solution, or within ~1e-6 of none), the ridged solution
-   is kept: it is the limit of the exact problem's path, with bounded weights.
+   (``RIDGE G_ii w_i^(1+p) > SHARE``: no solution, or all but none, e.g. two gradients with a
+   cosine below ``-1 + 1e-8``), the ridged solution is kept: the limit of the exact problem's path,
+   with bounded weights (``|w_i g_i| <~ RIDGE^(-1/2)``) that a float32 update can still apply.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = ["DEFAULT_NEWTON_ITERATIONS", "POLISH", "RIDGE", "power_equation"]
 DEFAULT_NEWTON_ITERATIONS = 26
 POLISH = 4
 RIDGE = 1e-10
-SHARE = 1e-4
+SHARE = 1e-2
 _HALVINGS = 30  # candidate step sizes per iteration
 
 
