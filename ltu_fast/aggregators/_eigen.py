@@ -32,6 +32,12 @@ def _rounds(k: int) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
     return tuple(rounds)
 
 
+@cache
+def _schedule(k: int, device: torch.device) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """The rounds as index tensors on ``device``, uploaded once (not per call: no copy in a step)."""
+    return tuple((torch.tensor(p, device=device), torch.tensor(q, device=device)) for p, q in _rounds(k))
+
+
 def symmetric_eigen(matrix: torch.Tensor, sweeps: int = DEFAULT_SWEEPS) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues ``[B, K]`` and eigenvectors (columns) ``[B, K, K]`` of symmetric ``[B, K, K]``.
 
@@ -44,8 +50,7 @@ def symmetric_eigen(matrix: torch.Tensor, sweeps: int = DEFAULT_SWEEPS) -> tuple
     v = torch.eye(k, dtype=matrix.dtype, device=matrix.device).expand_as(matrix).clone()
     if k == 1:
         return a[..., 0], v
-    schedule = [(torch.tensor(p, device=matrix.device), torch.tensor(q, device=matrix.device))
-                for p, q in _rounds(k)]
+    schedule = _schedule(k, matrix.device)
     eye = torch.eye(k, dtype=matrix.dtype, device=matrix.device)
     for _ in range(sweeps):
         for p, q in schedule:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .pcgrad import _MASK32, pcgrad_visit_orders
+from .pcgrad import _MASK32, fixed_visit_orders, pcgrad_visit_orders
 from .stateful import StatefulAggregator, StateSpec
 
 __all__ = ["GradVac"]
@@ -46,8 +46,7 @@ class GradVac(StatefulAggregator):
         if self.order == "random":
             orders = pcgrad_visit_orders(int(self.seed) & _MASK32, counter, k)
         else:
-            orders = torch.tensor([[j for j in range(k) if j != i] for i in range(k)], dtype=torch.int64,
-                                  device=g.device).reshape(k, k - 1)
+            orders = fixed_visit_orders(k, g.device)
         counter += 1
         eye = torch.eye(k, dtype=g.dtype, device=g.device)
         norms = g.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
