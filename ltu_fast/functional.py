@@ -67,11 +67,16 @@ def coefficients(
 
     Non-finite statistics mean a non-finite gradient somewhere in that segment: the whole step is
     flagged (as GradScaler does). ``grad_scale`` (a loss scale) is divided out of ``beta`` so the
-    fused pass unscales for free: every aggregator here is invariant to a common gradient scale.
+    fused pass unscales for free; an aggregator that is not invariant to a common gradient scale
+    (``scale_invariant = False``: absolute thresholds, or weights that shrink as the gradients grow,
+    as Nash-MTL's) sees the unscaled Gram ``G / scale^2``.
     An incoming ``found_inf`` (e.g. GradScaler's) is OR-ed in.
     """
     weights, grad_scale, found_inf = _solve_inputs(gram, weights, grad_scale, found_inf)
-    beta = aggregator(gram, weights)
+    seen = gram
+    if grad_scale is not None and not aggregator.scale_invariant:
+        seen = gram / grad_scale.to(gram).reshape(()) ** 2
+    beta = aggregator(seen, weights)
     bad = ~(torch.isfinite(gram).all() & torch.isfinite(beta).all())
     if grad_scale is not None:
         beta = beta / grad_scale.to(beta)

@@ -15,8 +15,11 @@ from helpers import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from jd_matrices import torchjd_inputs
 
-from ltu_fast import MGDA, PCGrad, Project, Sum, harmonize_rows, make_aggregator
+from ltu_fast import MGDA, HarmonizedSGD, PCGrad, Project, harmonize_rows, make_aggregator
+from ltu_fast.aggregators import AGGREGATORS
+from ltu_fast.functional import coefficients
 
 SEEDS = st.integers(0, 2**16)
 
@@ -115,42 +118,92 @@ def test_mgda_reaches_min_norm(plan, k, seed):
         assert v[0] @ v[0] >= best - 1e-9 * scale
 
 
-def test_mgda_k2_exact_and_degenerate():
+@pytest.mark.parametrize("method", ["active_set", "frank_wolfe"])
+def test_mgda_k2_exact_and_degenerate(method):
     g = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
-    beta = MGDA()((g @ g.T)[None])[0]
+    beta = MGDA(method=method)((g @ g.T)[None])[0]
     torch.testing.assert_close(beta, torch.tensor([0.8, 0.2], dtype=torch.float64))
-    same = torch.ones(1, 2, 2, dtype=torch.float64)
-    torch.testing.assert_close(MGDA()(same)[0], torch.tensor([0.5, 0.5], dtype=torch.float64))
+    same = torch.ones(1, 2, 2, dtype=torch.float64)  # every point of the simplex is a min-norm point
+    expected = [1.0, 0.0] if method == "active_set" else [0.5, 0.5]  # the first vertex, as torchjd's Frank-Wolfe
+    torch.testing.assert_close(MGDA(method=method)(same)[0], torch.tensor(expected, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("agg", [Sum(), PCGrad(), Project(1), MGDA()], ids=repr)
+ALL = sorted(AGGREGATORS)  # every registered aggregator gets the shared tests below
+
+
+@pytest.mark.parametrize("name", ALL)
 @given(plan=plans(), seed=SEEDS, w=st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=3, max_size=3))
-def test_weights_act_as_scaled_losses(agg, plan, seed, w):
+def test_weights_act_as_scaled_losses(name, plan, seed, w):
     rows = random_rows(plan, 3, seed)
-    out, _ = _harmonize(rows, plan, agg, weights=w)
-    scaled, _ = _harmonize(rows * torch.tensor(w, dtype=rows.dtype)[:, None], plan, agg)
+    out, _ = _harmonize(rows, plan, AGGREGATORS[name](), weights=w)
+    scaled, _ = _harmonize(rows * torch.tensor(w, dtype=rows.dtype)[:, None], plan, AGGREGATORS[name]())
     np.testing.assert_allclose(out, scaled, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("agg", [Sum(), PCGrad(), Project(0), MGDA()], ids=repr)
+@pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("k", [1, 2, 3])
-def test_zero_gradients_give_finite_coefficients(agg, k):
+def test_zero_gradients_give_finite_coefficients(name, k):
     gram = torch.zeros(4, k, k)
     gram[1, 0, 0] = 2.0  # one objective touches segment 1 only
-    beta = agg(gram)
+    beta = AGGREGATORS[name]()(gram)
+    assert beta.shape == (4, k) and beta.dtype == gram.dtype
     assert torch.isfinite(beta).all()
 
 
-@pytest.mark.parametrize("agg", [Sum(), PCGrad(), Project(1), MGDA(16)], ids=repr)
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize(("kind", "index"), [(kind, i) for kind, mats in torchjd_inputs().items() for i in range(len(mats))])
+def test_finite_on_torchjds_kinds_of_inputs(name, kind, index):
+    """torchjd's "expected structure" property: a finite vector on every input kind and scale."""
+    j = torchjd_inputs()[kind][index]
+    assert torch.isfinite(AGGREGATORS[name]()((j @ j.T)[None])).all()
+
+
+@pytest.mark.parametrize("name", ALL)
 @given(k=st.integers(2, 4), seed=SEEDS, scale=st.sampled_from([1e-3, 2.0, 1024.0]))
-def test_batched_over_segments_and_scale_invariant(agg, k, seed, scale):
+def test_batched_over_segments_and_loss_scale(name, k, seed, scale):
+    """Segments are independent (a batch equals one call per segment, fresh state each); a loss
+    scale s leaves the update unchanged: invariant aggregators see s^2 G, the others G (functional)."""
     gen = torch.Generator().manual_seed(seed)
     g = torch.randn(6, k, 5, generator=gen, dtype=torch.float64)
     gram = g @ g.transpose(1, 2)
-    batched = agg(gram)
-    single = torch.cat([agg(gram[i:i + 1]) for i in range(6)])
-    torch.testing.assert_close(batched, single, rtol=0, atol=0)
-    torch.testing.assert_close(agg(gram * scale**2), batched, rtol=1e-9, atol=1e-9)
+    batched = AGGREGATORS[name]()(gram)
+    single = torch.cat([AGGREGATORS[name]()(gram[i:i + 1]) for i in range(6)])
+    torch.testing.assert_close(batched, single, rtol=1e-12, atol=1e-14)
+    agg = AGGREGATORS[name]()
+    if agg.scale_invariant:
+        torch.testing.assert_close(agg(gram * scale**2), batched, rtol=1e-9, atol=1e-9)
+    s = torch.tensor([scale], dtype=torch.float64)
+    unscaled, _ = coefficients(gram * scale**2, AGGREGATORS[name](), grad_scale=s)
+    torch.testing.assert_close(unscaled * scale, batched, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("granularity", ["layer", "module", "global"])
+def test_every_granularity_with_weights_equals_the_aggregator_per_segment(name, granularity):
+    """One HarmonizedSGD step (lr 1) moves each segment by -J_s^T beta_s, beta_s from that segment's
+    weighted Gram alone, through the reference backend."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    weights = [1.0, 0.5, 2.0]
+    opt = HarmonizedSGD(model.named_parameters(), lr=1.0, objectives=3, aggregator=AGGREGATORS[name](),
+                        granularity=granularity, weights=weights, backend="reference")
+    x = torch.randn(6, 4, dtype=torch.float64)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    grads = []
+    for i in range(3):
+        with opt.objective(i):
+            (model(x)[:, i] ** 2).mean().backward()
+            grads.append([p.grad.detach().clone() for p in model.parameters()])
+    opt.step()
+    labels = {"layer": [0, 1, 2, 3], "module": [0, 0, 1, 1], "global": [0, 0, 0, 0]}[granularity]
+    for segment in sorted(set(labels)):
+        members = [t for t, s in enumerate(labels) if s == segment]
+        j = torch.stack([torch.cat([grads[i][t].flatten() for t in members]) for i in range(3)])
+        w = torch.tensor(weights, dtype=torch.float64)
+        beta = w * AGGREGATORS[name]()(((w[:, None] * j) @ (w[:, None] * j).T)[None])[0]
+        moved = torch.cat([(before[t] - p.detach()).flatten() for t, p in enumerate(model.parameters()) if t in members])
+        torch.testing.assert_close(moved, beta @ j, rtol=1e-10, atol=1e-12)
 
 
 def test_make_aggregator_names_and_instances():
@@ -170,3 +223,44 @@ def test_pcgrad_state_dict_replays_random_orders():
     b = PCGrad("random", seed=99)
     b.load_state_dict(a.state_dict())
     assert torch.equal(a(gram), b(gram))
+
+
+J_BASE = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64)
+# J_BASE^T w for every aggregator: torchjd's fixed values (its test_values.py; GradVac, FairGrad and
+# Nash-MTL printed by torchjd 0.18 itself), and the one-sided projection by hand
+FIXED_VALUES = {
+    "sum": [2.0, 2.0, 2.0], "pcgrad": [0.5848, 3.8012, 3.8012], "project": [-2.8889, 3.2222, 3.2222],
+    "mgda": [0.0, 1.0, 1.0], "upgrad": [0.2929, 1.9004, 1.9004], "dualproj": [0.5563, 1.1109, 1.1109],
+    "imtl_g": [0.0767, 1.0, 1.0], "aligned_mtl": [0.2133, 0.9673, 0.9673], "cagrad": [0.1835, 1.2041, 1.2041],
+    "config": [0.1588, 2.0706, 2.0706], "gradvac": [0.5848, 3.8012, 3.8012], "nash_mtl": [0.0542, 0.7061, 0.7061],
+    "fairgrad": [0.0766, 0.9985, 0.9985],
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fixed_values_of_torchjd(name):
+    beta = AGGREGATORS[name]()((J_BASE @ J_BASE.T)[None])[0]
+    torch.testing.assert_close(beta @ J_BASE, torch.tensor(FIXED_VALUES[name], dtype=torch.float64), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_registered_under_its_name_and_exported(name):
+    import ltu_fast
+
+    cls = AGGREGATORS[name]
+    assert cls.name == name and isinstance(make_aggregator(name), cls)
+    assert getattr(ltu_fast, cls.__name__) is cls
+    assert cls().solver_spec() is None or name in ("sum", "pcgrad", "project")  # the rest run in torch for now
+
+
+@pytest.mark.parametrize("name", ["nash_mtl", "fairgrad"])
+def test_equation_without_solution_gives_the_bounded_limit(name):
+    """g1 = -g2 (a scalar parameter, two objectives pulling apart) and g3 orthogonal: no positive
+    w has w * (G w) = 1, the weights of g1, g2 run off together. We return the limit of the
+    exact problem's path: g1 and g2 cancel, g3 keeps its exact weight, the weights stay bounded."""
+    j = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    w = make_aggregator(name, max_norm=0.0)(torch.mm(j, j.T)[None])[0] if name == "nash_mtl" else \
+        make_aggregator(name)(torch.mm(j, j.T)[None])[0]
+    assert torch.isfinite(w).all() and (w > 0).all()
+    assert (w * j.norm(dim=1)).max() <= 1e6  # |w_i g_i| bounded: a float32 update can apply it
+    torch.testing.assert_close(w @ j, torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=0, atol=1e-9)

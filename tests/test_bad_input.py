@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ltu_fast import MGDA, HarmonizedSGD, PCGrad, Project, SegmentPlan, axpy, harmonize, harmonize_rows
+from ltu_fast import aggregators as agg
 
 
 def _params(*shapes, dtype=torch.float32):
@@ -35,6 +36,8 @@ def _params(*shapes, dtype=torch.float32):
     ({"objectives": 2, "weights": [1.0, -1.0]}, ValueError, "weights"),
     ({"objectives": 2, "aggregator": Project(protect=2)}, ValueError, "protect"),
     ({"objectives": 2, "aggregator": Project(protect="retain")}, ValueError, "protect"),
+    ({"objectives": 2, "aggregator": agg.UPGrad(pref_vector=[1.0, 2.0, 3.0])}, ValueError, "pref_vector"),
+    ({"objectives": 3, "aggregator": agg.ConFIG(pref_vector=[1.0, 2.0])}, ValueError, "pref_vector"),
 ])
 def test_optimizer_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -70,6 +73,33 @@ def test_unknown_objective():
         opt.set_objective("c")
     with pytest.raises(ValueError, match="objective"):
         opt.grad_row(2)
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda: agg.UPGrad(norm_eps=-1.0), "norm_eps"),
+    (lambda: agg.UPGrad(reg_eps=0.0), "reg_eps"),
+    (lambda: agg.UPGrad(iterations=0), "iterations"),
+    (lambda: agg.UPGrad(pref_vector=[[1.0, 2.0]]), "pref_vector"),
+    (lambda: agg.DualProj(pref_vector=[1.0, float("nan")]), "pref_vector"),
+    (lambda: agg.DualProj(iterations=2.5), "iterations"),
+    (lambda: agg.IMTLG(sweeps=0), "sweeps"),
+    (lambda: agg.AlignedMTL(scale_mode="max"), "scale_mode"),
+    (lambda: agg.CAGrad(c=-0.5), "c must"),
+    (lambda: agg.CAGrad(norm_eps=-1.0), "norm_eps"),
+    (lambda: agg.ConFIG(sweeps=True), "sweeps"),
+    (lambda: agg.GradVac(beta=1.5), "beta"),
+    (lambda: agg.GradVac(eps=-1.0), "eps"),
+    (lambda: agg.GradVac(order="sorted"), "order"),
+    (lambda: agg.NashMTL(max_norm=-1.0), "max_norm"),
+    (lambda: agg.NashMTL(update_weights_every=0), "update_weights_every"),
+    (lambda: agg.NashMTL(iterations=0), "iterations"),
+    (lambda: agg.FairGrad(alpha=-1.0), "alpha"),
+    (lambda: agg.FairGrad(alpha=float("inf")), "alpha"),
+    (lambda: MGDA(method="fw"), "method"),
+])
+def test_gramian_aggregator_parameters(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
 
 
 def test_aggregator_options():

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad
 
+from ltu_fast.aggregators import AGGREGATORS
 from ltu_fast.unlearn.api import ArraySplit, UnlearnTask
 from ltu_fast.unlearn.baselines._loop import generator
 from ltu_fast.unlearn.ltu import LTU
@@ -336,3 +337,17 @@ def test_sweep_summary_compares_against_the_best_different_row():
     text = summary(runs, list(gaps), (0.1,), ("random",), (0, 1, 2))
     assert "vs other" in text and "vs same as ltu" not in text
     assert "1.73 ± 0.47 ‡1 °1 |" in text  # the flags of each cell are counted, not hidden
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_ltu_accepts_every_registered_aggregator_from_the_cli(name):
+    """``--set ltu.aggregator=NAME`` reaches LTU, which unlearns with that aggregator."""
+    from ltu_fast.cli import _config, build_parser
+
+    args = build_parser().parse_args(["--quick", "--set", f"ltu.aggregator={name}", "ltu.iterations=2", "ltu.num_mia=0",
+                                      "ltu.batch_size=6", "ltu.ascent_bound=100.0", "ltu.ascent_target=none"])
+    kwargs = _config(args).method_kwargs["ltu"]
+    assert kwargs["aggregator"] == name
+    result = LTU(**kwargs).unlearn(mlp(), toy_task())
+    moved = flat(result.model) - flat(mlp())
+    assert torch.isfinite(moved).all() and moved.abs().max() > 0

@@ -42,7 +42,7 @@ def _gram(k: int, segments: int, seed: int, zero: int, scale: float) -> torch.Te
 
 def _aggregator(kind: str, k: int, protect: int, seed: int):
     return {"sum": Sum(), "pcgrad": PCGrad(), "pcgrad_random": PCGrad("random", seed=seed),
-            "project": Project(protect=protect % k), "mgda": MGDA(iterations=16)}[kind]
+            "project": Project(protect=protect % k), "mgda": MGDA(iterations=16, method="frank_wolfe")}[kind]
 
 
 def _both(backend_name: str, device: str, gram, make, weights, grad_scale, found_inf, hyper, ready):

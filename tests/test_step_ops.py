@@ -45,7 +45,7 @@ def _model() -> torch.nn.Module:
 
 
 AGGREGATORS = {"sum": Sum, "pcgrad": PCGrad, "pcgrad_random": lambda: PCGrad("random", seed=1),
-               "project": Project, "mgda": MGDA}
+               "project": Project, "mgda": lambda: MGDA(method="frank_wolfe")}
 
 
 @pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the C++ extension is not built")

@@ -21,7 +21,7 @@ from ltu_fast.functional import solve
 from ltu_fast.plan import SegmentPlan
 
 AGGREGATORS = {"sum": Sum, "pcgrad": PCGrad, "pcgrad_random": lambda: PCGrad("random", seed=5),
-               "project": lambda: Project(protect=0), "mgda": MGDA}
+               "project": lambda: Project(protect=0), "mgda": lambda: MGDA(method="frank_wolfe")}
 
 
 def _case(seed: int, k: int, tensors: int, segments: int, groups: int, bad: bool):

@@ -1,11 +1,15 @@
 """Aggregators: per-segment Gram matrices ``[L, K, K]`` -> combination coefficients ``[L, K]``.
 
-One module per method (see :mod:`.base` for the contract); this registry maps names to classes,
-so ``aggregator="pcgrad"`` and ``PCGrad()`` are the same thing everywhere.
+One module per method (see :mod:`.base` for the contract, :mod:`.stateful` for per-segment state);
+the solvers they share are :mod:`._qp` (active-set QPs), :mod:`._eigen` (Jacobi) and
+:mod:`._newton` (the Nash/FairGrad equation). This registry maps names to classes, so
+``aggregator="upgrad"`` and ``UPGrad()`` are the same thing everywhere, and the shared tests run
+on every registered aggregator.
 """
 
 from __future__ import annotations
 
+from .aligned_mtl import AlignedMTL
 from .base import (
     MAX_SOLVER_K,
     SOLVER_MGDA,
@@ -17,17 +21,30 @@ from .base import (
     as_weights,
     safe_ratio,
 )
+from .cagrad import CAGrad
+from .config import ConFIG
+from .dualproj import DualProj
+from .fairgrad import FairGrad
+from .gradvac import GradVac
+from .imtl_g import IMTLG
 from .mgda import MGDA
+from .nash_mtl import NashMTL
 from .pcgrad import PCGrad, pcgrad_visit_orders
 from .project import Project
+from .stateful import StatefulAggregator
 from .sum import Sum
+from .upgrad import UPGrad
 
-__all__ = ["AGGREGATORS", "MAX_SOLVER_K", "MGDA", "SOLVER_MGDA", "SOLVER_PCGRAD", "SOLVER_PROJECT", "SOLVER_SUM",
-           "Aggregator", "PCGrad", "Project", "SolverSpec", "Sum", "as_weights", "make_aggregator",
+__all__ = ["AGGREGATORS", "IMTLG", "MAX_SOLVER_K", "MGDA", "SOLVER_MGDA", "SOLVER_PCGRAD", "SOLVER_PROJECT",
+           "SOLVER_SUM", "Aggregator", "AlignedMTL", "CAGrad", "ConFIG", "DualProj", "FairGrad", "GradVac", "NashMTL",
+           "PCGrad", "Project", "SolverSpec", "StatefulAggregator", "Sum", "UPGrad", "as_weights", "make_aggregator",
            "pcgrad_visit_orders", "safe_ratio"]
 
 
-AGGREGATORS: dict[str, type[Aggregator]] = {cls.name: cls for cls in (Sum, PCGrad, Project, MGDA)}
+AGGREGATORS: dict[str, type[Aggregator]] = {
+    cls.name: cls for cls in (Sum, PCGrad, Project, MGDA, UPGrad, DualProj, IMTLG, AlignedMTL, CAGrad, ConFIG,
+                              GradVac, NashMTL, FairGrad)
+}
 
 
 def make_aggregator(spec: str | Aggregator, **options) -> Aggregator:

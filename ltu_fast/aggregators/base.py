@@ -6,17 +6,20 @@ heavy pass over memory is one weighted sum done by a backend. In torchjd's terms
 here is a *weighting* (Gramian -> weights); the combination ``sum_k beta_k g_k`` is the fused pass.
 Objective weights ``w`` are applied as if the losses had been scaled: the aggregator sees
 ``diag(w) G diag(w)`` and its coefficients are multiplied by ``w`` again.
+Per-segment state (GradVac's targets, Nash-MTL's last weights) lives in device tensors the
+aggregator creates for the L segments and updates in place (:mod:`.stateful`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
 
 __all__ = ["MAX_SOLVER_K", "SOLVER_MGDA", "SOLVER_PCGRAD", "SOLVER_PROJECT", "SOLVER_SUM", "Aggregator",
-           "SolverSpec", "as_weights", "safe_ratio"]
+           "SolverSpec", "as_preference", "as_weights", "check_iterations", "check_preference", "preference", "safe_ratio", "trace_normalized"]
 
 # Aggregator kinds of the compiled solvers (csrc/include/ltu_fast/solve_math.h, kernels/solve.py).
 SOLVER_SUM, SOLVER_PCGRAD, SOLVER_PROJECT, SOLVER_MGDA = range(4)
@@ -43,6 +46,9 @@ class Aggregator:
     """Base class: subclasses implement :meth:`coefficients` on an unweighted Gram batch."""
 
     name = "aggregator"
+    # True: coefficients(s^2 G) == coefficients(G), so a loss scale may stay in the Gram it sees.
+    # False (absolute thresholds, or weights that scale with the gradients): it sees G / s^2.
+    scale_invariant = True
 
     def __call__(self, gram: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         if gram.dim() != 3 or gram.shape[1] != gram.shape[2]:
@@ -63,6 +69,15 @@ class Aggregator:
         """int64 [1] device counter a compiled solver reads and advances, or None (stateless)."""
         return None
 
+    def device_state(self, num_segments: int, num_objectives: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The device tensors a step updates in place, created here for ``num_segments`` segments
+        (an optimizer marks them as static addresses for CUDA graphs)."""
+        counter = self.step_counter(device)
+        return () if counter is None else (counter,)
+
+    def reset(self) -> None:
+        """Forget any state (as torchjd's ``reset``); stateless aggregators have none."""
+
     def validate(self, num_objectives: int) -> None:
         """Raise ValueError if this aggregator cannot serve ``num_objectives`` objectives."""
 
@@ -74,6 +89,42 @@ class Aggregator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def trace_normalized(gram: torch.Tensor, eps: float) -> torch.Tensor:
+    """``G / trace(G)``, or 0 where the trace is below ``eps`` or not positive (torchjd's normalisation)."""
+    trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+    small = (trace < eps) | (trace <= 0)
+    return torch.where(small, 0.0, gram / torch.where(small, 1.0, trace))
+
+
+def as_preference(pref_vector: Sequence[float] | torch.Tensor | None) -> tuple[float, ...] | None:
+    """A preference vector as plain floats (kept on the host, uploaded once per device)."""
+    if pref_vector is None:
+        return None
+    values = torch.as_tensor(pref_vector, dtype=torch.float64)
+    if values.dim() != 1 or values.numel() == 0 or not torch.isfinite(values).all():
+        raise ValueError(f"pref_vector: expected a non-empty vector of finite numbers, got {pref_vector!r}")
+    return tuple(values.tolist())
+
+
+def check_preference(pref: tuple[float, ...] | None, num_objectives: int) -> None:
+    if pref is not None and len(pref) != num_objectives:
+        raise ValueError(f"pref_vector: expected {num_objectives} values (one per objective), got {len(pref)}")
+
+
+@lru_cache(maxsize=256)
+def preference(pref: tuple[float, ...] | None, k: int, fill: float, device: torch.device) -> torch.Tensor:
+    """The float64 ``[K]`` preference on ``device`` (``fill`` everywhere when None), made once."""
+    if pref is None:
+        return torch.full((k,), fill, dtype=torch.float64, device=device)
+    return torch.tensor(pref, dtype=torch.float64, device=device)
+
+
+def check_iterations(iterations: int | None, name: str = "iterations") -> None:
+    """A solver's trip count: a positive int, or None for the aggregator's default for K."""
+    if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1):
+        raise ValueError(f"{name} must be a positive int or None (the default for K), got {iterations!r}")
 
 
 def as_weights(weights: Sequence[float] | torch.Tensor | None, num_objectives: int) -> torch.Tensor | None:

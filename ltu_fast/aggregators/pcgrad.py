@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
 from .base import SOLVER_PCGRAD, Aggregator, SolverSpec, safe_ratio
 
-__all__ = ["PCGrad", "pcgrad_visit_orders"]
+__all__ = ["PCGrad", "fixed_visit_orders", "pcgrad_visit_orders"]
 
 
 _MASK32 = 0xFFFFFFFF
@@ -35,6 +37,13 @@ def pcgrad_visit_orders(seed: int, step: torch.Tensor, k: int) -> torch.Tensor:
     keys = (h << 4) | idx[None, :]
     keys = torch.where(idx[:, None] == idx[None, :], torch.full_like(keys, 1 << 40), keys)
     return keys.argsort(dim=1)[:, : k - 1]
+
+
+@cache
+def fixed_visit_orders(k: int, device: torch.device) -> torch.Tensor:
+    """[K, K-1] index order: objective i visits the others ascending (uploaded once per device)."""
+    return torch.tensor([[j for j in range(k) if j != i] for i in range(k)], dtype=torch.int64,
+                        device=device).reshape(k, k - 1)
 
 
 class PCGrad(Aggregator):
@@ -74,8 +83,7 @@ class PCGrad(Aggregator):
         num_segments, k = gram.shape[:2]
         counter = self.step_counter(gram.device)
         if counter is None:
-            orders = torch.tensor([[j for j in range(k) if j != i] for i in range(k)], dtype=torch.int64,
-                                  device=gram.device).reshape(k, k - 1)
+            orders = fixed_visit_orders(k, gram.device)
         else:
             orders = pcgrad_visit_orders(self.seed, counter, k)
             counter += 1

@@ -233,8 +233,8 @@ class HarmonizedOptimizer(Optimizer):
         self._hyper_key = None
         self._layout_ready = True
         self._mark_static_addresses(self._flat_params, self._rows, self._skipped, self.weights,
-                                    self.aggregator.step_counter(ref.device), *self._buffers.values(),
-                                    *self._device_state())
+                                    *self.aggregator.device_state(plan.num_segments, k, ref.device),
+                                    *self._buffers.values(), *self._device_state())
         self._point_grads()
         self._hyper()  # the first upload, eagerly: traced by torch.compile, a host copy would cost the step its CUDA graph
 

@@ -36,8 +36,8 @@ class HarmonizedSGD(HarmonizedOptimizer):
         lr, momentum, dampening, weight_decay, nesterov, maximize: as ``torch.optim.SGD``
             (per param group too); ``lr`` may be a float or a one-element tensor, the others are numbers.
         objectives: K, or K distinct names (e.g. ``("forget", "retain")``).
-        aggregator: ``"sum"``, ``"pcgrad"``, ``"project"``, ``"mgda"`` or an
-            :class:`~ltu_fast.aggregators.Aggregator` instance (e.g. ``Project(protect=1)``).
+        aggregator: a registered name (``ltu_fast.aggregators.AGGREGATORS``: ``"sum"``, ``"pcgrad"``,
+            ``"upgrad"``, ...) or an :class:`~ltu_fast.aggregators.Aggregator` instance (e.g. ``Project(protect=1)``).
         granularity: ``"layer"`` (one segment per tensor), ``"module"`` (per owning module),
             ``"global"`` (the whole model), or a sequence of segment ids, one per parameter.
         weights: K non-negative objective weights (as if each loss were scaled).

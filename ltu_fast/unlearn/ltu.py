@@ -78,7 +78,8 @@ class LTU(UnlearnMethod):
             accuracy. mia_members: the attackers' members, ``"retain"`` (retain_access) or
             ``"retain+forget"``.
         distill: weight of a KL-to-the-original term (temperature 4) in the remembering losses.
-        aggregator: ``"project"`` (protect remembering), ``"pcgrad"``, ``"sum"``, ``"mgda"``.
+        aggregator: ``"project"`` (protect remembering) or any registered name (``"pcgrad"``, ``"sum"``,
+            ``"mgda"``, ``"upgrad"``, ... : ``ltu_fast.aggregators.AGGREGATORS``).
         granularity: harmonization segments: ``"layer"``, ``"module"`` or ``"global"``.
         forget_weight: objective weight of the forget row relative to remembering.
         second_order: differentiate through the meta-tune step (costs about 2x per iteration).
