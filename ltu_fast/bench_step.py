@@ -1,20 +1,30 @@
-"""Full training step, small batches (LTU's inner loop): plain vs harmonized vs hand-written torch.
+"""Full training step, small batches (LTU's inner loop), timed as a training loop runs it.
 
-    ltu-fast bench step                                 # the three cases below, CPU or GPU
-    ltu-fast bench step --cases cnn --rounds 200
+    ltu-fast bench step                                   # every case and contender, CPU or GPU
+    ltu-fast bench step --threads 1 2 --cases cnn --rounds 12 --steps 100
 
-One step = forward of a forget and a retain batch, backward, SGD momentum update:
-  * ``plain``:     the two losses summed, one backward, ``torch.optim.SGD(foreach=True)``;
-  * ``harmonized``: one backward per objective into :class:`HarmonizedSGD`'s rows, PCGrad per layer;
-  * ``foreach``:   ``torch.autograd.grad`` per objective, per-layer PCGrad written with ``_foreach``
-                   ops (no host sync), ``.grad`` set, ``torch.optim.SGD(foreach=True)``.
-Each contender trains its own copy of one model (same initial weights) on the same batches;
-rounds are interleaved (each round runs every contender once, the order rotating from round to
-round) so load from other processes hits all alike; the table shows median times and, per contender, the median over rounds of its time
-divided by ``plain``'s in the same round (paired, so slow drifts of the load cancel). "opt X"
-is contender X's time outside forward and backward (zero_grad, objective switches, the
-harmonization, the update): the overhead harmonizing can change. The last two columns time, on the harmonized optimizer, a K x P zero fill of its rows (the cost
-``zero_grad`` no longer pays by default) against ``opt.step()`` alone.
+One step = forward of a forget and a retain batch, then the update, per contender:
+  sgd          one backward per loss into ``.grad``, ``torch.optim.SGD(momentum, foreach=True)``
+  summed       the two losses summed, one backward, the same SGD                     (vs sgd)
+  pcgrad, project, sum   ``HarmonizedSGD`` with that aggregator, one backward per objective (vs sgd)
+  foreach      ``torch.autograd.grad`` per loss, per-layer PCGrad in ``_foreach`` ops
+               (no host sync), ``.grad`` set, the same SGD                            (vs sgd)
+  adamw        one backward per loss into ``.grad``, ``torch.optim.AdamW(foreach=True)``
+  h-adamw      ``HarmonizedAdamW``, PCGrad                                          (vs adamw)
+  adamw-fused  one backward per loss into ``.grad``, ``torch.optim.AdamW(fused=True)``
+  wrapped      ``Harmonized(AdamW(fused=True))``, PCGrad                       (vs adamw-fused)
+
+Each contender trains its own copy of one model (same initial weights) on the same batches, in
+blocks of ``--steps`` consecutive steps (as a training loop runs: the state one step leaves is
+what the next one meets). A round runs one block per contender, the order rotating from round to
+round, so load from other processes hits all alike; round 0 is warm-up. Columns: the median over
+rounds of ms per step; "x base" the median over rounds of the block's time over its baseline's
+block in the same round (paired: slow drifts of the load cancel), with the interquartile range
+of that ratio; the median split of a step into forward, backward (the ``backward()`` calls) and
+optimizer (``zero_grad``, objective switches, the harmonization and the update); "held" the
+bytes that live between steps (parameters, ``.grad`` or the K x P rows, optimizer state) and
+"peak" the most a step holds at once (held + the step's own allocations), measured on one step
+with the profiler's memory events (CPU) or the CUDA allocator's peak.
 """
 
 from __future__ import annotations
@@ -29,10 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .optim import HarmonizedSGD
+from .optim import Harmonized, HarmonizedAdamW, HarmonizedOptimizer, HarmonizedSGD
 from .unlearn.models import MLP, ResNet18, SmallCNN
 
-LR, MOMENTUM = 0.01, 0.9
+LR, MOMENTUM, ADAM_LR = 0.01, 0.9, 1e-3
+OBJECTIVES = ("forget", "retain")
 
 # name -> (model factory, input shape, classes, batch per objective)
 CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int, int]] = {
@@ -40,6 +51,26 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int, int]] = {
     "resnet18": (lambda: ResNet18(3, 10), (3, 32, 32), 10, 8),
     "mlp25m": (lambda: MLP(3072, 10, hidden=3712), (3072,), 10, 8),  # 25.2M parameters
 }
+
+# name -> (optimizer factory, baseline the paired ratio divides by, how the step computes gradients)
+CONTENDERS: dict[str, tuple[Callable[[list[nn.Parameter]], torch.optim.Optimizer], str, str]] = {
+    "sgd": (lambda ps: torch.optim.SGD(ps, lr=LR, momentum=MOMENTUM, foreach=True), "sgd", "backward"),
+    "summed": (lambda ps: torch.optim.SGD(ps, lr=LR, momentum=MOMENTUM, foreach=True), "sgd", "summed"),
+    "pcgrad": (lambda ps: HarmonizedSGD(ps, lr=LR, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="pcgrad"),
+               "sgd", "objectives"),
+    "project": (lambda ps: HarmonizedSGD(ps, lr=LR, momentum=MOMENTUM, objectives=OBJECTIVES,
+                                         aggregator="project"), "sgd", "objectives"),
+    "sum": (lambda ps: HarmonizedSGD(ps, lr=LR, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="sum"),
+            "sgd", "objectives"),
+    "foreach": (lambda ps: torch.optim.SGD(ps, lr=LR, momentum=MOMENTUM, foreach=True), "sgd", "foreach"),
+    "adamw": (lambda ps: torch.optim.AdamW(ps, lr=ADAM_LR, foreach=True), "adamw", "backward"),
+    "h-adamw": (lambda ps: HarmonizedAdamW(ps, lr=ADAM_LR, objectives=OBJECTIVES, aggregator="pcgrad"),
+                "adamw", "objectives"),
+    "adamw-fused": (lambda ps: torch.optim.AdamW(ps, lr=ADAM_LR, fused=True), "adamw-fused", "backward"),
+    "wrapped": (lambda ps: Harmonized(torch.optim.AdamW(ps, lr=ADAM_LR, fused=True), objectives=OBJECTIVES,
+                                      aggregator="pcgrad"), "adamw-fused", "objectives"),
+}
+PHASES = ("forward", "backward", "optimizer")
 
 
 def _pcgrad_foreach(grads_f: list[torch.Tensor], grads_r: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -57,92 +88,155 @@ def _pcgrad_foreach(grads_f: list[torch.Tensor], grads_r: list[torch.Tensor]) ->
 
 
 class _Contender:
-    def __init__(self, name: str, model: nn.Module):
-        self.name, self.model = name, model
-        params = list(model.parameters())
-        if name == "harmonized":
-            self.opt = HarmonizedSGD(params, lr=LR, momentum=MOMENTUM, objectives=("forget", "retain"),
-                                     aggregator="pcgrad")
-        else:
-            self.opt = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, foreach=True)
-        self.params = params
-        self.sync = torch.cuda.synchronize if params[0].is_cuda else (lambda: None)
+    """One contender's model copy, optimizer and step, timing its three phases."""
 
-    def step(self, xf, yf, xr, yr) -> float:
-        """One training step; returns the ms spent outside forward/backward (the optimizer's share)."""
-        model, opt = self.model, self.opt
-        clock = time.perf_counter
+    def __init__(self, name: str, model: nn.Module, sync: Callable[[], None]):
+        factory, self.baseline, self.mode = CONTENDERS[name]
+        self.name, self.model, self.sync = name, model, sync
+        self.params = list(model.parameters())
+        self.opt = factory(self.params)
+        self.phase_s = dict.fromkeys(PHASES, 0.0)
+
+    def step(self, xf, yf, xr, yr) -> None:
+        """One training step, adding each phase's seconds to :attr:`phase_s`."""
+        model, opt, spent, sync, clock = self.model, self.opt, self.phase_s, self.sync, time.perf_counter
         t0 = clock()
         opt.zero_grad()
-        spent = clock() - t0
-        loss_f = F.cross_entropy(model(xf), yf)
-        loss_r = F.cross_entropy(model(xr), yr)
-        if self.name == "plain":
-            (loss_f + loss_r).backward()
-        elif self.name == "harmonized":  # set_objective: the context manager's calls, timed one by one
-            for objective, loss in (("forget", loss_f), ("retain", loss_r), ("forget", None)):
-                t0 = clock()
-                opt.set_objective(objective)
-                spent += clock() - t0
-                if loss is not None:
-                    loss.backward()
-        else:
-            grads_f = torch.autograd.grad(loss_f, self.params)
-            grads_r = torch.autograd.grad(loss_r, self.params)
-            t0 = clock()
-            for p, g in zip(self.params, _pcgrad_foreach(list(grads_f), list(grads_r))):
-                p.grad = g
-            spent += clock() - t0
+        t1 = clock()
+        losses = (F.cross_entropy(model(xf), yf), F.cross_entropy(model(xr), yr))
+        sync()
+        t2 = clock()
+        spent["optimizer"] += t1 - t0
+        spent["forward"] += t2 - t1
+        self._gradients(*losses)
         t0 = clock()
         opt.step()
+        sync()
+        spent["optimizer"] += clock() - t0
+
+    def _gradients(self, loss_f: torch.Tensor, loss_r: torch.Tensor) -> None:
+        """Gradients into ``.grad`` (or the optimizer's rows): backward time apart from the optimizer's work."""
+        opt, spent, sync, clock = self.opt, self.phase_s, self.sync, time.perf_counter
+        if self.mode == "objectives":  # the context manager's two calls per block, timed apart from backward
+            for objective, loss in zip(OBJECTIVES, (loss_f, loss_r)):
+                t0 = clock()
+                opt.set_objective(objective)
+                t1 = clock()
+                loss.backward()
+                sync()
+                t2 = clock()
+                opt.set_objective(OBJECTIVES[0])
+                spent["optimizer"] += t1 - t0 + clock() - t2
+                spent["backward"] += t2 - t1
+            return
+        t0 = clock()
+        if self.mode == "foreach":
+            grads = [torch.autograd.grad(loss, self.params) for loss in (loss_f, loss_r)]
+            sync()
+            t1 = clock()
+            for p, g in zip(self.params, _pcgrad_foreach(*map(list, grads))):
+                p.grad = g
+            spent["optimizer"] += clock() - t1
+        else:
+            for loss in (loss_f + loss_r,) if self.mode == "summed" else (loss_f, loss_r):
+                loss.backward()
+            sync()
+            t1 = clock()
+        spent["backward"] += t1 - t0
+
+    def block(self, batches, steps: int) -> tuple[float, dict[str, float]]:
+        """``steps`` consecutive steps: (ms per step, ms per step of each phase)."""
+        self.phase_s = dict.fromkeys(PHASES, 0.0)
         self.sync()
-        return (spent + clock() - t0) * 1e3
+        t0 = time.perf_counter()
+        for i in range(steps):
+            self.step(*batches[i % len(batches)])
+        self.sync()
+        total = (time.perf_counter() - t0) * 1e3 / steps
+        return total, {k: v * 1e3 / steps for k, v in self.phase_s.items()}
+
+    def held_bytes(self) -> int:
+        """Bytes of every storage that lives between steps: parameters, gradients, optimizer state."""
+        tensors = [*self.params, *(p.grad for p in self.params if p.grad is not None)]
+        for state in self.opt.state.values():
+            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+        if isinstance(self.opt, HarmonizedOptimizer):  # its flat buffers (parameters and state are views)
+            opt = self.opt
+            tensors += [opt._rows, opt._flat_params, *opt._buffers.values()]
+            tensors += [t for t in (getattr(opt, "_combined", None),) if t is not None]
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+        return sum(storages.values())
+
+    def peak_bytes(self, batch) -> int:
+        """Held bytes plus the most one step allocates on top of them at any moment."""
+        if self.params[0].is_cuda:
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            self.step(*batch)
+            torch.cuda.synchronize()
+            return self.held_bytes() + torch.cuda.max_memory_allocated() - base
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            self.step(*batch)  # what it leaves gets a known size when the measured step frees it
+            held = self.held_bytes()
+            with record_function("measured step"):
+                self.step(*batch)
+        events = prof.profiler.kineto_results.events()
+        start = min(e.start_ns() for e in events if e.name() == "measured step")
+        current = most = 0
+        for _, nbytes in sorted((e.start_ns(), e.nbytes()) for e in events
+                                if e.name() == "[memory]" and e.start_ns() >= start):
+            current += nbytes
+            most = max(most, current)
+        return held + most
 
 
-def bench_case(name: str, device: torch.device, rounds: int, warmup: int, contenders: list[str]) -> dict:
+def bench_case(name: str, device: torch.device, rounds: int, steps: int, contenders: list[str]) -> dict:
+    """Time ``contenders`` on case ``name``: per contender, medians and paired ratios (see module doc)."""
     factory, shape, classes, batch = CASES[name]
     torch.manual_seed(0)
     base = factory().to(device)
-    runners = [_Contender(c, copy.deepcopy(base)) for c in contenders]
-    gen = torch.Generator(device=device).manual_seed(1)
-    batches = [(torch.randn(batch, *shape, generator=gen, device=device),
-                torch.randint(0, classes, (batch,), generator=gen, device=device)) for _ in range(4)]
-    times: dict[str, list[float]] = {c: [] for c in contenders}
-    opt_times: dict[str, list[float]] = {c: [] for c in contenders}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for r in range(warmup + rounds):
-        (xf, yf), (xr, yr) = batches[r % 2], batches[2 + r % 2]
+    runners = [_Contender(c, copy.deepcopy(base), sync) for c in contenders]
+    gen = torch.Generator(device=device).manual_seed(1)
+    data = [(torch.randn(batch, *shape, generator=gen, device=device),
+             torch.randint(0, classes, (batch,), generator=gen, device=device)) for _ in range(4)]
+    batches = [(*data[i], *data[2 + i]) for i in range(2)]
+    totals: dict[str, list[float]] = {c: [] for c in contenders}
+    phases: dict[str, list[dict[str, float]]] = {c: [] for c in contenders}
+    for r in range(rounds + 1):
         for runner in runners[r % len(runners):] + runners[:r % len(runners)]:  # rotated: no fixed neighbour
-            sync()
-            t0 = time.perf_counter()
-            opt_ms = runner.step(xf, yf, xr, yr)
-            sync()
-            if r >= warmup:
-                times[runner.name].append((time.perf_counter() - t0) * 1e3)
-                opt_times[runner.name].append(opt_ms)
-    fill_ms, step_ms = _fill_vs_step(next((r.opt for r in runners if r.name == "harmonized"), None), rounds, sync)
-    params = sum(p.numel() for p in base.parameters())
-    paired = {c: statistics.median(a / b for a, b in zip(t, times[contenders[0]])) for c, t in times.items()}
-    return {"case": name, "params_m": params / 1e6, "tensors": len(list(base.parameters())), "batch": batch,
-            "ms": {c: statistics.median(t) for c, t in times.items()}, "paired": paired,
-            "opt_ms": {c: statistics.median(t) for c, t in opt_times.items()},
-            "fill_ms": fill_ms, "step_ms": step_ms}
+            total, split = runner.block(batches, steps)
+            if r:  # round 0 warms every contender up
+                totals[runner.name].append(total)
+                phases[runner.name].append(split)
+    out = {"case": name, "params_m": sum(p.numel() for p in base.parameters()) / 1e6,
+           "tensors": len(list(base.parameters())), "batch": batch, "rows": {}}
+    for runner in runners:
+        c = runner.name
+        own = totals[c]
+        ref = totals.get(runner.baseline, own)
+        ratios = [a / b for a, b in zip(own, ref)]
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+        out["rows"][c] = {
+            "ms": statistics.median(own), "baseline": runner.baseline if runner.baseline in totals else c,
+            "ratio": statistics.median(ratios), "iqr": (q1, q3),
+            **{p: statistics.median(s[p] for s in phases[c]) for p in PHASES},
+            "held_mb": runner.held_bytes() / 2**20, "peak_mb": runner.peak_bytes(batches[0]) / 2**20,
+        }
+    return out
 
 
-def _fill_vs_step(opt: HarmonizedSGD | None, rounds: int, sync: Callable[[], None]) -> tuple[float, float]:
-    """Median ms of a K x P zero fill of the rows (what zero_grad(set_to_none=False) does) and of
-    ``opt.step()`` alone, interleaved, on the rows the last round left."""
-    if opt is None:
-        return float("nan"), float("nan")
-    fill, step = [], []
-    for _ in range(rounds):
-        for fn, out in ((opt._rows.zero_, fill), (opt.step, step)):
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            out.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(fill), statistics.median(step)
+def print_case(r: dict) -> None:
+    print(f"{r['case']}: {r['params_m']:.1f}M parameters, {r['tensors']} tensors, batch {r['batch']}+{r['batch']}")
+    print(f"  {'contender':<12}{'ms/step':>9}{'x base':>8}{'IQR':>16}  {'base':<12}"
+          + "".join(f"{p:>10}" for p in PHASES) + f"{'held MB':>9}{'peak MB':>9}")
+    for c, row in r["rows"].items():
+        q1, q3 = row["iqr"]
+        print(f"  {c:<12}{row['ms']:>9.2f}{row['ratio']:>8.3f}{f'[{q1:.3f}, {q3:.3f}]':>16}  {row['baseline']:<12}"
+              + "".join(f"{row[p]:>10.2f}" for p in PHASES) + f"{row['held_mb']:>9.1f}{row['peak_mb']:>9.1f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,28 +244,20 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--contenders", nargs="+", choices=["plain", "harmonized", "foreach"],
-                        default=["plain", "harmonized", "foreach"])
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS))
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds after one warm-up round")
+    parser.add_argument("--steps", type=int, default=50, help="consecutive steps per block")
+    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
+                        help="torch.set_num_threads, one table per value (CPU), e.g. --threads 1 2")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
-          f"threads {torch.get_num_threads()}; torch {torch.__version__}; medians of {args.rounds} interleaved rounds")
-    print(f"{'case':<10}{'params':>8}{'T':>4}{'batch':>7}" + "".join(f"{c:>13}" for c in args.contenders)
-          + "".join(f"{c + '/' + args.contenders[0]:>18}" for c in args.contenders[1:])
-          + "".join(f"{'opt ' + c:>16}" for c in args.contenders) + f"{'KxP fill':>11}{'opt.step':>11}")
-    for case in args.cases:
-        r = bench_case(case, device, args.rounds, args.warmup, args.contenders)
-        ms = r["ms"]
-        ratios = "".join(f"{r['paired'][c]:>17.3f}x" for c in args.contenders[1:])
-        print(f"{case:<10}{r['params_m']:>7.1f}M{r['tensors']:>4}{r['batch']:>4}+{r['batch']:<2}"
-              + "".join(f"{ms[c]:>10.2f} ms" for c in args.contenders) + ratios
-              + "".join(f"{r['opt_ms'][c]:>13.2f} ms" for c in args.contenders)
-              + f"{r['fill_ms']:>8.2f} ms{r['step_ms']:>8.2f} ms")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
+              f"threads {torch.get_num_threads()}; torch {torch.__version__}; blocks of {args.steps} consecutive "
+              f"steps, medians of {args.rounds} interleaved rounds; ms per step")
+        for case in args.cases:
+            print_case(bench_case(case, device, args.rounds, args.steps, args.contenders))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,16 @@ def _(rows, beta, plan, backend):
     return rows.new_empty(rows.shape[1:])
 
 
+@torch.library.custom_op("ltu_fast::combine_into", mutates_args=("out",))
+def combine_into(rows: torch.Tensor, beta: torch.Tensor, plan: int, out: torch.Tensor, backend: str) -> None:
+    resolve_backend(backend, rows.device, rows.dtype).combine(rows, beta, _plan(plan, rows.device), out)
+
+
+@combine_into.register_fake
+def _(rows, beta, plan, out, backend):
+    return None
+
+
 @torch.library.custom_op("ltu_fast::sgd_apply", mutates_args=("param", "momentum"))
 def sgd_apply(rows: torch.Tensor, beta: torch.Tensor, plan: int, param: torch.Tensor, momentum: torch.Tensor,
               hyper: torch.Tensor, ready: torch.Tensor, found_inf: torch.Tensor, backend: str) -> None:
@@ -147,8 +157,12 @@ class OpBackend:
     def gram(self, rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
         return torch.ops.ltu_fast.gram(rows, plan_handle(plan), self.name)
 
-    def combine(self, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
-        return torch.ops.ltu_fast.combine(rows, beta, plan_handle(plan), self.name)
+    def combine(self, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is None:
+            return torch.ops.ltu_fast.combine(rows, beta, plan_handle(plan), self.name)
+        torch.ops.ltu_fast.combine_into(rows, beta, plan_handle(plan), out, self.name)
+        return out
 
     def sgd_apply(self, rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
         torch.ops.ltu_fast.sgd_apply(rows, beta, plan_handle(plan), param, momentum, hyper, ready, found_inf,

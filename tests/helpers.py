@@ -7,6 +7,7 @@ Other engineers' backend tests call :func:`assert_backend_matches_reference`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -251,14 +252,22 @@ def _sgd_scale(p: torch.Tensor, buf: torch.Tensor, g_abs: torch.Tensor, hyper: t
     return p.abs() + lr * (grad + b + mom * b) + b
 
 
-def assert_steps_without_host_sync(opt, monkeypatch, steps: int = 2) -> None:
-    """Run ``opt.step()`` with every host-synchronising tensor method made to raise."""
+@contextlib.contextmanager
+def no_host_sync(monkeypatch):
+    """Inside: every host-synchronising tensor method raises (a CPU-side stand-in for
+    ``torch.cuda.set_sync_debug_mode("error")``)."""
     def forbidden(*args, **kwargs):
         raise AssertionError("host synchronisation inside step()")
 
     with monkeypatch.context() as patch:
         for name in ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy", "cpu"):
             patch.setattr(torch.Tensor, name, forbidden)
+        yield
+
+
+def assert_steps_without_host_sync(opt, monkeypatch, steps: int = 2) -> None:
+    """Run ``opt.step()`` with every host-synchronising tensor method made to raise."""
+    with no_host_sync(monkeypatch):
         for _ in range(steps):
             opt.step()
 

@@ -71,6 +71,21 @@ def test_backend_is_bitwise_repeatable(name, device):
     assert torch.equal(backend.combine(rows, beta, plan), backend.combine(rows, beta, plan))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_combine_into_a_given_row(name, device):
+    """``out=``: the same values written into the caller's buffer, its padding left as it was (zero)."""
+    backend = _backend_or_skip(name, device, torch.float32)
+    plan = SegmentPlan.build([5000, 7, 3000], [0, 1, 0])
+    rows, beta, *_ = _inputs(plan, 3, 3, torch.float32, device)
+    plan = plan.to(device)
+    out = torch.zeros(plan.total, device=device)
+    assert backend.combine(rows, beta, plan, out=out) is out
+    assert torch.equal(out, backend.combine(rows, beta, plan))
+    with pytest.raises(ValueError, match="out: expected"):
+        backend.combine(rows, beta, plan, out=torch.zeros(plan.total - 1, device=device))
+
+
 def test_reference_is_always_available():
     assert AVAILABLE["reference"] is None
     assert set(AVAILABLE) == set(BACKEND_NAMES)

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch._dynamo
 
-from ltu_fast import HarmonizedAdamW, HarmonizedSGD
+from ltu_fast import Harmonized, HarmonizedAdamW, HarmonizedSGD
+from ltu_fast.ops import plan_handle, through_ops
 
 
 def _model(seed: int = 0) -> torch.nn.Module:
@@ -161,3 +162,17 @@ def test_plain_scaler_step_misses_inactive_row_overflow():
     scaler.update()
     assert opt.skipped_steps == 1  # the optimizer still skipped
     assert scaler.get_scale() == 2.0 ** 16  # ...but the scaler did not back off
+
+
+def test_combine_into_the_wrappers_buffer_compiles_as_one_mutating_op():
+    """Compiled, the wrapper's combine writes into its static buffer (``ltu_fast::combine_into``)."""
+    model = _model()
+    opt = Harmonized(torch.optim.SGD(model.parameters(), lr=0.05), objectives=2, backend="reference")
+    rows = torch.randn(2, opt.plan.total)
+    beta = torch.rand(opt.plan.num_segments, 2)
+    torch.library.opcheck(torch.ops.ltu_fast.combine_into.default,
+                          (rows, beta, plan_handle(opt.plan), torch.zeros_like(opt._combined), "reference"))
+    ops = through_ops(opt._backend)
+    combine = torch.compile(lambda r, b: ops.combine(r, b, opt.plan, out=opt._combined), fullgraph=True)
+    combine(rows, beta)
+    assert torch.equal(opt._combined, opt._backend.combine(rows, beta, opt.plan))

@@ -1,12 +1,15 @@
 """Harmonized(optimizer): any torch optimizer stepped on harmonized gradients."""
 
 import copy
+import gc
 import io
+import weakref
 
 import pytest
 import torch
-from helpers import assert_steps_without_host_sync, backward_objectives
+from helpers import assert_steps_without_host_sync, backward_objectives, no_host_sync
 from test_adamw import _batches, _flat, _losses, _mlp, _run, _TwoHeads, check_against_oracle
+from torch.profiler import ProfilerActivity, profile
 
 from ltu_fast import Harmonized, HarmonizedSGD, PCGrad
 
@@ -96,11 +99,60 @@ def test_state_dict_resume_is_bitwise_identical():
     assert torch.equal(_flat(model3), _flat(model))
 
 
+# torch's own rule, script by script: with aggregator "sum" the wrapper (objective a, objective b)
+# is the plain optimizer (both backwards into .grad), untouched parameters included
+SCRIPTS = {
+    "zero_grad every step": ["zero", "a", "step", "zero", "b", "step", "zero", "a", "b", "step"],
+    "no zero_grad between steps": ["zero", "a", "step", "b", "step", "step", "zero", "b", "step"],
+    "zero_grad in place": ["zero", "a", "step", "zero_in_place", "b", "step", "zero_in_place", "step"],
+    "model.zero_grad": ["a", "step", "model_zero", "b", "step", "model_zero", "a", "b", "step"],
+    "assigned .grad": ["zero", "assign", "b", "step", "zero", "a", "assign", "step"],
+}
+
+
+def _act(action, model, opt, x):
+    harmonized = isinstance(opt, Harmonized)
+    if action in ("a", "b"):
+        loss = model(x, "head_" + action).pow(2).mean()
+        if harmonized:
+            with opt.objective("ab".index(action)):
+                loss.backward()
+        else:
+            loss.backward()
+    elif action == "assign":  # written by hand, no backward: torch steps it (it is not None)
+        grad = torch.full_like(model.head_b.bias, 0.5)
+        model.head_b.bias.grad = grad if model.head_b.bias.grad is None else model.head_b.bias.grad + grad
+    elif action == "step":
+        opt.step()
+    elif action == "model_zero":
+        model.zero_grad()
+    else:
+        opt.zero_grad(set_to_none=action == "zero")
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+@pytest.mark.parametrize("name", ["adamw", "adamw-fused", "sgd"])
+def test_untouched_parameters_follow_torchs_grad_none_rule(script, name):
+    a, b = _TwoHeads(), _TwoHeads()
+    plain = OPTIMIZERS[name](a.parameters())
+    wrapped = Harmonized(OPTIMIZERS[name](b.parameters()), objectives=2, aggregator="sum")
+    gen = torch.Generator().manual_seed(0)
+    for action in SCRIPTS[script]:
+        x = torch.randn(8, 4, generator=gen, dtype=torch.float64)
+        for model, opt in ((a, plain), (b, wrapped)):
+            _act(action, model, opt, x)
+        assert torch.equal(_flat(a), _flat(b)), action
+    for p, q in zip(a.parameters(), b.parameters()):
+        for key, value in plain.state[p].items():
+            assert torch.equal(torch.as_tensor(wrapped.state[q][key]), torch.as_tensor(value)), key
+
+
+@pytest.mark.parametrize("name", ["adamw-fused", "adamw", "sgd"])
 @pytest.mark.parametrize("skip_untouched", [True, False])
-def test_non_finite_gradients_skip_the_wrapped_step(skip_untouched):
+def test_non_finite_gradients_skip_the_wrapped_step(name, skip_untouched):
+    """Fused: the flag is read on the device; the others decide on the host (one read): both exact."""
     model = _mlp()
-    opt = Harmonized(torch.optim.AdamW(model.parameters(), lr=0.01, fused=True), objectives=2,
-                     skip_untouched=skip_untouched)
+    opt = Harmonized(OPTIMIZERS[name](model.parameters()), objectives=2, skip_untouched=skip_untouched)
     x, y = _batches(1)[0]
     _step(model, opt, x, y, 2)
     before = _flat(model).clone()
@@ -112,15 +164,62 @@ def test_non_finite_gradients_skip_the_wrapped_step(skip_untouched):
     after = opt.optimizer.state_dict()["state"]
     for i, s in state["state"].items():
         for key, value in s.items():
-            assert torch.equal(after[i][key], value), key
+            assert torch.equal(torch.as_tensor(after[i][key]), torch.as_tensor(value)), key
 
 
-def test_fused_without_untouched_skipping_needs_no_host_sync(monkeypatch):
-    model = _mlp(dtype=torch.float32)
-    opt = Harmonized(torch.optim.AdamW(model.parameters(), lr=0.01, fused=True), objectives=3, skip_untouched=False)
-    x, y = _batches(1, torch.float32)[0]
-    backward_objectives(opt, _losses(model, x, y))
+@pytest.mark.parametrize("skip_untouched", [True, False])
+def test_fused_training_loop_reads_nothing_back(skip_untouched, monkeypatch):
+    """zero_grad, objective switches and step with every host-synchronising method made to raise."""
+    model = _TwoHeads(torch.float32)
+    opt = Harmonized(torch.optim.AdamW(model.parameters(), lr=0.01, fused=True), objectives=2,
+                     skip_untouched=skip_untouched)
+    x = torch.randn(8, 4)
+    for step in range(3):
+        losses = [model(x, head).pow(2).mean() for head in ("head_a", "head_b")]
+        with no_host_sync(monkeypatch):
+            opt.zero_grad()
+            for j, loss in enumerate(losses[:1 + step % 2]):  # every other step, head_b is untouched
+                with opt.objective(j):
+                    loss.backward()
+            opt.step()
     assert_steps_without_host_sync(opt, monkeypatch)
+
+
+def test_wrapped_step_reuses_one_combined_buffer():
+    """Every step hands the wrapped optimizer views of the same buffer and allocates nothing its size."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Tanh(), torch.nn.Linear(128, 3))
+    seen = []
+
+    class Spy(torch.optim.AdamW):
+        def step(self, closure=None):
+            seen.append([p.grad.data_ptr() for group in self.param_groups for p in group["params"]])
+            return super().step(closure)
+
+    opt = Harmonized(Spy(model.parameters(), lr=0.01, fused=True), objectives=2)
+    combined = opt._combined
+    x = torch.randn(16, 64)
+    for _ in range(3):
+        backward_objectives(opt, [model(x).pow(2).mean(), model(x).abs().mean()])
+        opt.step()
+    assert opt._combined is combined and all(ptrs == seen[0] for ptrs in seen)
+    assert all(combined.data_ptr() <= ptr < combined.data_ptr() + combined.nbytes for ptr in seen[0])
+    backward_objectives(opt, [model(x).pow(2).mean(), model(x).abs().mean()])
+    opt._materialize_rows()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        opt.step()
+    sizes = [e.nbytes() for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    assert max(sizes, default=0) < min(p.numel() for p in model.parameters() if p.dim() > 1) * 4
+
+
+def test_hooks_do_not_keep_the_wrapper_alive():
+    model = _mlp()
+    opt = Harmonized(torch.optim.AdamW(model.parameters()), objectives=2)
+    ref = weakref.ref(opt)
+    del opt
+    gc.collect()
+    assert ref() is None
+    model(torch.randn(2, 5, dtype=torch.float64)).sum().backward()  # a hook of a freed wrapper does nothing
 
 
 def test_refuses_what_it_cannot_wrap():

@@ -6,8 +6,10 @@ device and owned by torch (backends never allocate behind torch's back):
 ``gram(rows[K, P], plan) -> stats[L, K, K]``
     Per-segment Gram matrix of the K rows, accumulated in at least float32, summed over each
     segment's tensors in a fixed order (bitwise repeatable run to run).
-``combine(rows, beta[L, K], plan) -> out[P]``
-    ``out[e] = sum_k beta[seg(e), k] * rows[k, e]`` (rows' dtype; padding left zero).
+``combine(rows, beta[L, K], plan, out=None) -> out[P]``
+    ``out[e] = sum_k beta[seg(e), k] * rows[k, e]`` (rows' dtype; padding left zero). Into a new
+    row, or into ``out`` (contiguous ``[P]``, rows' dtype and device; only elements of tensors
+    are written, so a caller that reuses it keeps its zero padding).
 ``sgd_apply(rows, beta, plan, param[P], momentum[P], hyper[G, 6], ready[G], found_inf[1])``
     The fused update, in place on ``param`` and ``momentum``. With ``g`` the combined gradient of
     an element in group ``q``, ``h = hyper[q]`` (columns ``HYPER_*``) and ``r = ready[q]``:
@@ -66,6 +68,7 @@ __all__ = [
     "HYPER_NESTEROV",
     "HYPER_WEIGHT_DECAY",
     "Backend",
+    "combine_out",
     "solve_buffers",
 ]
 
@@ -89,7 +92,8 @@ class Backend(Protocol):
 
     def gram(self, rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor: ...
 
-    def combine(self, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor: ...
+    def combine(self, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan,
+                out: torch.Tensor | None = None) -> torch.Tensor: ...
 
     def sgd_apply(
         self,
@@ -117,6 +121,19 @@ class Backend(Protocol):
     ) -> None: ...
 
     def axpy(self, acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None: ...
+
+
+def combine_out(rows: torch.Tensor, plan: SegmentPlan, out: torch.Tensor | None) -> torch.Tensor:
+    """The row every ``combine`` writes: ``out`` after checking it fits (a kernel trusts what it is
+    told), else a new one whose padding (only) is zero."""
+    if out is None:
+        return plan.to(rows.device).empty_row(rows.dtype) if rows.shape[1] == plan.total \
+            else rows.new_zeros(rows.shape[1])
+    if out.shape != rows.shape[1:] or out.dtype != rows.dtype or out.device != rows.device \
+            or not out.is_contiguous():
+        raise ValueError(f"out: expected a contiguous {rows.dtype} tensor of shape {tuple(rows.shape[1:])} on "
+                         f"{rows.device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
+    return out
 
 
 def solve_buffers(gram: torch.Tensor, hyper: torch.Tensor | None

@@ -13,7 +13,7 @@ import torch
 
 from ..aggregators import SolverSpec
 from ..plan import SegmentPlan
-from .base import ADAMW_COLUMNS, HYPER_COLUMNS
+from .base import ADAMW_COLUMNS, HYPER_COLUMNS, combine_out
 
 name = "cpu"
 
@@ -91,12 +91,12 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     return stats
 
 
-def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, out: torch.Tensor | None = None) -> torch.Tensor:
     _available()
     _check_rows(rows, plan)
     _check_beta(beta, rows, plan)
     tables = plan.chunk_table(CHUNK_ELEMENTS)
-    out = plan.to(rows.device).empty_row(rows.dtype)
+    out = combine_out(rows, plan, out)
     _C.combine(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
                tables.num_chunks, beta.data_ptr(), out.data_ptr(), torch.get_num_threads())
     return out

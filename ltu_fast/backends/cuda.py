@@ -12,7 +12,7 @@ import torch
 
 from ..plan import SegmentPlan
 from . import reference
-from .base import solve_buffers
+from .base import combine_out, solve_buffers
 from .layout import check_axpy, kernel_plan, vector_pack
 
 name = "cuda"
@@ -90,12 +90,12 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     return stats
 
 
-def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, out: torch.Tensor | None = None) -> torch.Tensor:
     plan = kernel_plan(rows, plan)
     if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
-        return reference.combine(rows, beta, plan)
+        return reference.combine(rows, beta, plan, out)
     beta = beta.to(torch.float32).contiguous()
-    out = plan.empty_row(rows.dtype) if rows.shape[1] == plan.total else rows.new_zeros(rows.shape[1])
+    out = combine_out(rows, plan, out)
     _C_cuda.combine(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, out) > 1,
                     beta=beta.data_ptr(), out=out.data_ptr())
     return out

@@ -26,6 +26,7 @@ from .base import (
     HYPER_MOMENTUM,
     HYPER_NESTEROV,
     HYPER_WEIGHT_DECAY,
+    combine_out,
 )
 
 name = "reference"
@@ -62,8 +63,8 @@ def _combined(rows: torch.Tensor, beta: torch.Tensor, offset: int, numel: int, s
     return (beta[seg].to(acc)[:, None] * rows[:, offset:offset + numel].to(acc)).sum(0)
 
 
-def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
-    out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
+def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, out: torch.Tensor | None = None) -> torch.Tensor:
+    out = combine_out(rows, plan, out)
     for o, n, seg, _ in _tensor_slices(plan):
         out[o:o + n] = _combined(rows, beta, o, n, seg).to(rows.dtype)
     return out

@@ -20,7 +20,7 @@ import torch
 
 from ..plan import SegmentPlan
 from . import reference
-from .base import solve_buffers
+from .base import combine_out, solve_buffers
 from .layout import check_axpy, kernel_plan, vector_pack
 
 name = "triton"
@@ -108,11 +108,11 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     return stats
 
 
-def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
+def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, out: torch.Tensor | None = None) -> torch.Tensor:
     k = rows.shape[0]
     plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
-    out = plan.empty_row(rows.dtype) if rows.shape[1] == plan.total else rows.new_zeros(rows.shape[1])
+    out = combine_out(rows, plan, out)
     if table.num_chunks:
         with _on_device(rows):
             _kernels().combine[(table.num_chunks,)](

@@ -297,7 +297,12 @@ class HarmonizedOptimizer(Optimizer):
             else:
                 self._check_dense(i, g)
                 view.copy_(g)
+            self._grad_replaced(i, g)
             p.grad = view
+
+    def _grad_replaced(self, i: int, grad: torch.Tensor | None) -> None:
+        """Hook: parameter ``i``'s ``.grad`` was replaced outside the optimizer and is now absorbed
+        (None: cleared in every row; a tensor: copied into the active row)."""
 
     def _check_dense(self, i: int, g: torch.Tensor) -> None:
         if g.layout != torch.strided:

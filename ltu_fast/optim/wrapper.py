@@ -2,10 +2,14 @@
 
 The wrapper reuses the base (flat rows with zero-copy ``.grad`` views, objectives, statistics,
 checkpoints); its update rule is "combine, then hand over": one Gram pass and one combine pass on
-the device write the harmonized gradient into one flat buffer, each ``param.grad`` becomes a view
-of it (so ``AdamW(fused=True)`` and foreach paths read one contiguous buffer), and the wrapped
-optimizer's own ``step()`` runs. ``param_groups`` and ``state`` *are* the wrapped optimizer's, so
-LR schedulers work on either object.
+the device write the harmonized gradient into one flat buffer (allocated once, a static address
+for CUDA graphs), each ``param.grad`` becomes a view of it (so ``AdamW(fused=True)`` and foreach
+paths read one contiguous buffer), and the wrapped optimizer's own ``step()`` runs.
+``param_groups`` and ``state`` *are* the wrapped optimizer's, so LR schedulers work on either object.
+
+Torch skips a parameter whose ``grad is None``, a host-side fact; the wrapper keeps the same fact
+on the host (which parameters autograd reached since the gradients were last cleared), so the
+step reads nothing back from the device to decide it.
 
     opt = Harmonized(torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True), objectives=("a", "b"))
     with opt.objective("a"):
@@ -17,6 +21,8 @@ LR schedulers work on either object.
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +31,7 @@ from torch.optim import Optimizer
 
 from ..aggregators import Aggregator
 from ..backends import Backend
-from ..functional import StepStats, harmonized_coefficients, touched_tensors
+from ..functional import StepStats, harmonized_coefficients
 from .base import HarmonizedOptimizer
 
 __all__ = ["Harmonized"]
@@ -38,14 +44,17 @@ class Harmonized(HarmonizedOptimizer):
         optimizer: any ``torch.optim.Optimizer`` (its parameters: dense, one device, one dtype).
         objectives, aggregator, granularity, weights, backend, align_bytes: as
             :class:`~ltu_fast.HarmonizedSGD`.
-        skip_untouched: a parameter no objective touched in a step (all its rows exactly zero)
-            gets ``grad = None`` for the wrapped step, so torch skips it (no weight decay, no
-            momentum or moment change). Torch decides ``grad is None`` on the host, so this costs
-            one small device-to-host read per step (free on CPU). With ``False`` and a wrapped
-            optimizer that skips on a device flag (``fused=True``), a step has no host sync:
-            untouched parameters then see a zero gradient.
+        skip_untouched: a parameter that no backward reached in any objective since the gradients
+            were last cleared gets ``grad = None`` for the wrapped step, so torch skips it (no
+            weight decay, no momentum or moment change), exactly when torch's own ``.grad`` would
+            be None (docs/core.md, "Untouched parameters"). Known on the host, from autograd's
+            post-accumulate-grad hooks and the pending rows: no device read. ``False``: every
+            parameter gets its combined gradient (zero where untouched).
 
-    A step whose gradients are not finite is skipped whole (the wrapped optimizer changes nothing).
+    A step whose gradients are not finite is skipped whole (the wrapped optimizer changes nothing):
+    an optimizer that reads a skip flag on the device (``fused=True``, as GradScaler hands it over)
+    gets the flag, so the step has no host sync at all; any other optimizer decides to step on the
+    host, so for it the wrapper reads that one flag back (``[1]``, one sync per step; free on CPU).
     """
 
     def __init__(
@@ -67,6 +76,7 @@ class Harmonized(HarmonizedOptimizer):
         self.optimizer = optimizer
         self.skip_untouched = skip_untouched
         self._device_skip = bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+        self._hooks: list = []
         super().__init__(optimizer.param_groups, {}, objectives=objectives, aggregator=aggregator,
                          granularity=granularity, weights=weights, backend=backend, align_bytes=align_bytes)
         # one set of groups and state: a scheduler or add_param_group on either object acts on both
@@ -84,26 +94,62 @@ class Harmonized(HarmonizedOptimizer):
         self.optimizer.add_param_group(param_group)
         self._build_layout()
 
+    # ---------------------------------------------- which parameters autograd reached (host side)
+    def _layout_changed(self, first: bool) -> None:
+        """The combined buffer (zeros: its padding is never written) and, per objective and
+        parameter, whether a gradient reached it since the last clear (kept across a re-layout)."""
+        self._combined = torch.zeros(self.plan.total, dtype=self._rows.dtype, device=self._rows.device)
+        self._combined_views = self.plan.views(self._combined, self._shapes)
+        old = {} if first else {id(p): [row[i] for row in self._reached] for i, p in enumerate(self._reached_params)}
+        k = len(self.objectives)
+        self._reached = [[old[id(p)][j] if id(p) in old else False for p in self._params] for j in range(k)]
+        self._reached_params = list(self._params)
+        for handle in self._hooks:
+            handle.remove()
+        ref = weakref.ref(self)
+        self._hooks = [p.register_post_accumulate_grad_hook(functools.partial(_mark_reached, ref, i))
+                       for i, p in enumerate(self._params)] if self.skip_untouched else []
+
+    def _device_state(self) -> tuple[torch.Tensor, ...]:
+        return (self._combined,)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        if set_to_none:  # as torch: zeroing in place leaves every .grad that existed, None stays None
+            self._reached = [[False] * len(self._params) for _ in self.objectives]
+
+    def _write_pending_row(self) -> None:
+        # what a pending row holds is exactly what is in .grad now (None: nothing reached it)
+        self._reached[self._active] = [p.grad is not None for p in self._params]
+        super()._write_pending_row()
+
+    def _grad_replaced(self, i: int, grad: torch.Tensor | None) -> None:
+        if grad is None:  # model.zero_grad(): cleared in every row
+            for row in self._reached:
+                row[i] = False
+        else:  # assigned, or left by a backward (the hook saw that too)
+            self._reached[self._active][i] = True
+
+    # ------------------------------------------------------------------------------- the step
     def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
                 found_inf: torch.Tensor | None) -> StepStats:
         gram, beta, flag = harmonized_coefficients(self._rows, self.plan, self.aggregator, backend, self.weights,
                                                    grad_scale, found_inf, self._statistics)
-        combined = backend.combine(self._rows, beta, self.plan)
-        grads = self.plan.views(combined, self._shapes)
-        if self.skip_untouched or not self._device_skip:
-            host = torch.cat([flag, touched_tensors(gram, self.plan).to(flag)]).tolist()  # the one host read
-            if not host[0]:
-                for p, g, touched in zip(self._params, grads, host[1:]):
-                    p.grad = g if touched or not self.skip_untouched else None
-                self.optimizer.step()
-        else:  # the wrapped optimizer reads the skip flag on the device (as GradScaler hands it over)
-            for p, g in zip(self._params, grads):
+        backend.combine(self._rows, beta, self.plan, out=self._combined)
+        if self.skip_untouched:
+            for p, g, *reached in zip(self._params, self._combined_views, *self._reached):
+                p.grad = g if any(reached) else None
+        else:
+            for p, g in zip(self._params, self._combined_views):
                 p.grad = g
+        if self._device_skip:  # the wrapped optimizer reads the skip flag on the device (as GradScaler hands it over)
             self.optimizer.grad_scale, self.optimizer.found_inf = None, flag.reshape(())
             try:
                 self.optimizer.step()
             finally:
                 del self.optimizer.grad_scale, self.optimizer.found_inf
+        elif not flag.item():  # it decides on the host: the one read, for optimizers that cannot take the flag
+            self.optimizer.step()
         self._point_grads()  # the next backward goes to the rows again
         return StepStats(gram, beta, flag)
 
@@ -115,3 +161,11 @@ class Harmonized(HarmonizedOptimizer):
         self._check_saved_objectives(extra)
         self.optimizer.load_state_dict(state_dict.get("optimizer", state_dict))
         self._restore_harmonized(extra)
+
+
+def _mark_reached(ref: weakref.ref, index: int, param: torch.Tensor) -> None:
+    """Post-accumulate-grad hook: a backward reached parameter ``index`` (weak: the parameter does
+    not keep its optimizer alive)."""
+    opt = ref()
+    if opt is not None:
+        opt._reached[opt._active][index] = True
