@@ -12,6 +12,7 @@ from test_adamw import _batches, _flat, _losses, _mlp, _run, _TwoHeads, check_ag
 from torch.profiler import ProfilerActivity, profile
 
 from ltu_fast import Harmonized, HarmonizedSGD, PCGrad
+from ltu_fast.optim import HarmonizedOptimizer
 
 
 def _step(model, opt, x, y, k):
@@ -111,7 +112,7 @@ SCRIPTS = {
 
 
 def _act(action, model, opt, x):
-    harmonized = isinstance(opt, Harmonized)
+    harmonized = isinstance(opt, HarmonizedOptimizer)
     if action in ("a", "b"):
         loss = model(x, "head_" + action).pow(2).mean()
         if harmonized:
