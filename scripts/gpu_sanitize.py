@@ -4,7 +4,7 @@
 
 Covers: the Gram (both stages), combine, the fused SGD step with and without momentum, with every
 tensor touched and with one untouched (the solve's per-tensor rows skip it), the fused AdamW step
-with and without amsgrad, the coefficient solve for Sum, fixed- and random-order PCGrad,
+with and without amsgrad, the fused Lion step, the coefficient solve for Sum, fixed- and random-order PCGrad,
 Project and MGDA (K = 3 runs Frank-Wolfe), axpy with a host and a device alpha; fp32, bf16 and fp16
 rows; K = 1..4; tails (chunks of 256 elements; Triton blocks of 64, so the unmasked main loop and
 the masked tail both run); 16-byte (aligned plan) and scalar (``align_bytes=4``) paths; a plan built
@@ -22,9 +22,9 @@ import torch
 
 from ltu_fast.aggregators import MGDA, PCGrad, Project, Sum
 from ltu_fast.backends import get_backend
-from ltu_fast.functional import adamw_step, sgd_step
+from ltu_fast.functional import adamw_step, sgd_step, step
 from ltu_fast.plan import SegmentPlan
-from ltu_fast.rules import ADAMW
+from ltu_fast.rules import ADAMW, LION
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -67,6 +67,16 @@ def adamw_steps(backend, plan: SegmentPlan, rows: torch.Tensor) -> None:
                    torch.zeros(plan.num_tensors, device=device), PCGrad(), backend)
 
 
+def lion_steps(backend, plan: SegmentPlan, rows: torch.Tensor) -> None:
+    device = rows.device
+    group = {"lr": 1e-4, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.1, "maximize": 0.0}
+    hyper = torch.tensor([[group[c] for c in LION.group_columns]] * plan.num_groups, dtype=torch.float64,
+                         device=device)
+    param, exp_avg = (torch.randn(plan.total, device=device) for _ in range(2))
+    step(LION, rows, plan, param, [exp_avg], hyper, torch.zeros(plan.num_tensors, 0, device=device), PCGrad(),
+         backend)
+
+
 def main(name: str) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backend = get_backend(name)
@@ -86,6 +96,7 @@ def main(name: str) -> None:
                 rows[0, plan.offsets[2]:plan.offsets[2] + plan.numels[2]] = 0
                 sgd_steps(backend, plan, rows)
                 adamw_steps(backend, plan, rows)
+                lion_steps(backend, plan, rows)
                 assert not backend.gram(rows, empty).any()
                 param = torch.randn(plan.total, device=device)
                 backend.axpy(param, rows[0], 0.5)

@@ -55,7 +55,7 @@ def cases() -> dict[str, tuple]:
     """name -> (kernel, signature, constants); ``<rule>_apply`` is the one apply kernel with that rule's
     element update (every buffer it keeps present: SGD's momentum, AdamW's amsgrad maximum)."""
     gram, apply, axpy = _load("gram"), _load("apply"), _load("axpy")
-    rules = {"sgd": (_load("rules.sgd"), 1), "adamw": (_load("rules.adamw"), 7)}
+    rules = {"sgd": (_load("rules.sgd"), 1), "adamw": (_load("rules.adamw"), 7), "lion": (_load("rules.lion"), 1)}
     out = {}
     for dtype, size in ITEMSIZE.items():
         rows = {"rows_ptr": f"*{dtype}", "row_stride": "i64"}
@@ -85,7 +85,7 @@ def solve_cases() -> dict[str, tuple]:
     """The coefficient solve at its two costliest shapes: PCGrad's unrolled random order at the
     largest K it serves, and MGDA's Frank-Wolfe loop (the interpreter accepts code ptxas would not);
     with SGD's epilogue (a float32 group table, untouched tensors) in one, AdamW's (float64, libdevice
-    pow) in the other."""
+    pow) in the other, and Lion's (no per-tensor state) on its own."""
     solve = _load("solve")
     pointers = {name: "*fp32" for name in ("gram_ptr", "weights_ptr", "grad_scale_ptr", "found_inf_ptr", "beta_ptr",
                                            "flag_ptr", "group_ptr", "state_ptr", "touched_ptr", "rows_ptr")}
@@ -104,7 +104,9 @@ def solve_cases() -> dict[str, tuple]:
                                                                       "RANDOM": True, **epilogue("sgd", True), **every}),
             "solve/mgda/3": (solve.solve_kernel, {**signature, "group_ptr": "*fp64"},
                              {"K": 3, "KP": 4, "KIND": solve.MGDA, "RANDOM": False, **epilogue("adamw", False),
-                              **every})}
+                              **every}),
+            "solve/sum/2": (solve.solve_kernel, {**signature, "group_ptr": "*fp64"},
+                            {"K": 2, "KP": 2, "KIND": solve.SUM, "RANDOM": False, **epilogue("lion", True), **every})}
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""How many torch ops one fused step (``HarmonizedSGD``, ``HarmonizedAdamW``)
+"""How many torch ops one fused step (``HarmonizedSGD``, ``HarmonizedAdamW``, ``HarmonizedLion``)
 dispatches besides the compiled kernels.
 
 On a GPU every dispatched op is a launch; the step's budget is the compiled kernels plus at most
@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ltu_fast import HarmonizedAdamW, HarmonizedSGD
+from ltu_fast import HarmonizedAdamW, HarmonizedLion, HarmonizedSGD
 from ltu_fast.aggregators import MGDA, PCGrad, Project, Sum
 from ltu_fast.backends import available_backends
 
@@ -30,7 +30,8 @@ MAX_OPS = 6  # with or without torch's "grad is None" rule (skip_untouched): the
 RULES = {"sgd": lambda ps, **kw: HarmonizedSGD(ps, lr=0.1, **kw),
          "sgd-momentum": lambda ps, **kw: HarmonizedSGD(ps, lr=0.1, momentum=0.9, **kw),
          "adamw": lambda ps, **kw: HarmonizedAdamW(ps, lr=0.1, **kw),
-         "adamw-amsgrad": lambda ps, **kw: HarmonizedAdamW(ps, lr=0.1, amsgrad=True, **kw)}
+         "adamw-amsgrad": lambda ps, **kw: HarmonizedAdamW(ps, lr=0.1, amsgrad=True, **kw),
+         "lion": lambda ps, **kw: HarmonizedLion(ps, lr=0.1, weight_decay=0.01, **kw)}
 FREE = {"empty", "empty_like", "empty_strided", "new_empty", "view", "_unsafe_view", "as_strided", "detach",
         "alias", "slice", "select", "reshape", "expand"}
 
@@ -130,7 +131,7 @@ def _gpu_backends() -> list[str]:
 @pytest.mark.parametrize("backend", _gpu_backends() or ["none"])
 @pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
 @pytest.mark.parametrize("k", [1, 2, 4])
-@pytest.mark.parametrize("rule", ["sgd-momentum", "adamw-amsgrad"])
+@pytest.mark.parametrize("rule", ["sgd-momentum", "adamw-amsgrad", "lion"])
 @pytest.mark.parametrize("skip_untouched", [False, True])
 def test_step_launches_at_most_four_kernels(backend, aggregator, k, rule, skip_untouched):
     from torch.profiler import ProfilerActivity, profile

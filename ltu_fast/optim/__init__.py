@@ -4,7 +4,8 @@ front ends (one update rule of :mod:`ltu_fast.rules` each) and the wrapper of an
 from .adamw import HarmonizedAdamW
 from .base import HarmonizedOptimizer
 from .fused import FusedOptimizer
+from .lion import HarmonizedLion
 from .sgd import HarmonizedSGD
 from .wrapper import Harmonized
 
-__all__ = ["FusedOptimizer", "Harmonized", "HarmonizedAdamW", "HarmonizedOptimizer", "HarmonizedSGD"]
+__all__ = ["FusedOptimizer", "Harmonized", "HarmonizedAdamW", "HarmonizedLion", "HarmonizedOptimizer", "HarmonizedSGD"]

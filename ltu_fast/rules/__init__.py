@@ -7,8 +7,9 @@ Adding a rule: its file here (descriptor, torch ``prepare`` and ``element``), it
 
 from .adamw import ADAMW
 from .base import ROW_ACTIVE, UpdateRule, prepare_rows
+from .lion import LION
 from .sgd import SGD
 
-RULES: dict[int, UpdateRule] = {rule.code: rule for rule in (SGD, ADAMW)}
+RULES: dict[int, UpdateRule] = {rule.code: rule for rule in (SGD, ADAMW, LION)}
 
-__all__ = ["ADAMW", "ROW_ACTIVE", "RULES", "SGD", "UpdateRule", "prepare_rows"]
+__all__ = ["ADAMW", "LION", "ROW_ACTIVE", "RULES", "SGD", "UpdateRule", "prepare_rows"]

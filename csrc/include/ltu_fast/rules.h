@@ -4,11 +4,13 @@
 #pragma once
 
 #include "ltu_fast/rules/adamw.h"
+#include "ltu_fast/rules/lion.h"
 #include "ltu_fast/rules/sgd.h"
 
 #define LTU_FAST_RULES(X) \
   X(0, ::ltu_fast::SgdRule) \
-  X(1, ::ltu_fast::AdamWRule)
+  X(1, ::ltu_fast::AdamWRule) \
+  X(2, ::ltu_fast::LionRule)
 
 namespace ltu_fast {
 
