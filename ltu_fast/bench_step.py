@@ -248,6 +248,58 @@ def print_case(r: dict) -> None:
               + "".join(f"{row[p]:>10.2f}" for p in PHASES) + f"{row['held_mb']:>9.1f}{row['peak_mb']:>9.1f}")
 
 
+def drift(name: str, device: torch.device, steps: int, contenders: list[str], lr: float, rounds: int = 60) -> dict:
+    """Why the bench freezes the network: each contender's copy trains ``steps`` steps at ``lr`` on
+    the bench's batches, then the forward alone of every resulting network is timed (no optimizer
+    involved; ``rounds`` rounds of 10 forwards each, interleaved), with the share of exact zeros
+    each ReLU produces on the first batch."""
+    factory, shape, classes, batch, _ = CASES[name]
+    torch.manual_seed(0)
+    base = factory().to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    runners = [_Contender(c, copy.deepcopy(base), sync, lr) for c in contenders]
+    gen = torch.Generator(device=device).manual_seed(1)
+    data = [(torch.randn(batch, *shape, generator=gen, device=device),
+             torch.randint(0, classes, (batch,), generator=gen, device=device)) for _ in range(4)]
+    batches = [(*data[i], *data[2 + i]) for i in range(2)]
+    x = batches[0][0]
+    for runner in runners:
+        runner.block(batches, steps)
+    times: dict[str, list[float]] = {c: [] for c in contenders}
+    with torch.no_grad():
+        zeros = {runner.name: _relu_zeros(runner.model, x) for runner in runners}
+        for _ in range(rounds):
+            for runner in runners:
+                for _ in range(10):
+                    sync()
+                    t0 = time.perf_counter()
+                    runner.model(x)
+                    sync()
+                    times[runner.name].append((time.perf_counter() - t0) * 1e3)
+    ms = {c: statistics.median(t) for c, t in times.items()}
+    return {"case": name, "steps": steps, "lr": lr, "ms": ms, "zeros": zeros,
+            "ratio": {c: statistics.median(a / b for a, b in zip(times[c], times[contenders[0]])) for c in contenders}}
+
+
+def _relu_zeros(model: nn.Module, x: torch.Tensor) -> list[float]:
+    """Share of exact zeros in each ReLU's output on ``x``, in call order."""
+    seen: list[float] = []
+    hooks = [m.register_forward_hook(lambda m, i, out: seen.append((out == 0).float().mean().item()))
+             for m in model.modules() if isinstance(m, nn.ReLU)]
+    model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def print_drift(r: dict) -> None:
+    print(f"{r['case']}: the forward alone (no optimizer) of the network each contender reached after {r['steps']} "
+          f"steps at lr {r['lr']}")
+    print(f"  {'contender':<12}{'fwd ms':>8}{'x first':>9}  share of zeros out of each ReLU, in order")
+    for c, ms in r["ms"].items():
+        print(f"  {c:<12}{ms:>8.2f}{r['ratio'][c]:>9.3f}  " + " ".join(f"{z:.0%}" for z in r["zeros"][c]))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ltu-fast bench step", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -257,12 +309,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds after one warm-up round")
     parser.add_argument("--steps", type=int, default=None,
                         help="consecutive steps per block (default per case: cnn 50, resnet18 5, mlp25m 10)")
-    parser.add_argument("--lr", type=float, default=0.0,
+    parser.add_argument("--lr", type=float, default=None,
                         help="learning rate of every contender; 0 (default) keeps one network for all (see above)")
+    parser.add_argument("--drift", type=int, default=0, metavar="STEPS",
+                        help="instead: train each contender STEPS steps at --lr (default 0.01 here), then time "
+                             "the forward alone of each network (why the step bench keeps lr 0)")
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
                         help="torch.set_num_threads, one table per value (CPU), e.g. --threads 1 2")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.drift:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            print(f"threads {torch.get_num_threads()}; torch {torch.__version__}")
+            for case in args.cases:
+                print_drift(drift(case, device, args.drift, args.contenders, 0.01 if args.lr is None else args.lr))
+        return
+    args.lr = args.lr or 0.0
     for threads in args.threads:
         torch.set_num_threads(threads)
         print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
