@@ -230,7 +230,7 @@ def test_stop_at_target_skips_the_whole_step_only_at_the_target():
     assert not torch.allclose(run(ascent_bound=tiny, stop_at_target=False), before)
 
     class NeverThere(LTU):  # an unreachable target: the gate stays open
-        def forget_target(self, task, heldout_logits):
+        def forget_target(self, task, heldout_logits, forget_logits=None):
             return dataclasses.replace(super().forget_target(task, heldout_logits), level=torch.tensor(float("inf")))
     torch.testing.assert_close(run(NeverThere), run(NeverThere, stop_at_target=False), rtol=0, atol=0)
     assert not torch.allclose(run(NeverThere), before)
