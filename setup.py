@@ -5,8 +5,9 @@
     python setup.py build_ext --inplace        # development: modules land in ./ltu_fast
 
 Environment: LTU_FAST_NATIVE=0 for a portable build (no -march=native), LTU_FAST_CUDA=0 to skip
-the CUDA module, CMAKE_BUILD_PARALLEL_LEVEL to cap build jobs (default: all cores), CUDACXX to
-name the nvcc (default: the installed toolkit matching ``torch.version.cuda``, see
+the CUDA module, LTU_FAST_CUDA_ARCHS for its architectures (default ``80;90``, A100 and H100; ``90``
+alone halves the CUDA build), CMAKE_BUILD_PARALLEL_LEVEL to cap build jobs (default: all cores),
+CUDACXX to name the nvcc (default: the installed toolkit matching ``torch.version.cuda``, see
 build_tools/cuda_toolkit.py, else CMake's choice).
 """
 
@@ -24,6 +25,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+CUDA_ARCHS = "80;90"  # csrc/cuda/CMakeLists.txt's default too, for CMake run by hand
 
 
 def _flag(name: str, default: str = "1") -> str:
@@ -86,6 +88,7 @@ class CMakeBuild(build_ext):
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DLTU_FAST_NATIVE={_flag('LTU_FAST_NATIVE')}",
             f"-DLTU_FAST_CUDA={_flag('LTU_FAST_CUDA')}",
+            f"-DLTU_FAST_CUDA_ARCHS={os.environ.get('LTU_FAST_CUDA_ARCHS') or CUDA_ARCHS}",
             *_cuda_compiler(),
         ]
         subprocess.run(configure, check=True)

@@ -1,14 +1,18 @@
-"""Benchmark table: harmonize (PCGrad, per layer) + SGD-momentum step, ltu_fast vs plain torch.
+"""Benchmark table: harmonize (PCGrad, per layer) + SGD-momentum or AdamW step, ltu_fast vs plain torch.
 
-    python -m ltu_fast.bench                       # GPU: all models, K=2 fp32, then K=3/4 and bf16
+    python -m ltu_fast.bench                       # GPU: all models, K=2 fp32, then K=3/4 and bf16; SGD and AdamW
     python -m ltu_fast.bench --device cpu --models resnet18 --reps 5
     python -m ltu_fast.bench step                  # full training step (see ltu_fast/bench_step.py)
 
 Parameter shapes are generated in code (no torchvision/transformers). Every variant runs on the
-same gradient rows (views for the torch baselines). GPU times use CUDA events (median of --reps
-after warm-up), CPU times perf_counter. "x floor" is the time over the memory floor
-(2*K*row_bytes + 16) B/param at the device-to-device copy bandwidth measured in the same run
-(host memcpy on CPU).
+same gradient rows (views for the torch baselines). GPU times use CUDA events around ``--batch``
+back-to-back calls (median of --reps after warm-up, reported per call), so a step's host-side
+launch cost overlaps the previous step's kernels as in a training loop; the ``+graph`` variants
+replay the fused step captured once in a CUDA graph (no Python or launch overhead: the kernels'
+own time). CPU times use perf_counter. "x floor" is the time over the memory floor, at the
+device-to-device copy bandwidth measured in the same run (host memcpy on CPU): (2*K*row_bytes + 16)
+B/param for SGD (K rows read twice, param and momentum read and written), (2*K*row_bytes + 24) for
+AdamW (param and both moments). The torch baselines (loop, foreach, compile) exist for SGD only.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import torch
 
 from .aggregators import PCGrad
 from .backends import get_backend
-from .functional import sgd_step
+from .functional import ADAMW_GROUP_COLUMNS, adamw_step, sgd_step
 from .plan import SegmentPlan
 
 LR, MOMENTUM = 0.01, 0.9
+ADAMW = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": 0.0, "maximize": 0.0}
+STATE_BYTES = {"sgd": 16, "adamw": 24}  # per fp32 parameter, read + written once: param and the rule's state
+FUSED = ("cuda", "triton", "cpu", "reference")
 
 
 # ----------------------------------------------------------------------------- parameter shapes
@@ -117,26 +124,44 @@ BASELINES: dict[str, Callable] = {"loop": loop_step, "foreach": foreach_step, "c
 
 
 # --------------------------------------------------------------------------------------- timing
-def time_once(device: torch.device, fn: Callable[[], object]) -> float:
-    """Milliseconds of one call: CUDA events on a GPU (device time, no host sync inside), wall clock on CPU."""
+def time_once(device: torch.device, fn: Callable[[], object], calls: int = 1) -> float:
+    """Milliseconds per call of ``calls`` back-to-back calls: CUDA events around them on a GPU (device
+    time, no host sync inside), wall clock on CPU."""
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end)
+        return start.elapsed_time(end) / calls
     t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) * 1e3
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) * 1e3 / calls
 
 
-def _timer(device: torch.device, reps: int, warmup: int) -> Callable[[Callable[[], None]], float]:
+def _timer(device: torch.device, reps: int, warmup: int, calls: int = 1) -> Callable[[Callable[[], None]], float]:
     def run(fn: Callable[[], None]) -> float:
         for _ in range(warmup):
             fn()
-        return statistics.median(time_once(device, fn) for _ in range(reps))
+        return statistics.median(time_once(device, fn, calls) for _ in range(reps))
     return run
+
+
+def capture_cuda_graph(fn: Callable[[], object], warmup: int = 1) -> torch.cuda.CUDAGraph:
+    """``fn`` run ``warmup`` times on a side stream (state, caches and Triton compiles set up outside
+    the capture, as PyTorch's graph recipe asks), then captured once; returns the graph."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph
 
 
 def copy_bandwidth(device: torch.device, nbytes: int) -> float:
@@ -147,41 +172,63 @@ def copy_bandwidth(device: torch.device, nbytes: int) -> float:
     return 2 * src.numel() * 4 / (ms * 1e-3)
 
 
+def _fused_step(rule: str, rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, backend) -> Callable[[], object]:
+    """One fused step of ``rule`` on fresh state buffers (per-layer PCGrad)."""
+    device, aggregator = rows.device, PCGrad()
+    if rule == "sgd":
+        momentum = torch.zeros(plan.total, device=device)
+        hyper = torch.tensor([[LR, 0.0, MOMENTUM, 0.0, 0.0, 0.0]], device=device)
+        return partial(sgd_step, rows, plan, param, momentum, hyper, torch.ones(1, device=device), aggregator, backend)
+    hyper = torch.tensor([[ADAMW[c] for c in ADAMW_GROUP_COLUMNS]], dtype=torch.float64, device=device)
+    moments = torch.zeros(2, plan.total, device=device)
+    return partial(adamw_step, rows, plan, param, moments[0], moments[1], param.new_zeros(0), hyper,
+                   torch.zeros(plan.num_tensors, device=device), aggregator, backend)
+
+
+def _variant_step(variant: str, rule: str, rows, plan, param, grads, device, row_dtype) -> Callable[[], object] | None:
+    """The callable a variant times, or None where it does not apply (a backend that cannot run
+    here, a torch baseline for AdamW, a graph on the CPU)."""
+    name, graphed = variant.removesuffix("+graph"), variant.endswith("+graph")
+    if name in FUSED:
+        backend = get_backend(name)
+        if (backend.availability() is not None or not backend.supports(device, row_dtype, torch.float32)
+                or (graphed and device.type != "cuda")):
+            return None
+        step = _fused_step(rule, rows, plan, param, backend)
+        return capture_cuda_graph(step, warmup=3).replay if graphed else step
+    if name not in BASELINES or graphed:
+        raise ValueError(f"unknown variant {variant!r}")
+    if rule != "sgd":
+        return None
+    shapes = [torch.Size([n]) for n in plan.numels]
+    params = plan.views(param, shapes)
+    bufs = plan.views(torch.zeros(plan.total, device=device), shapes)
+    step = torch.compile(loop_step) if name == "compile" else BASELINES[name]
+    return partial(step, grads, params, bufs, PCGrad())
+
+
 def bench_model(name: str, k: int, row_dtype: torch.dtype, device: torch.device, variants: list[str],
-                reps: int, warmup: int, bandwidth: float) -> list[dict]:
+                reps: int, warmup: int, bandwidth: float, rule: str = "sgd", calls: int = 1) -> list[dict]:
     numels = MODELS[name]()
     plan = SegmentPlan.build(numels, device=device)
     gen = torch.Generator(device=device).manual_seed(0)
     rows = torch.randn(k, plan.total, generator=gen, device=device).to(row_dtype)
     param = torch.randn(plan.total, generator=gen, device=device)
-    momentum = torch.zeros(plan.total, device=device)
-    hyper = torch.tensor([[LR, 0.0, MOMENTUM, 0.0, 0.0, 0.0]], device=device)
-    ready = torch.ones(1, device=device)
-    shapes = [torch.Size([n]) for n in numels]
-    grads = [plan.views(rows[j], shapes) for j in range(k)]
-    params, bufs = plan.views(param, shapes), plan.views(momentum, shapes)
-    aggregator = PCGrad()
-    timer = _timer(device, reps, warmup)
-    floor_ms = (2 * k * rows.element_size() + 16) * sum(numels) / bandwidth * 1e3
+    grads = [plan.views(rows[j], [torch.Size([n]) for n in numels]) for j in range(k)]
+    timer = _timer(device, reps, warmup, calls)
+    floor_ms = (2 * k * rows.element_size() + STATE_BYTES[rule]) * sum(numels) / bandwidth * 1e3
     results = []
     for variant in variants:
-        if variant in ("cuda", "triton", "cpu", "reference"):
-            backend = get_backend(variant)
-            if backend.availability() is not None or not backend.supports(device, row_dtype, torch.float32):
-                continue
-            fn = partial(sgd_step, rows, plan, param, momentum, hyper, ready, aggregator, backend)
-        elif variant in BASELINES:
-            step = torch.compile(loop_step) if variant == "compile" else BASELINES[variant]
-            fn = partial(step, grads, params, bufs, aggregator)
-        else:
-            raise ValueError(f"unknown variant {variant!r}")
         try:
+            fn = _variant_step(variant, rule, rows, plan, param, grads, device, row_dtype)
+            if fn is None:
+                continue
             ms = timer(fn)
         except RuntimeError as exc:  # a baseline that cannot run here (e.g. compile without a compiler)
-            print(f"  {name} K={k} {variant}: failed ({type(exc).__name__}: {str(exc)[:120]})")
+            print(f"  {name} K={k} {rule} {variant}: failed ({type(exc).__name__}: {str(exc)[:120]})")
             continue
         results.append({"model": name, "params_m": sum(numels) / 1e6, "tensors": len(numels), "k": k,
-                        "dtype": str(row_dtype).removeprefix("torch."), "variant": variant, "ms": ms,
+                        "dtype": str(row_dtype).removeprefix("torch."), "rule": rule, "variant": variant, "ms": ms,
                         "x_floor": ms / floor_ms})
     base = next((r["ms"] for r in results if r["variant"] == "foreach"), None)
     for r in results:
@@ -189,12 +236,13 @@ def bench_model(name: str, k: int, row_dtype: torch.dtype, device: torch.device,
     return results
 
 
-def print_table(results: list[dict]) -> None:
-    print(f"{'model':<13}{'params':>9}{'T':>5}{'K':>3} {'dtype':<9}{'variant':<10}{'ms':>10}{'x floor':>9}"
-          f"{'vs foreach':>11}")
+def print_table(results: list[dict], header: bool = True) -> None:
+    if header:
+        print(f"{'model':<13}{'params':>9}{'T':>5}{'K':>3} {'dtype':<9}{'rule':<6}{'variant':<14}{'ms':>10}"
+              f"{'x floor':>9}{'vs foreach':>11}")
     for r in results:
-        print(f"{r['model']:<13}{r['params_m']:>8.1f}M{r['tensors']:>5}{r['k']:>3} {r['dtype']:<9}{r['variant']:<10}"
-              f"{r['ms']:>10.3f}{r['x_floor']:>9.2f}{r['vs_foreach']:>10.2f}x")
+        print(f"{r['model']:<13}{r['params_m']:>8.1f}M{r['tensors']:>5}{r['k']:>3} {r['dtype']:<9}{r['rule']:<6}"
+              f"{r['variant']:<14}{r['ms']:>10.3f}{r['x_floor']:>9.2f}{r['vs_foreach']:>10.2f}x")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,29 +256,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", choices=list(MODELS),
                         default=list(MODELS) if cuda else ["resnet18"])
     parser.add_argument("--variants", nargs="+",
-                        default=["cuda", "triton", "loop", "foreach", "compile"] if cuda
+                        default=["cuda", "cuda+graph", "triton", "triton+graph", "loop", "foreach", "compile"] if cuda
                         else ["cpu", "reference", "loop", "foreach"])
+    parser.add_argument("--rules", nargs="+", choices=list(STATE_BYTES), default=["sgd", "adamw"] if cuda else ["sgd"])
     parser.add_argument("--k", nargs="+", type=int, default=[2])
     parser.add_argument("--extra", action=argparse.BooleanOptionalAction, default=True,
-                        help="also K=3, K=4 and bf16 rows on the first --extra-models")
-    parser.add_argument("--extra-models", nargs="+", default=["gpt2_small"] if cuda else ["resnet18"])
-    parser.add_argument("--reps", type=int, default=20 if cuda else 5)
+                        help="also K=3, K=4 and bf16 rows on the --extra-models")
+    parser.add_argument("--extra-models", nargs="+", choices=list(MODELS),
+                        default=["resnet18", "gpt2_small"] if cuda else ["resnet18"])
+    parser.add_argument("--reps", type=int, default=10 if cuda else 5)
+    parser.add_argument("--batch", type=int, default=20 if cuda else 1,
+                        help="back-to-back calls per timing (one CUDA-event pair), reported per call")
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     bandwidth = copy_bandwidth(device, (1 << 30) if device.type == "cuda" else (1 << 27))
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
-          f"copy bandwidth {bandwidth / 1e9:.0f} GB/s; torch {torch.__version__}")
+          f"copy bandwidth {bandwidth / 1e9:.0f} GB/s; torch {torch.__version__}; "
+          f"median of {args.reps} timings of {args.batch} back-to-back calls")
     configs = [(m, k, torch.float32) for m in args.models for k in args.k]
     if args.extra:
         configs += [(m, k, torch.float32) for m in args.extra_models for k in (3, 4) if k not in args.k]
         configs += [(m, 2, torch.bfloat16) for m in args.extra_models]
-    results = []
+    print_table([])  # the header; each configuration's rows as soon as measured (a cut run keeps them)
     for model, k, dtype in configs:
-        results += bench_model(model, k, dtype, device, args.variants, args.reps, args.warmup, bandwidth)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    print_table(results)
+        for rule in args.rules:
+            print_table(bench_model(model, k, dtype, device, args.variants, args.reps, args.warmup, bandwidth, rule,
+                                    args.batch), header=False)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Command line: ``ltu-fast unlearn [options]`` (the default), ``ltu-fast tune ...``, ``ltu-fast bench ...``."""
+"""Command line: ``ltu-fast unlearn [options]`` (the default; with ``--original CKPT`` it unlearns your
+own model), ``ltu-fast tune ...``, ``ltu-fast bench ...``."""
 
 from __future__ import annotations
 
@@ -74,8 +75,32 @@ def _setting_args(p: argparse.ArgumentParser, methods: list[str], seeds_help: st
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _own_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``ltu-fast unlearn --original CKPT``: your trained model instead of the comparison's."""
+    own = p.add_argument_group("your own model (docs/own_model.md)")
+    own.add_argument("--original", metavar="CKPT",
+                     help="unlearn this trained model: a state_dict of --model built for the dataset's input shape "
+                          "and classes (alone, or under 'state_dict' / 'model' in a checkpoint dict); its training "
+                          "split is the dataset's (see docs/own_model.md)")
+    own.add_argument("--pickled-model", action="store_true",
+                     help="CKPT is a whole pickled nn.Module, loaded with torch.load(weights_only=False), which can "
+                          "run code from the file: only for files you trust")
+    own.add_argument("--forget-index", metavar="FILE",
+                     help="indices into the training split to forget: a .npy integer array or a text file of "
+                          "integers (or whole classes with --forget-classes)")
+    own.add_argument("--heldout-index", metavar="FILE",
+                     help="training samples the original never trained on (non-members methods may read); "
+                          "default: a seeded, stratified half of the test split")
+    own.add_argument("--mean", nargs="+", type=float,
+                     help="per-channel input mean your model was trained with (default: CIFAR's standard "
+                          "constants, else the training split's statistics)")
+    own.add_argument("--std", nargs="+", type=float, help="per-channel input std, with --mean")
+    own.add_argument("--workers", type=int, help="DataLoader workers (default 4 on CUDA, 0 on CPU)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .unlearn.data import DATASETS
+    from .unlearn.presets import PRESETS
     from .unlearn.runner import available_methods
 
     p = argparse.ArgumentParser(prog="ltu-fast unlearn",
@@ -90,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--untuned", action="store_true", help="use the methods' constructor defaults, not the tuned ones")
     p.add_argument("--fresh", action="store_true", help="ignore results already in --out")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (digits, 1 seed, 5 epochs)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="a published training recipe and its model (salun: the SalUn / l1-sparse CIFAR ResNet-18 "
+                        "recipe, 182 epochs, augmentation; docs/own_model.md); --recipe and --model override it")
+    _own_args(p)
     return p
 
 
@@ -135,6 +164,10 @@ def _config(args: argparse.Namespace):
     from .unlearn.runner import ExperimentConfig
 
     base = ExperimentConfig.quick() if args.quick else ExperimentConfig()
+    if args.preset is not None:
+        from .unlearn.presets import PRESETS
+
+        base = replace(base, recipe=PRESETS[args.preset].recipe, model=PRESETS[args.preset].model)
     changes = _changes(args, base)
     if args.dataset is not None:
         changes["dataset"] = args.dataset
@@ -157,24 +190,48 @@ def _needs_extra(command: str) -> int | None:
     return 2
 
 
+def _own_request(args: argparse.Namespace, config):
+    """``ltu-fast unlearn --original CKPT ...``: the configuration (one seed, its own default --out) and
+    what only your own model needs."""
+    from .unlearn.own import OwnModel
+
+    config = replace(config, out=args.out or "ltu_fast_runs/own", seeds=config.seeds if args.seeds else (0,),
+                     forget_mode="class" if config.forget_classes else config.forget_mode)
+    own = OwnModel(args.original, args.pickled_model, args.forget_index, args.heldout_index,
+                   None if args.mean is None else tuple(args.mean), None if args.std is None else tuple(args.std),
+                   args.workers)
+    return config, own
+
+
 def unlearn_main(argv: Sequence[str]) -> int:
     if (code := _needs_extra("unlearn")) is not None:
         return code
+    from .unlearn.own import unlearn_own
     from .unlearn.references import ReferenceTrainingError
-    from .unlearn.report import markdown_table
+    from .unlearn.report import markdown_table, own_table
     from .unlearn.runner import run_comparison
 
     args = build_parser().parse_args(argv)
+    own_only = [f"--{k.replace('_', '-')}" for k in ("pickled_model", "forget_index", "heldout_index", "mean", "std",
+                                                     "workers") if getattr(args, k) not in (None, False)]
+    if own_only and args.original is None:
+        print(f"ltu-fast unlearn: error: {', '.join(own_only)} need --original (your own model)", file=sys.stderr)
+        return 2
     try:
         config = _config(args)
         start, cpu = time.perf_counter(), time.process_time()
-        results = run_comparison(config)
+        if args.original is None:
+            results = run_comparison(config)
+            table, wrote = markdown_table(results), "results.json, results.md, results.png"
+        else:
+            config, own = _own_request(args, config)
+            results = unlearn_own(config, own)
+            table, wrote = own_table(results), "results.json, results.md and the unlearned models in models/"
     except (ValueError, FileNotFoundError, TypeError, ReferenceTrainingError) as err:
         print(f"ltu-fast unlearn: error: {err}", file=sys.stderr)
         return 2
-    print(markdown_table(results))
-    print(f"wrote {config.out}/results.json, results.md, results.png in {time.perf_counter() - start:.1f} s "
-          f"({time.process_time() - cpu:.1f} s CPU)")
+    print(table)
+    print(f"wrote {config.out}/{wrote} in {time.perf_counter() - start:.1f} s ({time.process_time() - cpu:.1f} s CPU)")
     return 0
 
 

@@ -70,6 +70,7 @@ def coefficients(
     fused pass unscales for free: every aggregator here is invariant to a common gradient scale.
     An incoming ``found_inf`` (e.g. GradScaler's) is OR-ed in.
     """
+    weights, grad_scale, found_inf = _solve_inputs(gram, weights, grad_scale, found_inf)
     beta = aggregator(gram, weights)
     bad = ~(torch.isfinite(gram).all() & torch.isfinite(beta).all())
     if grad_scale is not None:
@@ -175,6 +176,7 @@ def solve(
     ``[T]``: ``tensor_hyper [T, 6]`` (``hyper``'s dtype) receives the rows of
     :func:`_untouched_sgd_hyper` for :func:`touched_tensors`, and ``ready`` advances with them.
     """
+    weights, grad_scale, found_inf = _solve_inputs(gram, weights, grad_scale, found_inf)
     spec = aggregator.solver_spec()
     compiled = getattr(backend, "solve", None)
     max_k = getattr(backend, "SOLVE_MAX_K", MAX_SOLVER_K)
@@ -196,6 +198,29 @@ def solve(
     if skipped is not None:
         skipped += flag.to(skipped.dtype)
     return beta, flag
+
+
+def _solve_inputs(gram: torch.Tensor, weights: torch.Tensor | None, grad_scale: torch.Tensor | None,
+                  found_inf: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """``weights [K]`` and one-element ``grad_scale`` / ``found_inf`` checked and moved to the Gram's
+    device: a compiled solve reads them by address (a CPU tensor is an illegal address on a GPU),
+    and torch would broadcast a wrongly shaped one silently."""
+    out = []
+    for name, t, numel in (("weights", weights, gram.shape[-1]), ("grad_scale", grad_scale, 1),
+                           ("found_inf", found_inf, 1)):
+        if t is None:
+            out.append(None)
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a tensor or None, got {type(t).__name__}")
+        if t.numel() != numel or t.dim() > 1 or (name == "weights" and t.dim() != 1):
+            wanted = f"[{numel}] (one per objective)" if name == "weights" else "one element"
+            raise ValueError(f"{name}: expected shape {wanted}, got {tuple(t.shape)}")
+        if t.is_complex() or not (t.is_floating_point() or name == "found_inf"):
+            raise TypeError(f"{name}: expected a {'real' if name == 'found_inf' else 'floating point'} dtype, "
+                            f"got {t.dtype}")
+        out.append(t.to(gram.device))
+    return tuple(out)
 
 
 def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -353,6 +378,8 @@ def adamw_step(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    *,
+    check: bool = True,
 ) -> StepStats:
     """One harmonized AdamW step on flat buffers: the Gram pass, then one fused pass; no host sync.
 
@@ -360,8 +387,17 @@ def adamw_step(
     Python-float bias corrections). ``steps [T]``: each tensor's step count, advanced on the
     device only for tensors some objective touched and only when the step is not skipped, so a
     skipped or untouched step changes no state (as torch skips ``grad is None``).
-    ``max_exp_avg_sq`` may be empty when no group uses amsgrad.
+    ``max_exp_avg_sq`` may be empty when no group uses amsgrad. ``plan`` and ``check``: as
+    :func:`sgd_step`.
     """
+    if check:
+        plan = plan.to(rows.device)
+        _check_flat_buffers(rows, plan, {"param": param, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq},
+                            {"max_exp_avg_sq": max_exp_avg_sq})
+        _check_group_table(hyper, rows, plan, len(ADAMW_GROUP_COLUMNS))
+        if steps.device != rows.device or tuple(steps.shape) != (plan.num_tensors,):
+            raise ValueError(f"steps: expected shape ({plan.num_tensors},) on {rows.device}, got "
+                             f"{tuple(steps.shape)} on {steps.device}")
     gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
                                                statistics)
     active = touched_tensors(gram, plan) & (flag == 0)
@@ -381,22 +417,35 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, 
 def _check_step_buffers(rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, momentum: torch.Tensor,
                         hyper: torch.Tensor, ready: torch.Tensor, *, per_tensor: bool = False) -> None:
     """What a compiled kernel would otherwise turn into an illegal memory access."""
+    _check_flat_buffers(rows, plan, {"param": param}, {"momentum": momentum})
+    groups = _check_group_table(hyper, rows, plan, 6)
+    expected = plan.num_tensors if per_tensor else groups  # skip_untouched keeps the history bits per tensor
+    if ready.device != rows.device or tuple(ready.shape) != (expected,):
+        raise ValueError(f"ready: expected shape ({expected},) on {rows.device}, got {tuple(ready.shape)} on "
+                         f"{ready.device}")
+
+
+def _check_flat_buffers(rows: torch.Tensor, plan: SegmentPlan, required: dict[str, torch.Tensor],
+                        optional: dict[str, torch.Tensor]) -> None:
+    """``rows [K, P]``, and each buffer a contiguous ``[P]`` on the rows' device (``optional`` ones may be empty)."""
     if rows.dim() != 2 or rows.shape[1] != plan.total:
         raise ValueError(f"rows: expected shape [K, {plan.total}], got {tuple(rows.shape)}")
-    for name, t, numels in (("param", param, (plan.total,)), ("momentum", momentum, (0, plan.total))):
+    for name, t in (*required.items(), *optional.items()):
+        numels = (0, plan.total) if name in optional else (plan.total,)
         if t.device != rows.device:
             raise ValueError(f"{name}: on {t.device}, but rows are on {rows.device}")
         if t.dim() != 1 or t.numel() not in numels or (t.numel() and t.stride(0) != 1):
             raise ValueError(f"{name}: expected a contiguous 1-D buffer of {plan.total} elements, "
                              f"got shape {tuple(t.shape)} strides {t.stride()}")
+
+
+def _check_group_table(hyper: torch.Tensor, rows: torch.Tensor, plan: SegmentPlan, columns: int) -> int:
+    """``hyper [>= G, columns]`` on the rows' device; returns its row count."""
     groups = hyper.shape[0] if hyper.dim() == 2 else -1
-    if hyper.device != rows.device or groups < plan.num_groups or hyper.shape[1] != 6:
-        raise ValueError(f"hyper: expected shape [>= {plan.num_groups}, 6] on {rows.device}, "
+    if hyper.device != rows.device or groups < plan.num_groups or hyper.shape[1] != columns:
+        raise ValueError(f"hyper: expected shape [>= {plan.num_groups}, {columns}] on {rows.device}, "
                          f"got {tuple(hyper.shape)} on {hyper.device}")
-    expected = plan.num_tensors if per_tensor else groups  # skip_untouched keeps the history bits per tensor
-    if ready.device != rows.device or tuple(ready.shape) != (expected,):
-        raise ValueError(f"ready: expected shape ({expected},) on {rows.device}, got {tuple(ready.shape)} on "
-                         f"{ready.device}")
+    return groups
 
 
 def _check_rows(rows: torch.Tensor, plan: SegmentPlan) -> None:

@@ -27,7 +27,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ltu_fast.unlearn.defaults import lookup, setting_of
+from ltu_fast.unlearn.defaults import load_trials, lookup, setting_of
 from ltu_fast.unlearn.metrics import avg_gap
 from ltu_fast.unlearn.runner import ExperimentConfig
 from ltu_fast.unlearn.stats import paired_interval
@@ -53,7 +53,8 @@ def tune_weights(out: Path, cache_dir: str | None, weights: list[float], seeds: 
         refs = entry["references"].values()
         shipped = lookup(setting_of(config))[0]["iau"]
         iau = entry["methods"]["iau"]
-        at_default = next(t for t in iau["trials"] if t["config"] == shipped)
+        trials = load_trials(path)["settings"][0]["methods"]["iau"]["trials"]
+        at_default = next(t for t in trials if t["config"] == shipped)
         orig = [r["val"]["original"] for r in refs]
         untouched = _mean([avg_gap(r["val"]["original"], r["val"]["retrain"], VAL_KEYS) for r in refs])
         chosen = ", ".join(f"{k}={v:g}" for k, v in iau["chosen"].items())

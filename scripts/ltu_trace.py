@@ -101,7 +101,7 @@ class TracedLTU(LTU):
                "distance": (opt.flat_params - self.origin).norm().item()}
         if mia is not None:
             logits = logits_of(self.model, self.splits.forget, opt.flat_params.device)
-            y = self.splits.forget.y.to(logits.device)
+            y = self.splits.forget.labels().to(logits.device)
             row.update(mia_loss=mia.nonmember_loss(logits, y).item(), member_rate=mia.member_rate(logits, y))
         self._now = row
 

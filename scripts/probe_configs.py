@@ -14,9 +14,9 @@ import json
 import numpy as np
 import torch
 
-from ltu_fast.unlearn.metrics import avg_gap, result_flags
-from ltu_fast.unlearn.runner import ExperimentConfig, unlearn
-from ltu_fast.unlearn.tune import REPORTED_SEEDS, VAL_KEYS, _seed_state, validation_metrics
+from ltu_fast.unlearn.assess import VAL, Baseline, assess
+from ltu_fast.unlearn.runner import ExperimentConfig
+from ltu_fast.unlearn.tune import REPORTED_SEEDS
 
 
 def main() -> None:
@@ -36,18 +36,15 @@ def main() -> None:
     config = ExperimentConfig(dataset=args.dataset, forget_mode=args.forget_mode,
                               forget_classes=tuple(args.forget_classes), retain_access=args.retain_access,
                               seeds=tuple(args.seeds), cache_dir=args.cache_dir, progress=False)
-    states = [_seed_state(config, seed) for seed in args.seeds]
+    bases = [Baseline.of(config, seed, VAL) for seed in args.seeds]
     print("| config | val. gap | per seed: held-out acc. / RA / UA / MIA / forget conf. [flags] |\n|---|---|---|")
     for params in json.loads(args.configs):
         cells, gaps = [], []
-        for state in states:
-            val = validation_metrics(unlearn(state["original"], state["task"], args.method, **params).model,
-                                     state["splits"], config.device)
-            flags = result_flags(val, state["val"]["original"], state["val"]["retrain"],
-                                 state["splits"].num_classes, ("VA", "RA"), VAL_KEYS)
-            gaps.append(avg_gap(val, state["val"]["retrain"], VAL_KEYS))
-            cells.append(" / ".join(f"{val[k]:.1f}" for k in ("VA", "RA", "UA", "MIA", "FC"))
-                         + (f" [{', '.join(flags)}]" if flags else ""))
+        for base in bases:
+            entry = assess(base, args.method, params, config.device)
+            gaps.append(entry["gap"])
+            cells.append(" / ".join(f"{entry[k]:.1f}" for k in ("VA", "RA", "UA", "MIA", "FC"))
+                         + (f" [{', '.join(entry['flags'])}]" if entry["flags"] else ""))
         print(f"| {params} | {np.mean(gaps):.2f} | " + "; ".join(cells) + " |", flush=True)
 
 

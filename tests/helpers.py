@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from ltu_fast.backends import get_backend, resolve_backend
 from ltu_fast.backends.base import HYPER_COLUMNS, HYPER_LR, HYPER_MOMENTUM, HYPER_WEIGHT_DECAY
+from ltu_fast.bench import capture_cuda_graph  # noqa: F401 (the GPU tests capture as the bench does)
 from ltu_fast.plan import SegmentPlan
 
 # ------------------------------------------------------------------------------ vector oracles
@@ -260,21 +261,6 @@ def assert_steps_without_host_sync(opt, monkeypatch, steps: int = 2) -> None:
             patch.setattr(torch.Tensor, name, forbidden)
         for _ in range(steps):
             opt.step()
-
-
-def capture_cuda_graph(fn, warmup: int = 1):
-    """``fn`` run ``warmup`` times on a side stream (state and autograd set up outside the capture,
-    as PyTorch's graph recipe asks), then captured once; returns the ``torch.cuda.CUDAGraph``."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(warmup):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph
 
 
 # ---------------------------------------------------------------------------- optimizer loops

@@ -57,11 +57,12 @@ def cases() -> dict[str, tuple]:
     out = {}
     for dtype, size in ITEMSIZE.items():
         rows = {"rows_ptr": f"*{dtype}", "row_stride": "i64"}
-        for k in (2, 4):
-            align = 16 // size
+        align = 16 // size
+        for k in (2, 3, 4):
             out[f"gram/{dtype}/{k}"] = (gram.gram_partial_kernel,
                                         {**rows, "chunks_ptr": "*i64", "partial_ptr": "*fp32"},
-                                        {"K": k, "KP": k, "BLOCK": max(16, 4096 // (k * k)), "ALIGN": align})
+                                        {"K": k, "BLOCK": 1024, "ALIGN": align})
+        for k in (2, 4):
             out[f"sgd_apply/{dtype}/{k}"] = (
                 apply.sgd_apply_kernel,
                 {**rows, "beta_ptr": "*fp32", "chunks_ptr": "*i64", "param_ptr": "*fp32", "mom_ptr": "*fp32",

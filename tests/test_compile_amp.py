@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch._dynamo
 
-from ltu_fast import HarmonizedSGD
+from ltu_fast import HarmonizedAdamW, HarmonizedSGD
 
 
 def _model(seed: int = 0) -> torch.nn.Module:
@@ -51,6 +51,20 @@ def test_step_traces_as_one_graph_without_breaks():
     assert explained.graph_count == 1
     ops = {str(n.target) for g in explained.graphs for n in g.graph.nodes if n.op == "call_function"}
     assert any("ltu_fast.gram" in o for o in ops) and any("ltu_fast.sgd_apply" in o for o in ops), ops
+
+
+def test_first_compiled_step_traces_no_hyper_parameter_upload():
+    """The hyper-parameter table is uploaded eagerly (at construction), so even the first compiled
+    call reads it as a graph input: a host-to-device copy traced into the graph would make Inductor
+    skip CUDA graphs under ``mode="reduce-overhead"`` (test_cuda_graphs.py checks that on a GPU)."""
+    for opt in (_opt(_model(), aggregator="sum"),  # (PCGrad's torch path builds its visit orders as a constant)
+                HarmonizedAdamW(_model().parameters(), objectives=2, aggregator="sum", backend="reference")):
+        explained = torch._dynamo.explain(opt.step)()
+        assert explained.graph_break_count == 0, explained.break_reasons
+        created = [n.target for g in explained.graphs for n in g.graph.nodes
+                   if n.op == "call_function" and getattr(n.target, "__name__", "") in ("tensor", "_to_copy", "to")]
+        assert not created, created
+        assert opt._hyper_tensor is opt._hyper()  # no re-upload in a step either
 
 
 def test_compiled_step_matches_eager():

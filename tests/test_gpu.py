@@ -21,7 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ltu_fast import HarmonizedSGD
+from ltu_fast.aggregators import PCGrad
 from ltu_fast.backends import get_backend
+from ltu_fast.functional import sgd_step
 from ltu_fast.plan import SegmentPlan
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -71,7 +73,7 @@ def test_matches_reference(name, plan, k, dtype, seed, groups, with_momentum, re
 
 
 @pytest.mark.parametrize("name", GPU_BACKENDS)
-@pytest.mark.parametrize("dtype", ROW_DTYPES)
+@pytest.mark.parametrize("dtype", ROW_DTYPES, ids=str)
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_large_segments(name, dtype, k):
     """Segments spanning many chunks and tensors in different groups; odd sizes (scalar tails)."""
@@ -168,3 +170,38 @@ def test_non_finite_row_skips_on_device(name):
     opt.step()
     assert torch.equal(before, opt.flat_params)
     assert opt.skipped_steps == 1
+
+
+def test_cuda_gram_launcher_guards_zero_sizes():
+    """``_C_cuda.gram`` itself (the Python wrapper routes these to the reference today): no chunks
+    writes zero statistics for every segment, no segments launches nothing; neither is a launch error."""
+    cuda = _backend("cuda")
+    rows = torch.zeros(2, 8, device="cuda")
+    seg_ptr = torch.zeros(4, dtype=torch.int64, device="cuda")
+    empty = torch.zeros(0, dtype=torch.int64, device="cuda")
+    device, stream = torch.cuda.current_device(), torch.cuda.current_stream().cuda_stream
+    for segments, expected in ((3, 0.0), (0, float("nan"))):  # zeros for every segment; nothing written
+        stats = torch.full((3, 2, 2), float("nan"), device="cuda")
+        cuda._C_cuda.gram(rows=rows.data_ptr(), row_dtype=0, k=2, row_stride=8, chunks=empty.data_ptr(), num_chunks=0,
+                          vec=False, seg_ptr=seg_ptr.data_ptr(), seg_chunks=empty.data_ptr(), num_segments=segments,
+                          partial=empty.data_ptr(), stats=stats.data_ptr(), device=device, stream=stream)
+        torch.cuda.synchronize()
+        torch.testing.assert_close(stats, torch.full_like(stats, expected), equal_nan=True)
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_host_weights_scale_and_flag_reach_the_device_solve(name):
+    """CPU ``weights`` / ``grad_scale`` / ``found_inf`` are moved to the Gram's device (read by
+    address in the compiled solve they would be an illegal access): the same step as device ones."""
+    backend = _backend(name)
+    plan = SegmentPlan.build([1000, 37, 4096], [0, 1, 0], [0, 1, 0]).to("cuda")
+    rows, _, param, momentum, hyper, ready = _inputs(plan, 3, 4, torch.float32)
+    results = []
+    for where in ("cuda", "cpu"):
+        p, m, r = param.clone(), momentum.clone(), ready.clone()
+        sgd_step(rows, plan, p, m, hyper, r, PCGrad(), backend, weights=torch.tensor([1.0, 0.5, 2.0], device=where),
+                 grad_scale=torch.tensor([4.0], device=where), found_inf=torch.zeros(1, device=where))
+        results.append((p, m, r))
+    torch.cuda.synchronize()
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

@@ -13,7 +13,7 @@ import torch
 from ltu_fast.aggregators import PCGrad
 from ltu_fast.backends import get_backend, reference
 from ltu_fast.backends.layout import kernel_plan, vector_pack
-from ltu_fast.functional import sgd_step
+from ltu_fast.functional import adamw_step, coefficients, sgd_step, solve
 from ltu_fast.plan import SegmentPlan
 
 triton_backend = pytest.importorskip("ltu_fast.backends.triton")
@@ -145,6 +145,109 @@ def test_sgd_step_names_the_bad_buffer(name, bad, message):
     args[name] = bad(args[name])
     with pytest.raises(ValueError, match=message):
         sgd_step(rows, plan, args["param"], args["momentum"], args["hyper"], args["ready"], PCGrad(), reference)
+
+
+def _adamw_inputs(plan: SegmentPlan, k: int = 2):
+    rows = torch.randn(k, plan.total)
+    buffers = {"param": torch.randn(plan.total), "exp_avg": torch.zeros(plan.total),
+               "exp_avg_sq": torch.zeros(plan.total), "max_exp_avg_sq": torch.zeros(0)}
+    hyper = torch.tensor([[1e-3, 0.9, 0.999, 1e-8, 1e-2, 0.0, 0.0]] * plan.num_groups, dtype=torch.float64)
+    return rows, buffers, hyper, torch.zeros(plan.num_tensors)
+
+
+def _adamw(rows, plan, buffers, hyper, steps, backend=reference):
+    return adamw_step(rows, plan, buffers["param"], buffers["exp_avg"], buffers["exp_avg_sq"],
+                      buffers["max_exp_avg_sq"], hyper, steps, PCGrad(), backend)
+
+
+def test_adamw_step_accepts_a_plan_from_another_device():
+    """As sgd_step: a plan whose tables sit elsewhere is moved to the rows' device, same result."""
+    plan = SegmentPlan.build([5, 40, 7], [0, 1, 0])
+    elsewhere = SegmentPlan.build([5, 40, 7], [0, 1, 0], device="meta")
+    rows, buffers, hyper, steps = _adamw_inputs(plan)
+    expected = {name: t.clone() for name, t in buffers.items()}
+    _adamw(rows, plan, expected, hyper, steps.clone())
+    _adamw(rows, elsewhere, buffers, hyper, steps)
+    for name in buffers:
+        torch.testing.assert_close(buffers[name], expected[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("name", "bad", "message"), [
+    ("param", lambda p: p[:-1], "param: expected a contiguous 1-D buffer"),
+    ("exp_avg", lambda m: torch.stack([m, m], 1)[:, 0], "exp_avg: expected a contiguous 1-D buffer"),
+    ("exp_avg_sq", lambda v: v.to("meta"), "exp_avg_sq: on meta"),
+    ("max_exp_avg_sq", lambda v: torch.zeros(3), "max_exp_avg_sq: expected a contiguous 1-D buffer"),
+    ("hyper", lambda h: h[:, :6], "hyper: expected shape"),
+    ("steps", lambda s: s[:1], "steps: expected shape"),
+])
+def test_adamw_step_names_the_bad_buffer(name, bad, message):
+    plan = SegmentPlan.build([5, 40], [0, 1], [0, 1])
+    rows, buffers, hyper, steps = _adamw_inputs(plan)
+    if name == "hyper":
+        hyper = bad(hyper)
+    elif name == "steps":
+        steps = bad(steps)
+    else:
+        buffers[name] = bad(buffers[name])
+    with pytest.raises(ValueError, match=message):
+        _adamw(rows, plan, buffers, hyper, steps)
+
+
+class _RecordingSolver:
+    """A compiled backend's ``solve`` that records what it was handed (device and dtype of each input)."""
+
+    SOLVE_MAX_K = 8
+
+    def __init__(self):
+        self.seen = {}
+
+    def solve(self, gram, spec, counter, weights, grad_scale, found_inf, *rest, **kwargs):
+        self.seen = {"weights": weights, "grad_scale": grad_scale, "found_inf": found_inf}
+        return gram.new_zeros(gram.shape[:2]), gram.new_zeros(1)
+
+
+def test_solve_moves_weights_scale_and_flag_to_the_gram_device():
+    """A CPU tensor handed to a GPU solve is an illegal address: they follow the Gram ("meta" here)."""
+    solver = _RecordingSolver()
+    gram = torch.zeros(4, 3, 3, device="meta")
+    solve(gram, PCGrad(), solver, torch.ones(3, dtype=torch.float64), torch.tensor(2.0), torch.zeros(1))
+    for name, t in solver.seen.items():
+        assert t.device.type == "meta" and t.dtype == torch.float32 and t.dim() == 1, (name, t)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"weights": torch.ones(2)}, ValueError, r"weights: expected shape \[3\]"),
+    ({"weights": torch.ones(1, 3)}, ValueError, r"weights: expected shape \[3\]"),
+    ({"weights": torch.ones(3, dtype=torch.int64)}, TypeError, "weights: expected a floating point dtype"),
+    ({"grad_scale": torch.ones(2)}, ValueError, "grad_scale: expected shape one element"),
+    ({"grad_scale": torch.ones(1, dtype=torch.int32)}, TypeError, "grad_scale: expected a floating point"),
+    ({"found_inf": torch.zeros(3)}, ValueError, "found_inf: expected shape one element"),
+    ({"found_inf": torch.zeros(1, dtype=torch.complex64)}, TypeError, "found_inf: expected a real dtype"),
+    ({"weights": [1.0, 1.0, 1.0]}, TypeError, "weights: expected a tensor"),
+])
+@pytest.mark.parametrize("path", ["compiled", "torch"])
+def test_solve_names_a_bad_weight_scale_or_flag(kwargs, error, message, path):
+    gram = torch.eye(3).expand(2, 3, 3).contiguous()
+    backend = _RecordingSolver() if path == "compiled" else reference
+    with pytest.raises(error, match=message):
+        solve(gram, PCGrad(), backend, **kwargs)
+    with pytest.raises(error, match=message):
+        coefficients(gram, PCGrad(), **kwargs)
+
+
+@pytest.mark.parametrize("backend", [triton_backend, cuda_backend], ids=["triton", "cuda"])
+@pytest.mark.parametrize(("acc", "x", "alpha", "message"), [
+    (torch.zeros(8, 2)[:, 0], torch.zeros(8), 1.0, "acc: axpy needs a contiguous"),
+    (torch.zeros(8), torch.zeros(8, 2)[:, 1], 1.0, "x: axpy needs a contiguous"),
+    (torch.zeros(8), torch.zeros(7), 1.0, "x: shape/device"),
+    (torch.zeros(8), torch.zeros(8), torch.ones(2), "alpha: expected a one-element"),
+])
+def test_compiled_axpy_refuses_what_its_flat_kernel_would_misread(backend, acc, x, alpha, message, monkeypatch):
+    """The kernels index one flat range: a strided buffer would be read wrongly, as the cpu backend refuses."""
+    monkeypatch.setattr(triton_backend, "_kernels", lambda: pytest.fail("launched"))
+    monkeypatch.setattr(cuda_backend, "_C_cuda", None)  # a launch would raise AttributeError
+    with pytest.raises(ValueError, match=message):
+        backend.axpy(acc, x, alpha)
 
 
 def _no_chunks(plan: SegmentPlan) -> SegmentPlan:

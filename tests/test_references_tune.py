@@ -12,7 +12,7 @@ from torch import nn
 from ltu_fast.unlearn import references, train
 from ltu_fast.unlearn.api import ArraySplit, UnlearnMethod, UnlearnResult, register_method
 from ltu_fast.unlearn.data import SplitConfig, build_splits
-from ltu_fast.unlearn.defaults import lookup, store_setting
+from ltu_fast.unlearn.defaults import load_trials, lookup, store_setting
 from ltu_fast.unlearn.filelock import locked
 from ltu_fast.unlearn.references import ReferenceTrainingError
 from ltu_fast.unlearn.runner import ExperimentConfig, run_comparison
@@ -229,9 +229,11 @@ def test_tune_selects_without_reading_test_and_skips_flagged(tmp_path, monkeypat
     config = _quick(tmp_path, ("nudge_test", "collapse_test"), seeds=(100,))
     entry = tune_mod.tune(config, budget=3, command="test", defaults_file=tmp_path / "defaults.json")
     nudge = entry["methods"]["nudge_test"]
-    assert len(nudge["trials"]) == 3
+    trials = load_trials(tmp_path / "defaults.json")["settings"][0]["methods"]["nudge_test"]["trials"]
+    assert len(trials) == nudge["configs"] == 3 and nudge["flagged"] == 1
     assert nudge["chosen"] != {"eps": 0.0}  # the no-op is excluded
-    assert [t["flags"] for t in nudge["trials"] if t["config"] == {"eps": 0.0}] == [["no-op"]]
+    assert [t["flags"] for t in trials if t["config"] == {"eps": 0.0}] == [["no-op"]]
+    assert "trials" not in nudge  # the defaults file keeps the choice and a summary, not the trials
     assert "warning" in entry["methods"]["collapse_test"]  # both of its configurations are flagged
     assert lookup(entry["setting"], tmp_path / "defaults.json")[0]["nudge_test"] == nudge["chosen"]
     again = tune_mod.tune(_quick(tmp_path, ("nudge_test",), seeds=(100,)), budget=3,
@@ -314,3 +316,20 @@ def test_comparisons_and_tunes_at_any_access_level_share_one_pair_of_references(
     assert second["runs"]["retrain"]["0"]["cached"] and not first["runs"]["retrain"]["0"]["cached"]
     for key in ("UA", "TA", "MIA"):  # the same models, scored on the same forget and test data
         assert second["runs"]["retrain"]["0"][key] == first["runs"]["retrain"]["0"][key]
+
+
+def test_packaged_defaults_hold_choices_and_trials_stay_out_of_the_wheel():
+    """The runner reads only the choices; the trials are evidence kept beside them in the repository."""
+    from pathlib import Path
+
+    import tomllib
+
+    from ltu_fast.unlearn.defaults import DEFAULTS_PATH, load_defaults, trials_path
+
+    root = Path(__file__).resolve().parents[1]
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert package_data["ltu_fast.unlearn"] == ["defaults.json"]
+    assert all("trials" not in rec for e in load_defaults()["settings"] for rec in e["methods"].values())
+    trials = load_trials()["settings"]
+    assert [e["setting"] for e in trials] == [e["setting"] for e in load_defaults()["settings"]]
+    assert trials_path() == DEFAULTS_PATH.with_name("defaults.trials.json")

@@ -73,6 +73,19 @@ def test_triton_matches_reference(plan, k, dtype, seed, groups, with_momentum, r
         "triton", plan, *_inputs(plan, k, seed, dtype, groups, with_momentum, ready_bits))
 
 
+@pytest.mark.parametrize("k", [5, 8])
+def test_triton_beyond_four_objectives(k):
+    """K past ``GRAM_WIDE_K`` (the Gram halves its block): still the reference, and exactly symmetric
+    (both triangles are written from one accumulator and reduced in one order)."""
+    plan = SegmentPlan.build([1, 200, 33, 97], [0, 1, 0, 1], [0, 1, 1, 0])
+    groups = [{"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "weight_decay": 0.01, "nesterov": False,
+               "maximize": False}]
+    inputs = _inputs(plan, k, 11, torch.float32, groups, True, 1)
+    assert_backend_matches_reference("triton", plan, *inputs)
+    stats = triton_backend.gram(inputs[0], plan.to(DEVICE))
+    assert torch.equal(stats, stats.transpose(1, 2))
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_triton_is_bitwise_repeatable(k):
 

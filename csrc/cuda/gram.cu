@@ -81,15 +81,18 @@ gram_reduce_kernel(const float* __restrict__ partial, const int64_t* __restrict_
 
 void gram(const GramArgs& a) {
   DeviceGuard guard(a.device);
+  if (a.num_segments == 0) return;  // nothing to write (a 0-block grid is a launch error)
   auto stream = reinterpret_cast<cudaStream_t>(a.stream);
   dispatch_dtype(a.row_dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     dispatch_k(a.k, [&](auto kc) {
       constexpr int K = decltype(kc)::value;
-      gram_partial_kernel<T, K><<<unsigned(a.num_chunks), kThreads, 0, stream>>>(
-          reinterpret_cast<const T*>(a.rows), a.row_stride, reinterpret_cast<const ChunkMeta*>(a.chunks),
-          a.vec, reinterpret_cast<float*>(a.partial));
-      check(cudaGetLastError(), "gram_partial_kernel launch");
+      if (a.num_chunks > 0) {  // no chunks: every segment is empty, and the reduce writes its zeros
+        gram_partial_kernel<T, K><<<unsigned(a.num_chunks), kThreads, 0, stream>>>(
+            reinterpret_cast<const T*>(a.rows), a.row_stride, reinterpret_cast<const ChunkMeta*>(a.chunks),
+            a.vec, reinterpret_cast<float*>(a.partial));
+        check(cudaGetLastError(), "gram_partial_kernel launch");
+      }
       gram_reduce_kernel<K><<<unsigned(a.num_segments), kReduceThreads, 0, stream>>>(
           reinterpret_cast<const float*>(a.partial), reinterpret_cast<const int64_t*>(a.seg_ptr),
           reinterpret_cast<const int64_t*>(a.seg_chunks), reinterpret_cast<float*>(a.stats));

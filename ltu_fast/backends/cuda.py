@@ -13,7 +13,7 @@ import torch
 from ..plan import SegmentPlan
 from . import reference
 from .base import solve_buffers
-from .layout import kernel_plan, vector_pack
+from .layout import check_axpy, kernel_plan, vector_pack
 
 name = "cuda"
 CHUNK = 1 << 15  # elements per block: 16 iterations of 512 threads x 4 fp32
@@ -138,6 +138,7 @@ def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, rea
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
+    check_axpy(acc, x, alpha)
     if acc.dtype not in _DTYPE_CODES or x.dtype not in _DTYPE_CODES:
         return reference.axpy(acc, x, alpha)
     on_device = isinstance(alpha, torch.Tensor)

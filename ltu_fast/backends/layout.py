@@ -12,7 +12,7 @@ import torch
 
 from ..plan import SegmentPlan
 
-__all__ = ["kernel_plan", "vector_pack"]
+__all__ = ["check_axpy", "kernel_plan", "vector_pack"]
 
 VECTOR_BYTES = 16
 
@@ -27,6 +27,19 @@ def kernel_plan(rows: torch.Tensor, plan: SegmentPlan) -> SegmentPlan:
         if rows.shape[0] > 1 and rows.stride(0) < plan.total:
             raise ValueError(f"rows: row stride {rows.stride(0)} overlaps the plan's {plan.total} elements")
     return plan.to(rows.device)
+
+
+def check_axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
+    """The kernels index ``acc`` and ``x`` as one flat range of ``acc.numel()`` elements and read a
+    tensor ``alpha`` as one scalar: refuse what they would read wrongly, as the cpu backend does."""
+    for name, t in (("acc", acc), ("x", x)):
+        if t.layout != torch.strided or not t.is_contiguous():
+            raise ValueError(f"{name}: axpy needs a contiguous dense buffer, got layout {t.layout} "
+                             f"strides {t.stride() if t.layout == torch.strided else None}")
+    if x.shape != acc.shape or x.device != acc.device:
+        raise ValueError(f"x: shape/device {tuple(x.shape)}/{x.device} must match acc {tuple(acc.shape)}/{acc.device}")
+    if isinstance(alpha, torch.Tensor) and alpha.numel() != 1:
+        raise ValueError(f"alpha: expected a one-element tensor, got shape {tuple(alpha.shape)}")
 
 
 def vector_pack(plan: SegmentPlan, chunk: int, rows: torch.Tensor, *tensors: torch.Tensor) -> int:

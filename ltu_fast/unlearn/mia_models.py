@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .api import ArraySplit
+from .splits import Split
 
 NUM_FEATURES = 6
 WIDTHS = (32, 16, 64)
@@ -38,7 +38,7 @@ def output_features(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def logits_of(model: nn.Module, data: ArraySplit, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+def logits_of(model: nn.Module, data: Split, device: torch.device, batch_size: int = 512) -> torch.Tensor:
     """Logits of a whole split under the model in eval mode (as an auditor would query it)."""
     was_training = model.training
     model.eval()
@@ -47,9 +47,9 @@ def logits_of(model: nn.Module, data: ArraySplit, device: torch.device, batch_si
     return torch.cat(out)
 
 
-def features_of(model: nn.Module, data: ArraySplit, device: torch.device) -> torch.Tensor:
+def features_of(model: nn.Module, data: Split, device: torch.device) -> torch.Tensor:
     """Membership features of a whole split (see :func:`output_features`)."""
-    return output_features(logits_of(model, data, device), data.y.to(device))
+    return output_features(logits_of(model, data, device), data.labels().to(device))
 
 
 class MIAEnsemble(nn.Module):

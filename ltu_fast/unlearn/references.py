@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .api import ArraySplit
 from .data import SplitConfig, Splits, build_splits
 from .metrics import accuracy, chance_level, model_outputs
 from .models import model_factory
+from .splits import Split
 from .train import TrainRecipe, train_cached
 
 __all__ = ["MIN_FIT", "MIN_HELDOUT", "Reference", "ReferenceTrainingError", "check_reference", "reference_pair",
@@ -52,7 +52,7 @@ class Reference:
         return len(self.attempts) > 1
 
 
-def check_reference(model: nn.Module, fit_data: ArraySplit, heldout: ArraySplit, num_classes: int,
+def check_reference(model: nn.Module, fit_data: Split, heldout: Split, num_classes: int,
                     device: str | torch.device = "cpu") -> dict[str, Any]:
     """Accuracies on the training data and on held-out data, and whether they pass (with the reason)."""
     chance = chance_level(num_classes)
@@ -64,7 +64,7 @@ def check_reference(model: nn.Module, fit_data: ArraySplit, heldout: ArraySplit,
     return {"train_acc": fit, "heldout_acc": held, "ok": not reasons, "reason": "; ".join(reasons)}
 
 
-def train_reference(role: str, factory: Callable[[], nn.Module], fit_data: ArraySplit, heldout: ArraySplit,
+def train_reference(role: str, factory: Callable[[], nn.Module], fit_data: Split, heldout: Split,
                     num_classes: int, recipe: TrainRecipe, seed: int, key_parts: dict[str, Any], label: str,
                     cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
                     progress: bool = True) -> Reference:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "markdown_table", "plot_gaps", "write_results"]
+__all__ = ["COLUMNS", "markdown_table", "own_table", "plot_gaps", "write_results", "write_text"]
 
 # (summary key, column title, scale): conflict_rate is a fraction, shown in %.
 COLUMNS = (("UA", "UA", 1.0), ("RA", "RA", 1.0), ("TA", "TA", 1.0), ("MIA", "MIA-eff.", 1.0),
@@ -107,6 +107,31 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + _footer(results)
 
 
+def own_table(results: dict[str, Any]) -> str:
+    """Your own model's table: one row per model (original, Retrain when run, each method)."""
+    rows = results["rows"]
+    columns = [c for c in COLUMNS if c[0] != "conflict_rate"]
+    if any(CLASSWISE_COLUMN[0] in row for row in rows.values()):
+        columns.insert(3, CLASSWISE_COLUMN)
+    titles = [title for _, title, _ in columns] + ["Flags"]
+    lines = ["| Method | " + " | ".join(titles) + " |", "|" + "---|" * (len(titles) + 1)]
+    for method, row in rows.items():
+        if "error" in row:
+            lines.append(f"| {method} | failed: {row['error']} |" + " |" * (len(titles) - 1))
+            continue
+        cells = [f"{row[k] * s:.2f}" if row.get(k) is not None else "–" for k, _, s in columns]
+        lines.append(f"| {method} | " + " | ".join(cells + [", ".join(row.get("flags", []))]) + " |")
+    sizes = ", ".join(f"{k} {v}" for k, v in results["sizes"].items())
+    gap = ("Avg. Gap = mean |Δ| to Retrain over UA/RA/TA/MIA-eff.; flags as in docs/unlearning.md"
+           if "retrain" in rows else "No Retrain row (add retrain to --methods): no Avg. Gap; only 'at chance' is flagged")
+    tuned = results["defaults"]
+    if isinstance(tuned, dict):
+        tuned = (f"chosen by `ltu-fast tune` for {tuned['dataset']}/{tuned['model']}/{tuned['forget_mode']}/forget "
+                 f"{tuned['forget_ratio']}/access {tuned['retain_access']}; --set overrides")
+    return "\n".join(lines) + (f"\n\n{gap}.\nSplits: {sizes} (held out: {results['heldout']}). Inputs normalised "
+                               f"with {results['normalization']['source']}. Method defaults: {tuned}.\n")
+
+
 def plot_gaps(results: dict[str, Any], path: Path) -> None:
     """Grouped bars: per method, |mean − Retrain mean| of UA/RA/TA/MIA and the Avg. Gap (lower is better)."""
     import matplotlib
@@ -137,7 +162,9 @@ def plot_gaps(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -147,7 +174,7 @@ def write_results(results: dict[str, Any], out: str | Path, tables: bool = True)
     """Write results.json atomically; with ``tables`` also results.md and results.png."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "results.json", json.dumps(results, indent=1, default=str))
+    write_text(out / "results.json", json.dumps(results, indent=1, default=str))
     if tables:
-        _atomic_write(out / "results.md", markdown_table(results))
+        write_text(out / "results.md", markdown_table(results))
         plot_gaps(results, out / "results.png")

@@ -12,10 +12,7 @@ For a user's own model and splits: ``unlearn(model, task, method=...)`` and ``ev
 
 from __future__ import annotations
 
-import copy
-import importlib
 import json
-import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,12 +22,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .api import METHODS, ArraySplit, UnlearnResult, UnlearnTask
-from .data import SplitConfig, Splits
+from .api import METHOD_ORDER, METHODS, REFERENCE_ROWS, Data, available_methods, resolve_methods
+from .assess import TEST, Baseline, assess, unlearn
+from .data import SplitConfig
 from .defaults import load_defaults, lookup, setting_of
-from .metrics import avg_gap, evaluate_model, mean_std, result_flags
-from .references import reference_pair
+from .metrics import avg_gap, evaluate_model, mean_std
 from .report import write_results
+from .splits import as_split
 from .stats import versus_best_other
 from .train import TrainRecipe
 
@@ -43,26 +41,10 @@ __all__ = [
     "unlearn",
 ]
 
-# Where the methods live; imported lazily so the runner works before (or without) each of them.
-_METHOD_MODULES = ("ltu_fast.unlearn.baselines", "ltu_fast.unlearn.ltu")
-METHOD_ORDER = ("ft", "ga", "neggrad_plus", "rl", "l1_sparse", "salun", "scrub", "ssd", "iau", "ltu")
-REFERENCE_ROWS = ("original", "retrain")  # computed by the runner itself (cached training)
 # Fields that do not change the numbers: they may differ between a run and its resumption.
 # method_kwargs is checked per entry instead: changing one method's settings reruns only that method.
 _VOLATILE = ("method_kwargs", "methods", "seeds", "device", "threads", "out", "cache_dir", "progress", "fresh",
              "tuned_defaults", "defaults_file")
-
-
-def available_methods() -> list[str]:
-    """Registered method names (importing the method modules that exist), in reporting order."""
-    for module in _METHOD_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
-    known = [m for m in METHOD_ORDER if m in METHODS]
-    return known + sorted(m for m in METHODS if m not in known and m not in REFERENCE_ROWS)
 
 
 @dataclass
@@ -115,25 +97,13 @@ class ExperimentConfig:
         return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in _VOLATILE}, default=str))
 
 
-def unlearn(model: nn.Module, task: UnlearnTask, method: str = "ltu", **kwargs: Any) -> UnlearnResult:
-    """Run a registered method on a deep copy of ``model``; ``info["rte"]`` is its wall time (s)."""
-    known = available_methods()
-    if method not in METHODS:
-        raise ValueError(f"--methods (method): unknown {method!r}; registered: {known}")
-    algo = METHODS[method](**kwargs)
-    work = copy.deepcopy(model).to(task.device)
-    torch.manual_seed(task.seed)
-    start = time.perf_counter()
-    result = algo.unlearn(work, task)
-    result.info["rte"] = time.perf_counter() - start
-    result.info.setdefault("config", algo.config())
-    return result
-
-
-def evaluate_unlearning(model: nn.Module, forget: ArraySplit, retain: ArraySplit, test: ArraySplit,
-                        reference: dict[str, float] | None = None, device: str | torch.device = "cpu",
+def evaluate_unlearning(model: nn.Module, forget: Data, retain: Data, test: Data,
+                        reference: dict[str, float] | None = None, device: str | torch.device | None = None,
                         seed: int = 0) -> dict[str, float]:
-    """UA/RA/TA/MIA/MIA_LR of ``model``; plus ``gap`` when Retrain's metrics are given as ``reference``."""
+    """UA/RA/TA/MIA/MIA_LR of ``model``; plus ``gap`` when Retrain's metrics are given as ``reference``.
+    Each split is a :class:`~ltu_fast.unlearn.splits.Split`, a Dataset or a DataLoader (streamed in
+    batches on ``device``; None: the model's)."""
+    forget, retain, test = (as_split(d, name) for d, name in ((forget, "forget"), (retain, "retain"), (test, "test")))
     metrics = evaluate_model(model, forget, retain, test, device, seed)
     if reference is not None:
         metrics["gap"] = avg_gap(metrics, reference)
@@ -222,55 +192,32 @@ class _Experiment:
         return results
 
 
-def _evaluate(model: nn.Module, splits: Splits, device: str) -> dict[str, float]:
-    return evaluate_model(model, splits.forget, splits.retain, splits.test, device, splits.seed, splits.test_forgotten)
-
-
-def _references(exp: _Experiment, seed: int, bar: tqdm) -> tuple[Splits, Any, dict[str, nn.Module]]:
-    """Splits, model factory, and the original and Retrain of one seed, checked (retried once with
-    a warning, or the run stops); records their rows."""
-    cfg = exp.config
-    splits, factory, refs = reference_pair(cfg.split_config(), cfg.model, cfg.recipe, seed, cfg.cache_dir,
-                                           cfg.device, cfg.progress)
-    models, fresh = {}, {}
-    for role, ref in refs.items():
-        models[role] = ref.model
+def _references(exp: _Experiment, seed: int) -> Baseline:
+    """The baseline of one seed (original and Retrain checked: retried once with a warning, or the run
+    stops); records their rows."""
+    base = Baseline.of(exp.config, seed, TEST)
+    for role in ("retrain", "original"):  # Retrain first: the original's row holds its gap to Retrain
         if not exp.done(role, seed):
-            fresh[role] = {**_evaluate(ref.model, splits, cfg.device), "RTE": ref.seconds, "cached": ref.cached,
-                           "attempts": ref.attempts}
-        bar.update(1)
-    if "retrain" in fresh:
-        exp.record("retrain", seed, {**fresh["retrain"], "gap": 0.0})
-    if "original" in fresh:
-        exp.record("original", seed, {**fresh["original"],
-                                      "gap": avg_gap(fresh["original"], exp.runs["retrain"][str(seed)])})
-    return splits, factory, models
+            ref = base.references[role]
+            exp.record(role, seed, {**base.scores[role], "RTE": ref.seconds, "cached": ref.cached,
+                                    "attempts": ref.attempts, "gap": avg_gap(base.scores[role], base.scores["retrain"])})
+    return base
 
 
 def _run_seed(exp: _Experiment, seed: int, bar: tqdm) -> None:
-    cfg = exp.config
     if all(exp.done(m, seed) for m in (*REFERENCE_ROWS, *exp.methods)):
         return
-    splits, factory, models = _references(exp, seed, bar)
-    original = models["original"]
-    reference, untouched = exp.runs["retrain"][str(seed)], exp.runs["original"][str(seed)]
-    task = splits.task(factory, asdict(cfg.recipe), cfg.device)
+    base = _references(exp, seed)
+    bar.update(len(REFERENCE_ROWS))
     for method in exp.methods:
         bar.set_postfix_str(f"{method} seed {seed}")
         if not exp.done(method, seed):
             try:
-                result = unlearn(original, task, method, **exp.kwargs.get(method, {}))
-                metrics = _evaluate(result.model, splits, cfg.device)
+                entry = assess(base, method, exp.kwargs.get(method, {}), exp.config.device)
             except Exception as err:  # noqa: BLE001 -- one broken baseline must not sink a long comparison
                 warnings.warn(f"method {method!r} failed on seed {seed}: {err!r}", stacklevel=2)
-                exp.record(method, seed, {"error": repr(err)})
-                bar.update(1)
-                continue
-            info = {k: v for k, v in result.info.items() if k not in ("rte", "config")}
-            exp.record(method, seed, {**metrics, "gap": avg_gap(metrics, reference), "RTE": result.info["rte"],
-                                      "conflict_rate": info.pop("conflict_rate", None),
-                                      "flags": result_flags(metrics, untouched, reference, splits.num_classes),
-                                      "method_config": result.info["config"], "info": info})
+                entry = {"error": repr(err)}
+            exp.record(method, seed, entry)
         bar.update(1)
 
 
@@ -278,12 +225,7 @@ def run_comparison(config: ExperimentConfig | None = None) -> dict[str, Any]:
     """Run (or resume) a comparison; writes results.json/.md/.png under ``config.out``; returns results."""
     config = config or ExperimentConfig()
     config.split_config().validate()
-    known = available_methods()
-    requested = list(config.methods) if config.methods is not None else known
-    methods = [m for m in requested if m not in REFERENCE_ROWS]  # always computed, with cached training
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"--methods (methods): unknown {unknown}; registered: {known}")
+    methods = resolve_methods(config.methods)  # the reference rows are always computed, with cached training
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     exp = _Experiment(config, methods)

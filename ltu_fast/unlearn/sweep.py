@@ -5,8 +5,8 @@ forget/retain cut is drawn before ``retain_access`` in :func:`~ltu_fast.unlearn.
 so they are trained once per (forget mode, seed) and cached under a key that leaves the access share
 out (:func:`~ltu_fast.unlearn.references.reference_pair`, shared with the runner and the tuner); each
 level then only reruns the unlearning methods. ``score="val"`` scores every model without
-the test split (RA on ``retain_access``, "TA" and the MIA's non-members on ``heldout``): the criterion
-for choosing hyper-parameters on tuning seeds.
+the test split (:data:`~ltu_fast.unlearn.assess.VAL`, the tuner's metrics): the criterion for
+choosing hyper-parameters on tuning seeds.
 
     ltu-fast sweep access --seeds 0 1 2 3 4 --out runs/access    (= python -m ltu_fast.unlearn.sweep ...)
     ltu-fast sweep ablate --seeds 0 1 2 3 4 --out runs/ablate
@@ -22,22 +22,19 @@ import json
 import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .api import UnlearnTask
-from .data import Splits
+from .api import resolve_methods
+from .assess import SCORINGS, Baseline, assess
 from .filelock import locked, replace_text
-from .metrics import avg_gap, evaluate_model, result_flags
-from .references import reference_pair
-from .runner import ExperimentConfig, available_methods, unlearn
+from .runner import ExperimentConfig
 from .stats import paired_interval
 
-__all__ = ["ABLATIONS", "LEVELS", "MODES", "Reference", "reference", "run_grid", "score", "summary"]
+__all__ = ["ABLATIONS", "LEVELS", "MODES", "run_grid", "summary"]
 
 LEVELS = (0.01, 0.02, 0.05, 0.1, 0.25)
 FLAG_MARKS = {"at chance": "†", "damaged": "‡", "no-op": "°"}
@@ -57,51 +54,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class Reference:
-    """One (forget mode, seed): splits at a given access level, the original, Retrain and its scores."""
-
-    splits: Splits
-    task: UnlearnTask
-    original: torch.nn.Module
-    original_scores: dict[str, float]
-    retrain_scores: dict[str, float]
-    retrain_seconds: float
-
-
-def score(model: torch.nn.Module, splits: Splits, how: str, device: str = "cpu") -> dict[str, float]:
-    """UA/RA/TA/MIA on the test split (``"test"``) or without it (``"val"``, see the module docstring)."""
-    if how == "val":
-        return evaluate_model(model, splits.forget, splits.retain_access, splits.heldout, device, splits.seed)
-    return evaluate_model(model, splits.forget, splits.retain, splits.test, device, splits.seed,
-                          splits.test_forgotten)
-
-
-def reference(config: ExperimentConfig, seed: int, how: str = "test") -> Reference:
-    """Splits/task at ``config.retain_access`` with the level-independent original and Retrain."""
-    splits, factory, refs = reference_pair(config.split_config(), config.model, config.recipe, seed, config.cache_dir,
-                                           config.device, progress=False)
-    task = splits.task(factory, asdict(config.recipe), config.device)
-    original, retrain = refs["original"].model, refs["retrain"]
-    return Reference(splits, task, original, score(original, splits, how, config.device),
-                     score(retrain.model, splits, how, config.device), retrain.seconds)
-
-
-def run_method(ref: Reference, method: str, kwargs: dict[str, Any], how: str = "test",
-               device: str = "cpu") -> dict[str, float]:
-    """Scores, Avg. Gap to Retrain and time (s, also as a share of Retrain's) of one method."""
-    result = unlearn(ref.original, ref.task, method, **kwargs)
-    out = score(result.model, ref.splits, how, device)
-    out["gap"] = avg_gap(out, ref.retrain_scores)
-    out["RTE"] = result.info["rte"]
-    out["RTE_share"] = result.info["rte"] / ref.retrain_seconds
-    out["flags"] = result_flags(out, ref.original_scores, ref.retrain_scores, ref.splits.num_classes)
-    for key in ("mia_heldout_accuracy", "mia_member_rate_forget_after"):
-        if key in result.info:
-            out[key] = float(np.mean(result.info[key]))
-    return out
-
-
 def run_grid(config: ExperimentConfig, cells: dict[str, tuple[str, dict[str, Any]]], levels: Sequence[float],
              modes: Sequence[str], out: Path, how: str = "test") -> dict[str, Any]:
     """Every cell (a label -> (method, kwargs)) at every level, mode and seed; resumable via ``out``."""
@@ -113,13 +65,13 @@ def run_grid(config: ExperimentConfig, cells: dict[str, tuple[str, dict[str, Any
             for level in levels:
                 cfg = replace(config, **MODES[mode], retain_access=level)
                 tuned = cfg.resolved_kwargs()[0]  # the defaults `ltu-fast tune` chose for this setting
-                ref = None
+                base = None
                 for label, (method, kwargs) in cells.items():
                     key = f"{mode}|{level}|{seed}|{label}"
                     if key in runs:
                         continue
-                    ref = ref or reference(cfg, seed, how)
-                    runs[key] = run_method(ref, method, {**tuned.get(method, {}), **kwargs}, how, config.device)
+                    base = base or Baseline.of(replace(cfg, progress=False), seed, SCORINGS[how])
+                    runs[key] = assess(base, method, {**tuned.get(method, {}), **kwargs}, config.device)
                     runs = _save(path, runs)
                     print(key, f"gap {runs[key]['gap']:.2f}", flush=True)
     return runs
@@ -234,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = ExperimentConfig(seeds=tuple(args.seeds), cache_dir=args.cache_dir, progress=False)
     if args.what == "access":
-        methods = args.methods or [m for m in available_methods() if m != "retrain"]
+        methods = resolve_methods(args.methods)
         cells = {m: (m, {}) for m in methods}
         levels = args.levels or list(LEVELS)
     else:

@@ -8,10 +8,13 @@ stores the measured training time too, so Retrain's RTE stays the time it really
 The default recipe warms the learning rate up over the first epoch and clips the global gradient
 norm: without both, SGD at lr 0.1 with momentum 0.9 occasionally diverged to a chance-level model.
 ``grad_restrict`` > 0 adds IAU's gradient-restriction term (off by default; docs/methods.md).
+``augment`` adds the standard CIFAR augmentation (random crop of the 4-pixel padded image, horizontal
+flip), ``amp`` bfloat16 autocast on CUDA; both are off by default and on in the ``salun`` preset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -27,7 +30,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .api import ArraySplit
+from .splits import Split
+from .transforms import random_crop_flip
 
 __all__ = ["CODE_VERSION", "TrainRecipe", "batch_loss", "cache_key", "default_cache_dir", "train_cached", "train_model"]
 
@@ -52,6 +56,10 @@ class TrainRecipe:
     Defaults reach ~99% train / ~97% test accuracy on MNIST 5k with ``cnn``. ``clip_norm`` 0
     disables clipping; ``warmup_epochs`` may be fractional. ``grad_restrict`` is the weight of IAU's
     gradient restriction (:func:`batch_loss`); 0, the default, trains on plain cross-entropy.
+    ``schedule="step"`` multiplies the lr by 0.1 at each of ``milestones`` (epochs), or, without
+    them, at 1/2 and 3/4 of the steps. ``augment``: random crop with padding 4 and horizontal flip
+    of every training batch (images only, :mod:`~ltu_fast.unlearn.transforms`); ``amp``: forward
+    and loss under bfloat16 autocast on CUDA devices (ignored elsewhere).
     """
 
     epochs: int = 12
@@ -63,6 +71,9 @@ class TrainRecipe:
     warmup_epochs: float = 1.0
     clip_norm: float = 5.0
     grad_restrict: float = 0.0
+    milestones: tuple[int, ...] = ()
+    augment: bool = False
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -74,16 +85,28 @@ class TrainRecipe:
         if not (math.isfinite(self.grad_restrict) and self.grad_restrict >= 0):
             raise ValueError(f"recipe grad_restrict: expected a finite weight >= 0 (0 = off), got {self.grad_restrict!r}")
         object.__setattr__(self, "grad_restrict", float(self.grad_restrict))  # --recipe grad_restrict=0 keys as 0.0
+        milestones = tuple(self.milestones)  # --recipe milestones=[91,136] arrives as a list
+        if milestones and (self.schedule != "step" or list(milestones) != sorted(set(milestones))
+                           or not all(isinstance(m, int) and 0 < m < self.epochs for m in milestones)):
+            raise ValueError(f"recipe milestones: increasing epochs in 1..{self.epochs - 1} of schedule 'step', "
+                             f"got {self.milestones!r} with schedule {self.schedule!r}")
+        object.__setattr__(self, "milestones", milestones)
+        for name in ("augment", "amp"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"recipe {name}: expected true or false, got {getattr(self, name)!r}")
 
     def safer(self) -> TrainRecipe:
         """The retry recipe for a failed reference: half the peak lr, >= 2 warm-up epochs, clip at 1."""
         return replace(self, lr=self.lr / 2, warmup_epochs=max(self.warmup_epochs, min(2.0, self.epochs / 2)),
                        clip_norm=min(self.clip_norm or 1.0, 1.0))
 
-    def lr_factor(self, step: int, total: int, warmup: int = 0) -> float:
-        """Multiplier of ``lr`` at ``step`` of ``total``: linear warm-up over ``warmup`` steps, then the schedule."""
+    def lr_factor(self, step: int, total: int, warmup: int = 0, per_epoch: int = 1) -> float:
+        """Multiplier of ``lr`` at ``step`` of ``total`` (``per_epoch`` steps an epoch): linear
+        warm-up over ``warmup`` steps, then the schedule."""
         if step < warmup:
             return (step + 1) / warmup
+        if self.milestones:
+            return 0.1 ** sum(step // per_epoch >= m for m in self.milestones)
         step, total = step - warmup, max(1, total - warmup)
         if self.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * step / total))
@@ -117,7 +140,7 @@ def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: list[
     return loss + grad_restrict * torch.stack([torch.linalg.vector_norm(g) for g in grads]).sum()
 
 
-def train_model(model: nn.Module, data: ArraySplit, recipe: TrainRecipe, seed: int,
+def train_model(model: nn.Module, data: Split, recipe: TrainRecipe, seed: int,
                 device: str | torch.device = "cpu", desc: str = "train", progress: bool = True,
                 report: dict[str, Any] | None = None) -> nn.Module:
     """Train in place with a seeded shuffle; deterministic on CPU for a fixed thread count.
@@ -126,7 +149,8 @@ def train_model(model: nn.Module, data: ArraySplit, recipe: TrainRecipe, seed: i
     written out because constructing a ``torch.optim`` optimizer imports ``torch._dynamo``, which
     costs seconds to tens of seconds on a busy CPU: more than training the default model. A step
     with a non-finite gradient changes nothing (no parameter, no momentum) and is counted, without a
-    host sync per step; ``report["skipped_steps"]`` receives the count.
+    host sync per step; ``report["skipped_steps"]`` receives the count. Augmentation draws from its
+    own generator, so the order of the batches is the same with and without it.
     """
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -134,17 +158,23 @@ def train_model(model: nn.Module, data: ArraySplit, recipe: TrainRecipe, seed: i
     per_epoch = math.ceil(len(data) / recipe.batch_size)
     total, warmup = recipe.epochs * per_epoch, round(recipe.warmup_epochs * per_epoch)
     gen = torch.Generator().manual_seed(seed)
+    augment = torch.Generator().manual_seed(seed + 1) if recipe.augment else None
+    amp = recipe.amp and torch.device(device).type == "cuda"
     skipped = torch.zeros((), dtype=torch.int64, device=device)
     step = 0
     for _ in tqdm(range(recipe.epochs), desc=desc, disable=not progress, leave=False):
         for x, y in data.batches(recipe.batch_size, shuffle=True, generator=gen, device=device):
             for p in params:
                 p.grad = None
-            batch_loss(model, x, y, params, recipe.grad_restrict).backward()
+            if augment is not None:
+                x = random_crop_flip(x, augment)
+            with torch.autocast("cuda", torch.bfloat16) if amp else contextlib.nullcontext():
+                loss = batch_loss(model, x, y, params, recipe.grad_restrict)
+            loss.backward()
             grads = [p.grad for p in params]
             scale, finite = _clip_scale(grads, recipe.clip_norm)
             keep = finite.to(grads[0].dtype)
-            lr = recipe.lr * recipe.lr_factor(step, total, warmup)
+            lr = recipe.lr * recipe.lr_factor(step, total, warmup, per_epoch)
             with torch.no_grad():
                 momentum = torch.where(finite, recipe.momentum, 1.0).to(keep.dtype)
                 for p, g, buf in zip(params, grads, momenta):
@@ -169,7 +199,7 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def train_cached(role: str, factory: Callable[[], nn.Module], data: ArraySplit, recipe: TrainRecipe, seed: int,
+def train_cached(role: str, factory: Callable[[], nn.Module], data: Split, recipe: TrainRecipe, seed: int,
                  key_parts: dict[str, Any], cache_dir: str | Path | None = None,
                  device: str | torch.device = "cpu", progress: bool = True) -> tuple[nn.Module, float, bool]:
     """Return (model, training seconds, cache hit). ``role`` ("original"/"retrain") is part of the key."""

@@ -33,15 +33,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
-from .api import METHODS, UnlearnMethod
-from .data import Splits
+from .api import METHOD_ORDER, METHODS, UnlearnMethod, resolve_methods
+from .assess import VAL, VAL_KEYS, Baseline, assess, validation_metrics
 from .defaults import setting_of, store_setting
-from .metrics import accuracy, avg_gap, forget_confidence, mia_efficacy, model_outputs, result_flags
-from .references import reference_pair
-from .runner import METHOD_ORDER, REFERENCE_ROWS, ExperimentConfig, available_methods, unlearn
+from .metrics import avg_gap
+from .runner import ExperimentConfig
 from .train import CODE_VERSION
 
 __all__ = ["DEFAULT_BUDGET", "TUNE_SEEDS", "VAL_KEYS", "candidates", "space_text", "tune", "tune_seeds",
@@ -53,7 +51,6 @@ TUNE_SEEDS = (100, 101)
 DATASET_TUNE_SEEDS = {"digits": (100, 101, 102, 103, 104)}
 DEFAULT_BUDGET = 12  # each baseline's space has exactly this many points (its whole grid); larger spaces are drawn from
 REPORTED_SEEDS = ExperimentConfig().seeds
-VAL_KEYS = ("UA", "RA", "VA", "MIA")
 CRITERION = ("mean over tuning seeds of mean |Δ| to Retrain over UA (forget), RA (accessible retain), "
              "VA (held-out non-members), MIA-efficacy (members = accessible retain, non-members = held-out); "
              "configurations at chance, damaged (accuracy below 3/4 of Retrain's margin above chance) or "
@@ -83,25 +80,6 @@ def space_text(method: type[UnlearnMethod]) -> str:
     return " × ".join(f"{k} {{{', '.join(map(text, values))}}}" for k, values in method.search_space.items())
 
 
-def validation_metrics(model: nn.Module, splits: Splits, device: str | torch.device = "cpu") -> dict[str, float]:
-    """The selection metrics: only data an unlearning method may read, never the test split."""
-    c_f, p_f, _ = model_outputs(model, splits.forget, device)
-    c_r, p_r, _ = model_outputs(model, splits.retain_access, device)
-    c_h, p_h, _ = model_outputs(model, splits.heldout, device)
-    return {"UA": 100.0 - accuracy(c_f), "RA": accuracy(c_r), "VA": accuracy(c_h),
-            "MIA": mia_efficacy(p_r, p_h, p_f, splits.seed), "FC": forget_confidence(p_f)}
-
-
-def _seed_state(config: ExperimentConfig, seed: int) -> dict[str, Any]:
-    """Splits, task, the original model and both references' validation metrics of one tuning seed."""
-    splits, factory, refs = reference_pair(config.split_config(), config.model, config.recipe, seed, config.cache_dir,
-                                           config.device, config.progress)
-    return {"splits": splits, "task": splits.task(factory, asdict(config.recipe), config.device),
-            "original": refs["original"].model,
-            "val": {role: validation_metrics(r.model, splits, config.device) for role, r in refs.items()},
-            "attempts": {role: r.attempts for role, r in refs.items()}}
-
-
 def _select(trials: list[dict[str, Any]]) -> dict[str, Any]:
     """The lowest-score trial among the unflagged ones (all trials, with a warning, if none is)."""
     clean = [t for t in trials if not t["flags"]]
@@ -117,18 +95,14 @@ def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: in
     overlap = sorted(set(config.seeds) & set(REPORTED_SEEDS))
     if overlap:
         raise ValueError(f"--seeds (seeds): tuning seeds {overlap} are reported seeds; tune on others")
-    known = available_methods()
-    methods = [m for m in (config.methods or known) if m not in REFERENCE_ROWS]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"--methods (methods): unknown {unknown}; registered: {known}")
+    methods = resolve_methods(config.methods)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
-    states = [_seed_state(config, seed) for seed in config.seeds]
+    bases = [Baseline.of(config, seed, VAL) for seed in config.seeds]
     grids = {m: candidates(METHODS[m], budget, sample_seed) for m in methods}
     results: dict[str, Any] = {}
-    with tqdm(total=sum(map(len, grids.values())) * len(states), desc="tune", disable=not config.progress) as bar:
+    with tqdm(total=sum(map(len, grids.values())) * len(bases), desc="tune", disable=not config.progress) as bar:
         for method, grid in grids.items():
             if len(grid) < budget:
                 warnings.warn(f"method {method!r}: its search space has only {len(grid)} configurations "
@@ -136,14 +110,11 @@ def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: in
             trials = []
             for params in grid:
                 per_seed, flags = [], set()
-                for state in states:
+                for base in bases:
                     bar.set_postfix_str(f"{method} {params}")
-                    result = unlearn(state["original"], state["task"], method, **params)
-                    val = validation_metrics(result.model, state["splits"], config.device)
-                    flags.update(result_flags(val, state["val"]["original"], state["val"]["retrain"],
-                                              state["splits"].num_classes, ("VA", "RA"), VAL_KEYS))
-                    per_seed.append({**val, "gap": avg_gap(val, state["val"]["retrain"], VAL_KEYS),
-                                     "rte": result.info["rte"]})
+                    entry = assess(base, method, params, config.device)
+                    flags.update(entry["flags"])
+                    per_seed.append({**{k: entry[k] for k in (*VAL_KEYS, "FC", "gap")}, "rte": entry["RTE"]})
                     bar.update(1)
                 trials.append({"config": params, "score": float(np.mean([r["gap"] for r in per_seed])),
                                "flags": sorted(flags), "per_seed": per_seed})
@@ -155,14 +126,17 @@ def tune(config: ExperimentConfig, budget: int = DEFAULT_BUDGET, sample_seed: in
     entry = {"setting": setting_of(config),
              "protocol": {"budget": budget, "sample_seed": sample_seed, "seeds": list(config.seeds),
                           "recipe": asdict(config.recipe), "criterion": CRITERION, "code": CODE_VERSION},
-             "references": {str(s["splits"].seed): {"val": s["val"], "attempts": s["attempts"]} for s in states},
+             "references": {str(b.splits.seed): {"val": b.scores,
+                                                  "attempts": {role: r.attempts for role, r in b.references.items()}}
+                            for b in bases},
              "methods": results}
     entry = json.loads(json.dumps(entry, default=float))
     return store_setting(entry, defaults_file)
 
 
 def tune_table(entry: dict[str, Any]) -> str:
-    """Markdown: per method the trials, the choice, its validation gap and the runner-up's."""
+    """Markdown of a defaults entry: per method the configurations tried, the choice, its validation
+    gap and the runner-up's."""
     s, p = entry["setting"], entry["protocol"]
     untouched = np.mean([avg_gap(r["val"]["original"], r["val"]["retrain"], VAL_KEYS)
                          for r in entry["references"].values()])
@@ -173,11 +147,10 @@ def tune_table(entry: dict[str, Any]) -> str:
              "| method | configs | chosen | val. gap | next best | flagged configs |", "|---|---|---|---|---|---|"]
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     for method, rec in sorted(entry["methods"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
-        ranked = sorted((t for t in rec["trials"] if not t["flags"]), key=lambda t: t["score"])
-        runner_up = f"{ranked[1]['score']:.2f}" if len(ranked) > 1 else "–"
+        runner_up = "–" if rec["runner_up"] is None else f"{rec['runner_up']:.2f}"
         chosen = ", ".join(f"{k}={v}" for k, v in rec["chosen"].items()) or "(no knobs)"
-        flagged = f"{sum(bool(t['flags']) for t in rec['trials'])}" + (f" ⚠ {rec['warning']}" if "warning" in rec else "")
-        lines.append(f"| {method} | {len(rec['trials'])} | {chosen} | {rec['score']:.2f} | {runner_up} | {flagged} |")
+        flagged = f"{rec['flagged']}" + (f" ⚠ {rec['warning']}" if "warning" in rec else "")
+        lines.append(f"| {method} | {rec['configs']} | {chosen} | {rec['score']:.2f} | {runner_up} | {flagged} |")
     runs = sorted({(r["run"]["command"], r["run"]["date"], r["run"]["seconds"]) for r in entry["methods"].values()})
     lines += ["", *(f"Tuned by `{cmd}` on {date} ({sec:.0f} s)." for cmd, date, sec in runs)]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ..api import ArraySplit
+from ..splits import Split
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -20,7 +20,7 @@ def generator(seed: int, salt: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + salt)
 
 
-def endless(split: ArraySplit, batch_size: int, gen: torch.Generator, device: torch.device) -> Iterator[Batch]:
+def endless(split: Split, batch_size: int, gen: torch.Generator, device: torch.device) -> Iterator[Batch]:
     """Shuffled mini-batches forever (a fresh permutation per pass), so loops count steps, not epochs."""
     batch_size = min(batch_size, len(split))
     while True:
@@ -41,7 +41,7 @@ def descend(opt: torch.optim.Optimizer, loss: torch.Tensor,
     opt.step()
 
 
-def steps_per_epoch(split: ArraySplit, batch_size: int) -> int:
+def steps_per_epoch(split: Split, batch_size: int) -> int:
     return max(1, len(split) // min(batch_size, len(split)))
 
 

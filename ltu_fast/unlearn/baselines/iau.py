@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..api import ArraySplit, UnlearnMethod, UnlearnResult, UnlearnTask, register_method
+from ..api import Split, UnlearnMethod, UnlearnResult, UnlearnTask, register_method
 
 
-def accumulate_mean_grad(model: nn.Module, data: ArraySplit, weight: float, device: torch.device,
+def accumulate_mean_grad(model: nn.Module, data: Split, weight: float, device: torch.device,
                          chunk: int = 512) -> None:
     """Add ``weight * grad(mean CE over data)`` into the ``.grad`` fields, in chunks (bounded memory)."""
     for x, y in data.batches(chunk, device=device):

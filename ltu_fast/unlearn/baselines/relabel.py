@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..api import ArraySplit, UnlearnMethod, UnlearnResult, UnlearnTask, register_method
+from ..api import Split, UnlearnMethod, UnlearnResult, UnlearnTask, register_method
 from ._loop import descend, endless, generator, make_sgd, random_other_labels, steps_per_epoch
 
 
-def saliency_mask(model: nn.Module, forget: ArraySplit, keep: float, batch_size: int,
+def saliency_mask(model: nn.Module, forget: Split, keep: float, batch_size: int,
                   device: torch.device) -> list[torch.Tensor]:
     """1 for the ``keep`` share of weights with the largest |grad of the forget loss| (one global
     ranking over all tensors, as in SalUn), else 0. Ranking rather than a ``>=`` threshold: on a

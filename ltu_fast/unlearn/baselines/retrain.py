@@ -17,10 +17,19 @@ class Retrain(UnlearnMethod):
     name = "retrain"
     uses_full_retain = True
 
+    def __init__(self, progress: bool = False):
+        self.progress = progress  # a bar per epoch: Retrain is the long one
+
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
+        given = {"retain_full": task.retain_full is not None, "model_factory": task.model_factory is not None,
+                 "train_recipe": bool(task.train_recipe)}
+        missing = [name for name, ok in given.items() if not ok]
+        if missing:
+            raise ValueError(f"retrain: needs the whole retain set, a fresh-model factory and the original's "
+                             f"training recipe; the task has no {missing}")
         recipe = TrainRecipe(**task.train_recipe)
         with torch.random.fork_rng(devices=[]):  # the factory's init draws from the global RNG
             torch.manual_seed(task.seed)
             fresh = task.model_factory()
-        train_model(fresh, task.retain_full, recipe, task.seed, task.device, desc="retrain", progress=False)
+        train_model(fresh, task.retain_full, recipe, task.seed, task.device, desc="retrain", progress=self.progress)
         return UnlearnResult(fresh, {"recipe": vars(recipe)})

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ..api import ArraySplit, UnlearnMethod, UnlearnResult, UnlearnTask, register_method
+from ..api import Split, UnlearnMethod, UnlearnResult, UnlearnTask, register_method
 
 
-def diagonal_fisher(model: nn.Module, data: ArraySplit, device: torch.device, chunk: int = 64) -> dict[str, torch.Tensor]:
+def diagonal_fisher(model: nn.Module, data: Split, device: torch.device, chunk: int = 64) -> dict[str, torch.Tensor]:
     """Mean of squared per-sample gradients of the CE loss (the empirical diagonal Fisher), in eval mode."""
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
