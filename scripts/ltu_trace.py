@@ -35,8 +35,8 @@ from ltu_fast.unlearn.ltu import LTU
 from ltu_fast.unlearn.metrics import accuracy, avg_gap, model_outputs
 from ltu_fast.unlearn.mia_models import logits_of
 from ltu_fast.unlearn.references import reference_pair
-from ltu_fast.unlearn.runner import ExperimentConfig, unlearn
-from ltu_fast.unlearn.tune import VAL_KEYS, validation_metrics
+from ltu_fast.unlearn.assess import VAL_KEYS, unlearn, validation_metrics
+from ltu_fast.unlearn.runner import ExperimentConfig
 
 RESERVED = range(20)  # the reported seeds (0-4 today, 0-19 kept for studies of the references)
 

@@ -222,7 +222,7 @@ def test_stop_at_target_skips_the_whole_step_only_at_the_target():
     means are the cap), so the ascent gate is closed from the first step: remembering and momentum
     still move the model unless ``stop_at_target`` zeroes the step; below the target it changes nothing."""
     task = toy_task(2)
-    fixed = {"iterations": 3, "batch_size": 6, "num_mia": 0}
+    fixed = {"iterations": 3, "batch_size": 6, "num_mia": 0, "ascent_target": "heldout"}
     before = flat(mlp())
     run = lambda cls=LTU, **kw: flat(cls(**{**fixed, **kw}).unlearn(mlp(), task).model)
     tiny = 2.0 ** -20  # exact in float32 too (the caps' dtype), so the two means tie exactly
@@ -290,15 +290,17 @@ def test_ltu_forgets_on_mnist_and_keeps_test_accuracy():
     task = UnlearnTask(forget=forget, retain_access=retain.subset(torch.arange(0, 100)), heldout=heldout,
                        retain_full=retain, num_classes=10, model_factory=factory, seed=0)
     acc = lambda m, s: (m(s.x).argmax(1) == s.y).float().mean().item()
-    # An overfit MLP needs a larger outer step and the raw MIA feedback: the capped ascent alone
-    # (calibrated defaults) keeps every memorised sample correct (documented in docs/methods.md).
-    result = LTU(lr=0.05, mia_calibrate=False).unlearn(copy.deepcopy(original), task)
+    # The rank-matched target (default) relabels as many memorised forget samples as the held-out
+    # error rate says unseen samples get wrong (with the earlier mean-level target an overfit MLP
+    # needed a larger step and the raw MIA feedback to forget anything, documented in docs/methods.md).
+    result = LTU().unlearn(copy.deepcopy(original), task)
     with torch.no_grad():
         before_f, after_f = acc(original, forget), acc(result.model, forget)
         before_t, after_t = acc(original, test), acc(result.model, test)
+        unseen = acc(original, heldout)
     assert before_f == 1.0 and before_t < 0.95  # the original memorised the forget set
-    assert after_f < before_f - 0.02  # forgetting happened, toward test accuracy ...
-    assert after_f > before_t - 0.15  # ... without collapsing far below it (Retrain would sit near TA)
+    assert after_f < before_f - 0.02  # forgetting happened ...
+    assert abs(after_f - unseen) < 0.05  # ... down to about the accuracy on unseen data (Retrain's)
     assert abs(after_t - before_t) < 0.04
     assert 0.0 <= result.info["conflict_rate"] <= 1.0
 
