@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ltu_fast.unlearn.assess import VAL_KEYS, unlearn, validation_metrics
 from ltu_fast.unlearn.ltu import LTU
 from ltu_fast.unlearn.metrics import accuracy, avg_gap, model_outputs
 from ltu_fast.unlearn.mia_models import logits_of
 from ltu_fast.unlearn.references import reference_pair
-from ltu_fast.unlearn.assess import VAL_KEYS, unlearn, validation_metrics
 from ltu_fast.unlearn.runner import ExperimentConfig
 
 RESERVED = range(20)  # the reported seeds (0-4 today, 0-19 kept for studies of the references)
@@ -78,6 +78,8 @@ class TracedLTU(LTU):
         f, r = opt.grad_row("forget"), opt.grad_row("remember")
         self._now.update(forget_row=f.norm().item(), remember_row=r.norm().item(),
                          cosine=(f @ r / (f.norm() * r.norm()).clamp_min(1e-12)).item())
+        if mia is None:  # no feedback: the forget row is the support gradient alone
+            self._now["support_forget"] = self._now["forget_row"]
         self._previous = opt.flat_params.detach().clone()
 
     def mia_scale(self, opt, mia_grad):
@@ -174,6 +176,17 @@ def print_summary(records: list[dict[str, Any]]) -> None:
     print(f"| mean | {col(lambda r: r['references']['original']['gap']):.2f} | {col(lambda r: r['trace'][-1]['gap']):.2f}"
           f" | {col(lambda r: min(x['gap'] for x in r['trace'])):.2f} | "
           + " | ".join(f"{col(lambda r, m=m: r['others'][m]['gap']):.2f}" for m in names) + " |")
+    print("\n| seed | final UA / RAf / VA / MIA / FC (Retrain's) | steps with no forgetting push | mean |sf| | "
+          "mean |rem| | mean step | distance | attackers' acc. | MIA loss first → last |\n" + "|---" * 9 + "|")
+    for rec in records:
+        steps, last, ref = rec["trace"][:-1], rec["trace"][-1], rec["references"]["retrain"]
+        mean = lambda k, steps=steps: statistics.fmean(r.get(k, float("nan")) for r in steps)
+        acc = rec["mia_heldout_accuracy"]
+        mia = f"{steps[0]['mia_loss']:.3f} → {last['mia_loss']:.3f}" if "mia_loss" in last else "–"
+        print(f"| {rec['seed']} | " + " / ".join(f"{last[k]:.2f} ({ref[k]:.2f})" for k in ("UA", "RAf", "VA", "MIA", "FC"))
+              + f" | {sum(r.get('support_forget', 0.0) == 0.0 for r in steps)}/{len(steps)} | {mean('support_forget'):.3f}"
+              f" | {mean('remember_row'):.3f} | {mean('step'):.3f} | {last['distance']:.2f} | "
+              f"{statistics.fmean(acc) if acc else float('nan'):.2f} | {mia} |")
 
 
 def main() -> None:

@@ -338,3 +338,16 @@ def test_sweep_summary_compares_against_the_best_different_row():
     text = summary(runs, list(gaps), (0.1,), ("random",), (0, 1, 2))
     assert "vs other" in text and "vs same as ltu" not in text
     assert "1.73 ± 0.47 ‡1 °1 |" in text  # the flags of each cell are counted, not hidden
+
+
+def test_sweep_summary_sets_ltu_against_the_untouched_original_and_the_median_spread():
+    """The untouched original is a row, never the 'best other', and has its own paired interval."""
+    from ltu_fast.unlearn.sweep import UNTOUCHED, summary
+
+    gaps = {UNTOUCHED: [0.5, 0.6, 0.4], "ltu": [1.0, 2.0, 1.5], "a": [1.2, 2.1, 1.9], "b": [3.0, 1.0, 2.0]}
+    runs = {f"random|0.1|{s}|{lb}": {"gap": g[s], "RTE_share": 0.03, "flags": []}
+            for lb, g in gaps.items() for s in range(3)}
+    text = summary(runs, list(gaps), (0.1,), ("random",), (0, 1, 2))
+    assert "| rank | 1/3 |" in text and "vs a |" in text  # ranked among the methods only
+    assert f"| paired Δgap vs {UNTOUCHED}, 95% CI | +1.00 [-0.14, +2.14] |" in text  # diffs 0.5, 1.4, 1.1
+    assert "| gap std: ltu / median method | 0.50 / 0.50 |" in text  # stds 0.50, 0.47, 1.00

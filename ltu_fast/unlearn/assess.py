@@ -117,6 +117,13 @@ class Baseline:
     def original(self) -> nn.Module:
         return self.references["original"].model
 
+    def untouched(self) -> dict[str, Any]:
+        """The original's own entry, as :func:`assess` would give a method that changed nothing: the
+        row every method must beat to have done anything useful."""
+        scores, retrain = self.scores["original"], self.scores["retrain"]
+        return {**scores, "gap": avg_gap(scores, retrain, self.scoring.gap_keys), "RTE": 0.0, "RTE_share": 0.0,
+                "flags": []}
+
 
 # info entries averaged into the result (LTU's MIA attackers: how much signal its feedback carried)
 _INFO_MEANS = ("mia_heldout_accuracy", "mia_member_rate_forget_after")
