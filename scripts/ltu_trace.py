@@ -2,10 +2,9 @@
 
 For each seed, LTU runs at the setting's tuned defaults (``defaults.json``) under ``--set``
 overrides, and before every outer step (and after the last) the trace records, without the test
-split: the validation metrics of ``ltu-fast tune`` (UA on forget, RA on ``retain_access``, VA on
-``heldout``, MIA-efficacy with ``retain_access`` vs ``heldout``, FC = the forget set's mean
-true-class probability) and their gap to Retrain's; accuracy on the whole retain set (RAf: a
-diagnosis only, no method reads it); mean cross-entropy on forget / heldout; the attackers' MIA
+split: the validation metrics of ``ltu-fast tune`` (UA on forget, RA on the whole retain set, VA
+on ``heldout``, MIA-efficacy with the retain set vs ``heldout``, FC = the forget set's mean
+true-class probability) and their gap to Retrain's; mean cross-entropy on forget / heldout; the attackers' MIA
 loss and member rate on the whole forget set; the norms of the support forgetting gradient, the
 MIA feedback (raw and as added), the two rows and their cosine; the step gate, the last step's
 conflict rate and step length, and the distance from the original. The traced run is the untraced
@@ -15,7 +14,7 @@ methods named by ``--compare`` run at their tuned defaults on the same seeds, fo
     PYTHONPATH=$PWD python scripts/ltu_trace.py --seeds 100 101 102 103 104 --retain-access 0.1 \
         --out /tmp/trace.json [--set lr=0.025 momentum=0.5] [--compare iau ft]
 
-Refuses the reported seeds (0-19): nothing here may be chosen on them.
+Refuses seeds 0-19 (the reported ones and those kept for studies of the references).
 """
 
 from __future__ import annotations
@@ -24,29 +23,28 @@ import argparse
 import copy
 import json
 import statistics
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from seed_setting import add_setting_args, seed_config
 
-from ltu_fast.unlearn.assess import VAL_KEYS, unlearn, validation_metrics
+from ltu_fast.cli import _key_values
+from ltu_fast.unlearn.assess import VAL, VAL_KEYS, Baseline, unlearn, validation_metrics
 from ltu_fast.unlearn.ltu import LTU
-from ltu_fast.unlearn.metrics import accuracy, avg_gap, model_outputs
+from ltu_fast.unlearn.metrics import avg_gap, model_outputs
 from ltu_fast.unlearn.mia_models import logits_of
-from ltu_fast.unlearn.references import reference_pair
 from ltu_fast.unlearn.runner import ExperimentConfig
 
 RESERVED = range(20)  # the reported seeds (0-4 today, 0-19 kept for studies of the references)
 
 
 def state_metrics(model: torch.nn.Module, splits, retrain_val: dict[str, float] | None) -> dict[str, float]:
-    """The tuner's validation metrics (+ gap to Retrain's), RAf and the mean losses."""
+    """The tuner's validation metrics (+ gap to Retrain's) and the mean losses."""
     out = validation_metrics(model, splits)
     if retrain_val is not None:
         out["gap"] = avg_gap(out, retrain_val, VAL_KEYS)
-    out["RAf"] = accuracy(model_outputs(model, splits.retain)[0])
     for key, split in (("loss_f", splits.forget), ("loss_h", splits.heldout)):
         out[key] = float(np.mean(model_outputs(model, split)[2]))
     return out
@@ -109,11 +107,9 @@ class TracedLTU(LTU):
 
 
 def trace_seed(config: ExperimentConfig, seed: int, overrides: dict[str, Any], compare: list[str]) -> dict[str, Any]:
-    splits, factory, refs = reference_pair(config.split_config(), config.model, config.recipe, seed,
-                                           config.cache_dir, config.device, progress=False)
-    task = splits.task(factory, asdict(config.recipe), config.device)
-    original, retrain = refs["original"].model, refs["retrain"].model
-    ref = {"retrain": state_metrics(retrain, splits, None)}
+    base = Baseline.of(config, seed, VAL)
+    splits, task, original = base.splits, base.task, base.original
+    ref = {"retrain": state_metrics(base.references["retrain"].model, splits, None)}
     ref["original"] = state_metrics(original, splits, ref["retrain"])
     tuned = config.resolved_kwargs()[0]
     kwargs = {**tuned.get("ltu", {}), **overrides}
@@ -130,20 +126,9 @@ def trace_seed(config: ExperimentConfig, seed: int, overrides: dict[str, Any], c
             "mia_heldout_accuracy": result.info.get("mia_heldout_accuracy")}
 
 
-def _kv(items: list[str]) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, _, raw = item.partition("=")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
-
-
 def print_seed(rec: dict[str, Any], every: int) -> None:
     ref, rows = rec["references"], rec["trace"]
-    keys = ("gap", "UA", "RA", "VA", "MIA", "FC", "RAf", "loss_f", "loss_h")
+    keys = ("gap", "UA", "RA", "VA", "MIA", "FC", "loss_f", "loss_h")
     print(f"\nseed {rec['seed']}  ltu {rec['ltu_kwargs']}  attackers' held-out acc. "
           f"{rec['mia_heldout_accuracy'] and [round(a, 2) for a in rec['mia_heldout_accuracy']]}")
     print("  " + " ".join(f"{k:>7}" for k in ("it", *keys, "mia_loss", "gate", "|sf|", "|mia|", "|mia+|",
@@ -176,14 +161,14 @@ def print_summary(records: list[dict[str, Any]]) -> None:
     print(f"| mean | {col(lambda r: r['references']['original']['gap']):.2f} | {col(lambda r: r['trace'][-1]['gap']):.2f}"
           f" | {col(lambda r: min(x['gap'] for x in r['trace'])):.2f} | "
           + " | ".join(f"{col(lambda r, m=m: r['others'][m]['gap']):.2f}" for m in names) + " |")
-    print("\n| seed | final UA / RAf / VA / MIA / FC (Retrain's) | steps with no forgetting push | mean |sf| | "
+    print("\n| seed | final UA / RA / VA / MIA / FC (Retrain's) | steps with no forgetting push | mean |sf| | "
           "mean |rem| | mean step | distance | attackers' acc. | MIA loss first → last |\n" + "|---" * 9 + "|")
     for rec in records:
         steps, last, ref = rec["trace"][:-1], rec["trace"][-1], rec["references"]["retrain"]
         mean = lambda k, steps=steps: statistics.fmean(r.get(k, float("nan")) for r in steps)
         acc = rec["mia_heldout_accuracy"]
         mia = f"{steps[0]['mia_loss']:.3f} → {last['mia_loss']:.3f}" if "mia_loss" in last else "–"
-        print(f"| {rec['seed']} | " + " / ".join(f"{last[k]:.2f} ({ref[k]:.2f})" for k in ("UA", "RAf", "VA", "MIA", "FC"))
+        print(f"| {rec['seed']} | " + " / ".join(f"{last[k]:.2f} ({ref[k]:.2f})" for k in ("UA", "RA", "VA", "MIA", "FC"))
               + f" | {sum(r.get('support_forget', 0.0) == 0.0 for r in steps)}/{len(steps)} | {mean('support_forget'):.3f}"
               f" | {mean('remember_row'):.3f} | {mean('step'):.3f} | {last['distance']:.2f} | "
               f"{statistics.fmean(acc) if acc else float('nan'):.2f} | {mia} |")
@@ -191,26 +176,16 @@ def print_summary(records: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="mnist5k")
-    p.add_argument("--forget-mode", default="random", choices=("random", "class"))
-    p.add_argument("--forget-classes", type=int, nargs="*", default=[])
-    p.add_argument("--retain-access", type=float, default=0.1)
-    p.add_argument("--seeds", type=int, nargs="+", required=True)
+    add_setting_args(p)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="LTU overrides of the tuned defaults")
     p.add_argument("--compare", nargs="*", default=["iau", "ft"], help="methods at their tuned defaults")
     p.add_argument("--every", type=int, default=1, help="print every n-th iteration (all are stored)")
-    p.add_argument("--cache-dir")
     p.add_argument("--out", type=Path, help="JSON file for the traces")
     args = p.parse_args()
-    if set(args.seeds) & set(RESERVED):
-        raise SystemExit(f"--seeds: {sorted(set(args.seeds) & set(RESERVED))} are reserved for reporting (0-19)")
-    torch.set_num_threads(1)
-    config = ExperimentConfig(dataset=args.dataset, forget_mode=args.forget_mode,
-                              forget_classes=tuple(args.forget_classes), retain_access=args.retain_access,
-                              seeds=tuple(args.seeds), cache_dir=args.cache_dir, progress=False)
+    config = seed_config(args, RESERVED)
     records = []
     for seed in args.seeds:
-        records.append(trace_seed(config, seed, _kv(args.set), args.compare))
+        records.append(trace_seed(config, seed, _key_values(args.set, "--set"), args.compare))
         print_seed(records[-1], args.every)
         if args.out:
             args.out.write_text(json.dumps(records, indent=1))

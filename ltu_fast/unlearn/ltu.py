@@ -75,13 +75,14 @@ class LTU(UnlearnMethod):
             (the same, per sample weighted by the attackers' member probability, so it stops once a
             sample looks like a non-member), ``"random_label"`` (CE to a random wrong label) or
             ``"mia"`` (none: the MIA feedback alone). ``"gated_ascent"`` and ``"mia"`` need ``num_mia >= 1``.
-        ascent_target: ``"heldout"``: the ascent stops while the forget batch's mean capped loss is
-            at least that of the held-out non-members under the original (``forget_target``);
-            ``"none"``: it never stops; ``"match"``: every forget sample gets the held-out loss of
-            the same rank as its own target (the forget set should end up distributed like unseen
-            data, as under Retrain): ascent capped at that loss, or, where the held-out sample of
-            that rank is misclassified, the nearest-other-class target; batches draw the samples
-            with work left (see ``forget_target``). ``ascent_bound`` is then unused.
+        ascent_target: ``"match"`` (default): every forget sample gets the held-out loss of the
+            same rank as its own target (the forget set should end up distributed like unseen data,
+            as under Retrain): ascent capped at that loss, or, where the held-out sample of that
+            rank is misclassified, the nearest-other-class target (:meth:`matched_target`);
+            ``ascent_bound`` is then unused. ``"heldout"``: ascent capped at ``ascent_bound``, off
+            while the forget batch's mean capped loss is at least that of the held-out non-members
+            under the original (it can flip no prediction: the earlier default). ``"none"``: capped
+            ascent that never stops.
         forget_batches: with ``ascent_target="match"``, ``"work"`` draws S_f and Q_f in proportion to
             each sample's work left at the start, ``"uniform"`` uniformly (as every other target; also
             what ``"work"`` does when every forget sample is of a removed class: all must move).
@@ -97,9 +98,10 @@ class LTU(UnlearnMethod):
         granularity: harmonization segments: ``"layer"``, ``"module"`` or ``"global"``.
         forget_weight: objective weight of the forget row relative to remembering.
         second_order: differentiate through the meta-tune step (costs about 2x per iteration).
-        stop_at_target: with ``ascent_target="heldout"``, skip the whole step (remembering and the
-            momentum's carry too: an lr of 0, on the device) while the forget batch is at its target;
-            the ascent gate alone lets momentum and remembering keep moving a model already forgotten.
+        stop_at_target: skip the whole step (remembering and the momentum's carry too: an lr of 0,
+            on the device) while the forget batch is at its target (``"heldout"``: its mean level;
+            ``"match"``: every sample at its own); the ascent gate alone lets momentum and
+            remembering keep moving a model already forgotten.
     """
 
     name = "ltu"
