@@ -1,4 +1,4 @@
-"""Learning-to-Unlearn (Huang, Foo, Liu, ECCV'24), as in ARCHITECTURE §5.
+"""Learning-to-Unlearn (Huang, Foo, Liu, ECCV'24): meta-tune, meta-test and meta-update (docs/methods.md, "LTU").
 
 Per meta-iteration, with S_r, Q_r disjoint batches of ``retain_access`` and S_f, Q_f disjoint
 batches of ``forget`` (Q_f is the audit batch):
