@@ -14,9 +14,14 @@ One step = forward of a forget and a retain batch, then the update, per contende
   adamw-fused  one backward per loss into ``.grad``, ``torch.optim.AdamW(fused=True)``
   wrapped      ``Harmonized(AdamW(fused=True))``, PCGrad                       (vs adamw-fused)
 
-Each contender trains its own copy of one model (same initial weights) on the same batches, in
+Each contender steps its own copy of one model (same initial weights) on the same batches, in
 blocks of ``--steps`` consecutive steps (as a training loop runs: the state one step leaves is
-what the next one meets). A round runs one block per contender, the order rotating from round to
+what the next one meets). The learning rate is 0 by default: every kernel of every update still
+runs, but the network stays the same for all contenders. With a real learning rate the copies
+drift apart, and a network's own speed depends on its weights (ATen's CPU max-pool branches on
+the data: the unlearning CNN trained by plain SGD on the bench's batches loses most of its
+second-layer units to ReLU and runs its forward ~15% faster than the same CNN trained by
+PCGrad, with no optimizer in the process; docs/core.md), which would be charged to the optimizer. A round runs one block per contender, the order rotating from round to
 round, so load from other processes hits all alike; round 0 is warm-up. Columns: the median over
 rounds of ms per step; "x base" the median over rounds of the block's time over its baseline's
 block in the same round (paired: slow drifts of the load cancel), with the interquartile range
@@ -42,33 +47,34 @@ from torch import nn
 from .optim import Harmonized, HarmonizedAdamW, HarmonizedOptimizer, HarmonizedSGD
 from .unlearn.models import MLP, ResNet18, SmallCNN
 
-LR, MOMENTUM, ADAM_LR = 0.01, 0.9, 1e-3
+MOMENTUM = 0.9
 OBJECTIVES = ("forget", "retain")
 
-# name -> (model factory, input shape, classes, batch per objective)
-CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int, int]] = {
-    "cnn": (lambda: SmallCNN(1, 10), (1, 28, 28), 10, 16),  # the unlearning default (MNIST)
-    "resnet18": (lambda: ResNet18(3, 10), (3, 32, 32), 10, 8),
-    "mlp25m": (lambda: MLP(3072, 10, hidden=3712), (3072,), 10, 8),  # 25.2M parameters
+# name -> (model factory, input shape, classes, batch per objective, default steps per block)
+CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int, int, int]] = {
+    "cnn": (lambda: SmallCNN(1, 10), (1, 28, 28), 10, 16, 50),  # the unlearning default (MNIST)
+    "resnet18": (lambda: ResNet18(3, 10), (3, 32, 32), 10, 8, 5),
+    "mlp25m": (lambda: MLP(3072, 10, hidden=3712), (3072,), 10, 8, 10),  # 25.2M parameters
 }
 
-# name -> (optimizer factory, baseline the paired ratio divides by, how the step computes gradients)
-CONTENDERS: dict[str, tuple[Callable[[list[nn.Parameter]], torch.optim.Optimizer], str, str]] = {
-    "sgd": (lambda ps: torch.optim.SGD(ps, lr=LR, momentum=MOMENTUM, foreach=True), "sgd", "backward"),
-    "summed": (lambda ps: torch.optim.SGD(ps, lr=LR, momentum=MOMENTUM, foreach=True), "sgd", "summed"),
-    "pcgrad": (lambda ps: HarmonizedSGD(ps, lr=LR, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="pcgrad"),
+# name -> (optimizer factory (params, lr), baseline the paired ratio divides by, how the step computes gradients)
+Factory = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
+CONTENDERS: dict[str, tuple[Factory, str, str]] = {
+    "sgd": (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=MOMENTUM, foreach=True), "sgd", "backward"),
+    "summed": (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=MOMENTUM, foreach=True), "sgd", "summed"),
+    "pcgrad": (lambda ps, lr: HarmonizedSGD(ps, lr=lr, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="pcgrad"),
                "sgd", "objectives"),
-    "project": (lambda ps: HarmonizedSGD(ps, lr=LR, momentum=MOMENTUM, objectives=OBJECTIVES,
-                                         aggregator="project"), "sgd", "objectives"),
-    "sum": (lambda ps: HarmonizedSGD(ps, lr=LR, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="sum"),
+    "project": (lambda ps, lr: HarmonizedSGD(ps, lr=lr, momentum=MOMENTUM, objectives=OBJECTIVES,
+                                             aggregator="project"), "sgd", "objectives"),
+    "sum": (lambda ps, lr: HarmonizedSGD(ps, lr=lr, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="sum"),
             "sgd", "objectives"),
-    "foreach": (lambda ps: torch.optim.SGD(ps, lr=LR, momentum=MOMENTUM, foreach=True), "sgd", "foreach"),
-    "adamw": (lambda ps: torch.optim.AdamW(ps, lr=ADAM_LR, foreach=True), "adamw", "backward"),
-    "h-adamw": (lambda ps: HarmonizedAdamW(ps, lr=ADAM_LR, objectives=OBJECTIVES, aggregator="pcgrad"),
+    "foreach": (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=MOMENTUM, foreach=True), "sgd", "foreach"),
+    "adamw": (lambda ps, lr: torch.optim.AdamW(ps, lr=lr, foreach=True), "adamw", "backward"),
+    "h-adamw": (lambda ps, lr: HarmonizedAdamW(ps, lr=lr, objectives=OBJECTIVES, aggregator="pcgrad"),
                 "adamw", "objectives"),
-    "adamw-fused": (lambda ps: torch.optim.AdamW(ps, lr=ADAM_LR, fused=True), "adamw-fused", "backward"),
-    "wrapped": (lambda ps: Harmonized(torch.optim.AdamW(ps, lr=ADAM_LR, fused=True), objectives=OBJECTIVES,
-                                      aggregator="pcgrad"), "adamw-fused", "objectives"),
+    "adamw-fused": (lambda ps, lr: torch.optim.AdamW(ps, lr=lr, fused=True), "adamw-fused", "backward"),
+    "wrapped": (lambda ps, lr: Harmonized(torch.optim.AdamW(ps, lr=lr, fused=True), objectives=OBJECTIVES,
+                                          aggregator="pcgrad"), "adamw-fused", "objectives"),
 }
 PHASES = ("forward", "backward", "optimizer")
 
@@ -90,11 +96,11 @@ def _pcgrad_foreach(grads_f: list[torch.Tensor], grads_r: list[torch.Tensor]) ->
 class _Contender:
     """One contender's model copy, optimizer and step, timing its three phases."""
 
-    def __init__(self, name: str, model: nn.Module, sync: Callable[[], None]):
+    def __init__(self, name: str, model: nn.Module, sync: Callable[[], None], lr: float):
         factory, self.baseline, self.mode = CONTENDERS[name]
         self.name, self.model, self.sync = name, model, sync
         self.params = list(model.parameters())
-        self.opt = factory(self.params)
+        self.opt = factory(self.params, lr)
         self.phase_s = dict.fromkeys(PHASES, 0.0)
 
     def step(self, xf, yf, xr, yr) -> None:
@@ -193,13 +199,15 @@ class _Contender:
         return held + most
 
 
-def bench_case(name: str, device: torch.device, rounds: int, steps: int, contenders: list[str]) -> dict:
+def bench_case(name: str, device: torch.device, rounds: int, steps: int | None, contenders: list[str],
+               lr: float = 0.0) -> dict:
     """Time ``contenders`` on case ``name``: per contender, medians and paired ratios (see module doc)."""
-    factory, shape, classes, batch = CASES[name]
+    factory, shape, classes, batch, default_steps = CASES[name]
+    steps = steps or default_steps
     torch.manual_seed(0)
     base = factory().to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    runners = [_Contender(c, copy.deepcopy(base), sync) for c in contenders]
+    runners = [_Contender(c, copy.deepcopy(base), sync, lr) for c in contenders]
     gen = torch.Generator(device=device).manual_seed(1)
     data = [(torch.randn(batch, *shape, generator=gen, device=device),
              torch.randint(0, classes, (batch,), generator=gen, device=device)) for _ in range(4)]
@@ -213,7 +221,7 @@ def bench_case(name: str, device: torch.device, rounds: int, steps: int, contend
                 totals[runner.name].append(total)
                 phases[runner.name].append(split)
     out = {"case": name, "params_m": sum(p.numel() for p in base.parameters()) / 1e6,
-           "tensors": len(list(base.parameters())), "batch": batch, "rows": {}}
+           "tensors": len(list(base.parameters())), "batch": batch, "steps": steps, "rows": {}}
     for runner in runners:
         c = runner.name
         own = totals[c]
@@ -230,13 +238,66 @@ def bench_case(name: str, device: torch.device, rounds: int, steps: int, contend
 
 
 def print_case(r: dict) -> None:
-    print(f"{r['case']}: {r['params_m']:.1f}M parameters, {r['tensors']} tensors, batch {r['batch']}+{r['batch']}")
+    print(f"{r['case']}: {r['params_m']:.1f}M parameters, {r['tensors']} tensors, batch {r['batch']}+{r['batch']}, "
+          f"blocks of {r['steps']} steps")
     print(f"  {'contender':<12}{'ms/step':>9}{'x base':>8}{'IQR':>16}  {'base':<12}"
           + "".join(f"{p:>10}" for p in PHASES) + f"{'held MB':>9}{'peak MB':>9}")
     for c, row in r["rows"].items():
         q1, q3 = row["iqr"]
         print(f"  {c:<12}{row['ms']:>9.2f}{row['ratio']:>8.3f}{f'[{q1:.3f}, {q3:.3f}]':>16}  {row['baseline']:<12}"
               + "".join(f"{row[p]:>10.2f}" for p in PHASES) + f"{row['held_mb']:>9.1f}{row['peak_mb']:>9.1f}")
+
+
+def drift(name: str, device: torch.device, steps: int, contenders: list[str], lr: float, rounds: int = 60) -> dict:
+    """Why the bench freezes the network: each contender's copy trains ``steps`` steps at ``lr`` on
+    the bench's batches, then the forward alone of every resulting network is timed (no optimizer
+    involved; ``rounds`` rounds of 10 forwards each, interleaved), with the share of exact zeros
+    each ReLU produces on the first batch."""
+    factory, shape, classes, batch, _ = CASES[name]
+    torch.manual_seed(0)
+    base = factory().to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    runners = [_Contender(c, copy.deepcopy(base), sync, lr) for c in contenders]
+    gen = torch.Generator(device=device).manual_seed(1)
+    data = [(torch.randn(batch, *shape, generator=gen, device=device),
+             torch.randint(0, classes, (batch,), generator=gen, device=device)) for _ in range(4)]
+    batches = [(*data[i], *data[2 + i]) for i in range(2)]
+    x = batches[0][0]
+    for runner in runners:
+        runner.block(batches, steps)
+    times: dict[str, list[float]] = {c: [] for c in contenders}
+    with torch.no_grad():
+        zeros = {runner.name: _relu_zeros(runner.model, x) for runner in runners}
+        for _ in range(rounds):
+            for runner in runners:
+                for _ in range(10):
+                    sync()
+                    t0 = time.perf_counter()
+                    runner.model(x)
+                    sync()
+                    times[runner.name].append((time.perf_counter() - t0) * 1e3)
+    ms = {c: statistics.median(t) for c, t in times.items()}
+    return {"case": name, "steps": steps, "lr": lr, "ms": ms, "zeros": zeros,
+            "ratio": {c: statistics.median(a / b for a, b in zip(times[c], times[contenders[0]])) for c in contenders}}
+
+
+def _relu_zeros(model: nn.Module, x: torch.Tensor) -> list[float]:
+    """Share of exact zeros in each ReLU's output on ``x``, in call order."""
+    seen: list[float] = []
+    hooks = [m.register_forward_hook(lambda m, i, out: seen.append((out == 0).float().mean().item()))
+             for m in model.modules() if isinstance(m, nn.ReLU)]
+    model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def print_drift(r: dict) -> None:
+    print(f"{r['case']}: the forward alone (no optimizer) of the network each contender reached after {r['steps']} "
+          f"steps at lr {r['lr']}")
+    print(f"  {'contender':<12}{'fwd ms':>8}{'x first':>9}  share of zeros out of each ReLU, in order")
+    for c, ms in r["ms"].items():
+        print(f"  {c:<12}{ms:>8.2f}{r['ratio'][c]:>9.3f}  " + " ".join(f"{z:.0%}" for z in r["zeros"][c]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -246,18 +307,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS))
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds after one warm-up round")
-    parser.add_argument("--steps", type=int, default=50, help="consecutive steps per block")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="consecutive steps per block (default per case: cnn 50, resnet18 5, mlp25m 10)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate of every contender; 0 (default) keeps one network for all (see above)")
+    parser.add_argument("--drift", type=int, default=0, metavar="STEPS",
+                        help="instead: train each contender STEPS steps at --lr (default 0.01 here), then time "
+                             "the forward alone of each network (why the step bench keeps lr 0)")
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
                         help="torch.set_num_threads, one table per value (CPU), e.g. --threads 1 2")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.drift:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            print(f"threads {torch.get_num_threads()}; torch {torch.__version__}")
+            for case in args.cases:
+                print_drift(drift(case, device, args.drift, args.contenders, 0.01 if args.lr is None else args.lr))
+        return
+    args.lr = args.lr or 0.0
     for threads in args.threads:
         torch.set_num_threads(threads)
         print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
-              f"threads {torch.get_num_threads()}; torch {torch.__version__}; blocks of {args.steps} consecutive "
-              f"steps, medians of {args.rounds} interleaved rounds; ms per step")
+              f"threads {torch.get_num_threads()}; torch {torch.__version__}; medians of {args.rounds} interleaved "
+              f"rounds of consecutive-step blocks; lr {args.lr}; ms per step")
         for case in args.cases:
-            print_case(bench_case(case, device, args.rounds, args.steps, args.contenders))
+            print_case(bench_case(case, device, args.rounds, args.steps, args.contenders, args.lr))
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shlex
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 __all__ = ["build_parser", "build_tune_parser", "main"]
@@ -115,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--untuned", action="store_true", help="use the methods' constructor defaults, not the tuned ones")
     p.add_argument("--fresh", action="store_true", help="ignore results already in --out")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (digits, 1 seed, 5 epochs)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes that train the original and Retrain models ahead of the comparison (default 2, "
+                        "1 on a one-core machine); every number is the same for any value")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="a published training recipe and its model (salun: the SalUn / l1-sparse CIFAR ResNet-18 "
                         "recipe, 182 epochs, augmentation; docs/own_model.md); --recipe and --model override it")
@@ -180,6 +185,20 @@ def _config(args: argparse.Namespace):
     return replace(base, **changes, method_kwargs=method_kwargs, fresh=args.fresh, tuned_defaults=not args.untuned)
 
 
+def _comparisons(args: argparse.Namespace, config) -> list[tuple[str, Any]]:
+    """The comparisons to run: the one asked for, or, when no forget setting is given on an embedded
+    dataset, both standard ones (the SalUn protocol reports both): random forgetting in ``--out`` and
+    class-wise forgetting of the sweep's class in ``--out``/class."""
+    asked = (args.forget_mode, args.forget_classes, args.forget_ratio, config.data_root)
+    if any(v is not None for v in asked):
+        return [("", config)]
+    from .unlearn.sweep import MODES
+
+    classwise = replace(config, **MODES["class"], out=str(Path(config.out) / "class"))
+    return [(f"**Random forgetting** ({config.forget_ratio:.0%} of the training members)", config),
+            (f"**Class-wise forgetting** (class {', '.join(map(str, classwise.forget_classes))})", classwise)]
+
+
 def _needs_extra(command: str) -> int | None:
     missing = _missing_extra()
     if missing is None:
@@ -207,6 +226,7 @@ def unlearn_main(argv: Sequence[str]) -> int:
     if (code := _needs_extra("unlearn")) is not None:
         return code
     from .unlearn.own import unlearn_own
+    from .unlearn.prefetch import prefetch_references
     from .unlearn.references import ReferenceTrainingError
     from .unlearn.report import markdown_table, own_table
     from .unlearn.runner import run_comparison
@@ -221,17 +241,21 @@ def unlearn_main(argv: Sequence[str]) -> int:
         config = _config(args)
         start, cpu = time.perf_counter(), time.process_time()
         if args.original is None:
-            results = run_comparison(config)
-            table, wrote = markdown_table(results), "results.json, results.md, results.png"
+            comparisons = _comparisons(args, config)
+            prefetch_references([cfg for _, cfg in comparisons], args.jobs)
+            runs = [(title, cfg, run_comparison(cfg)) for title, cfg in comparisons]
+            table = "\n".join(f"{title}\n\n{markdown_table(results)}" if title else markdown_table(results)
+                              for title, _, results in runs)
+            wrote = "; ".join(f"{cfg.out}/results.json, results.md, results.png" for _, cfg, _ in runs)
         else:
             config, own = _own_request(args, config)
             results = unlearn_own(config, own)
-            table, wrote = own_table(results), "results.json, results.md and the unlearned models in models/"
+            table, wrote = own_table(results), f"{config.out}/results.json, results.md and the unlearned models in models/"
     except (ValueError, FileNotFoundError, TypeError, ReferenceTrainingError) as err:
         print(f"ltu-fast unlearn: error: {err}", file=sys.stderr)
         return 2
     print(table)
-    print(f"wrote {config.out}/{wrote} in {time.perf_counter() - start:.1f} s ({time.process_time() - cpu:.1f} s CPU)")
+    print(f"wrote {wrote} in {time.perf_counter() - start:.1f} s ({time.process_time() - cpu:.1f} s CPU)")
     return 0
 
 

@@ -12,30 +12,19 @@ import argparse
 import json
 
 import numpy as np
-import torch
+from seed_setting import add_setting_args, seed_config
 
 from ltu_fast.unlearn.assess import VAL, Baseline, assess
-from ltu_fast.unlearn.runner import ExperimentConfig
 from ltu_fast.unlearn.tune import REPORTED_SEEDS
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="mnist5k")
-    p.add_argument("--forget-mode", default="random", choices=("random", "class"))
-    p.add_argument("--forget-classes", type=int, nargs="*", default=[])
-    p.add_argument("--retain-access", type=float, default=0.1)
+    add_setting_args(p)
     p.add_argument("--method", required=True)
     p.add_argument("--configs", required=True, help="JSON list of keyword dicts")
-    p.add_argument("--seeds", type=int, nargs="+", required=True)
-    p.add_argument("--cache-dir")
     args = p.parse_args()
-    if set(args.seeds) & set(REPORTED_SEEDS):
-        raise SystemExit(f"--seeds: {sorted(set(args.seeds) & set(REPORTED_SEEDS))} are reported seeds")
-    torch.set_num_threads(1)
-    config = ExperimentConfig(dataset=args.dataset, forget_mode=args.forget_mode,
-                              forget_classes=tuple(args.forget_classes), retain_access=args.retain_access,
-                              seeds=tuple(args.seeds), cache_dir=args.cache_dir, progress=False)
+    config = seed_config(args, REPORTED_SEEDS)
     bases = [Baseline.of(config, seed, VAL) for seed in args.seeds]
     print("| config | val. gap | per seed: held-out acc. / RA / UA / MIA / forget conf. [flags] |\n|---|---|---|")
     for params in json.loads(args.configs):

@@ -136,8 +136,10 @@ ALL = sorted(AGGREGATORS)  # every registered aggregator gets the shared tests b
 def test_weights_act_as_scaled_losses(name, plan, seed, w):
     rows = random_rows(plan, 3, seed)
     out, _ = _harmonize(rows, plan, AGGREGATORS[name](), weights=w)
-    scaled, _ = _harmonize(rows * torch.tensor(w, dtype=rows.dtype)[:, None], plan, AGGREGATORS[name]())
-    np.testing.assert_allclose(out, scaled, rtol=1e-9, atol=1e-12)
+    weighted = rows * torch.tensor(w, dtype=rows.dtype)[:, None]
+    scaled, _ = _harmonize(weighted, plan, AGGREGATORS[name]())
+    # the iterative solves (Nash-MTL, FairGrad) stop at ~1e-12 of the rows' scale, not at an exact 0
+    np.testing.assert_allclose(out, scaled, rtol=1e-9, atol=1e-10 * max(float(weighted.abs().max()), 1e-2))
 
 
 @pytest.mark.parametrize("name", ALL)

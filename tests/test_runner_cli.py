@@ -119,10 +119,23 @@ def test_cli_quick_writes_outputs(tmp_path, capsys):
     code = main(["unlearn", "--quick", "--methods", "noop_test", "--out", str(out), "--cache-dir",
                  str(tmp_path / "cache"), "--no-progress", "--seeds", "1"])
     assert code == 0
-    assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "results.png"}
-    table = capsys.readouterr().out
-    assert "| noop_test |" in table and "| retrain |" in table
-    assert json.loads((out / "results.json").read_text())["config"]["dataset"] == "digits"
+    assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "results.png", "class"}
+    printed = capsys.readouterr().out
+    # no forget setting given: both standard tables, random forgetting in --out, class-wise in --out/class
+    random_part, class_part = printed.split("**Class-wise forgetting** (class 3)")
+    assert "**Random forgetting**" in random_part and "| noop_test |" in random_part and "| retrain |" in random_part
+    assert "| noop_test |" in class_part and "UA (test, forgotten classes)" in class_part
+    assert printed.count("Smallest Avg. Gap: **noop_test**") == 2
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["dataset"] == "digits" and config["forget_mode"] == "random"
+    assert json.loads((out / "class" / "results.json").read_text())["config"]["forget_classes"] == [3]
+    assert (out / "class" / "results.png").exists()
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.pt"))
+    assert cached == ["original", "retrain", "retrain"]  # one original serves both forget settings
+    # a forget setting given: that comparison only
+    assert main(["unlearn", "--quick", "--methods", "noop_test", "--out", str(tmp_path / "one"), "--cache-dir",
+                 str(tmp_path / "cache"), "--no-progress", "--seeds", "1", "--forget-mode", "random"]) == 0
+    assert "Class-wise" not in capsys.readouterr().out and not (tmp_path / "one" / "class").exists()
 
 
 def test_cli_errors_name_the_option(tmp_path, capsys):
@@ -198,3 +211,63 @@ def test_cli_tune_default_seeds_depend_on_the_dataset(tmp_path, monkeypatch):
     assert main([*args, "--dataset", "digits", "mnist5k"]) == 0
     assert main([*args, "--dataset", "digits", "--seeds", "200", "201"]) == 0
     assert seen == [(100, 101, 102, 103, 104), (100, 101), (200, 201)]
+
+
+def test_summary_line_names_the_best_the_ties_and_who_beats_doing_nothing():
+    from ltu_fast.unlearn.report import noise_line
+    from ltu_fast.unlearn.runner import summarise
+
+    gaps = {"original": [2.0, 2.1, 1.9], "retrain": [0.0, 0.0, 0.0], "a": [1.0, 1.1, 0.9],
+            "b": [1.05, 1.25, 0.8], "c": [3.0, 3.2, 3.1]}
+    runs = {m: {str(s): {"gap": g, "UA": 1.0} for s, g in enumerate(v)} for m, v in gaps.items()}
+    summary = summarise(runs)
+    assert summary["c"]["vs_original"]["lo"] > 0 > summary["a"]["vs_original"]["hi"]
+    line = noise_line({"methods": list(gaps), "summary": summary})
+    assert line.startswith("Smallest Avg. Gap: **a** (1.00). Within seed noise of it (paired 95% interval contains 0): b.")
+    assert "Significantly behind it: c." in line
+    assert line.endswith("(interval entirely below 0): a, b.")
+    one_seed = {m: {"0": v["0"]} for m, v in runs.items()}
+    assert "one seed" in noise_line({"methods": list(gaps), "summary": summarise(one_seed)})
+
+
+def test_chart_bars_carry_the_seed_spread(tmp_path, monkeypatch):
+    import matplotlib.axes
+    import numpy as np
+
+    from ltu_fast.unlearn.report import plot_gaps
+
+    runs = {"retrain": {"0": {"UA": 3.0, "RA": 99.0, "TA": 97.0, "MIA": 5.0, "gap": 0.0},
+                        "1": {"UA": 2.0, "RA": 99.0, "TA": 97.0, "MIA": 4.0, "gap": 0.0}},
+            "ltu": {"0": {"UA": 1.0, "RA": 98.0, "TA": 96.0, "MIA": 5.0, "gap": 1.0},
+                    "1": {"UA": 2.0, "RA": 99.0, "TA": 97.0, "MIA": 1.0, "gap": 0.75}}}
+    bars = {}
+    real = matplotlib.axes.Axes.bar
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", lambda self, x, h, w, **kw: (
+        bars.setdefault(kw["label"], (h, kw["yerr"])), real(self, x, h, w, **kw))[1])
+    plot_gaps({"runs": runs, "methods": ["retrain", "ltu"], "summary": {"ltu": {"gap": {}}},
+               "config": {"dataset": "d", "model": "m", "forget_mode": "random"}}, tmp_path / "r.png")
+    assert bars["|ΔUA|"] == ([1.0], [float(np.std([2.0, 0.0], ddof=1))])  # per seed |Δ| to that seed's Retrain
+    assert bars["Avg. Gap"] == ([0.875], [float(np.std([1.0, 0.75], ddof=1))])
+    assert (tmp_path / "r.png").exists()
+
+
+def test_prefetch_trains_every_reference_once_and_bitwise_as_a_sequential_run(tmp_path):
+    from dataclasses import replace
+
+    from ltu_fast.unlearn.prefetch import prefetch_references
+    from ltu_fast.unlearn.references import reference_pair
+
+    random = ExperimentConfig.quick(seeds=(0, 1), model="mlp", cache_dir=str(tmp_path / "par"), progress=False)
+    configs = [random, replace(random, forget_mode="class", forget_classes=(3,))]
+    prefetch_references(configs, jobs=2)
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "par").glob("*.pt"))
+    assert cached == ["original"] * 2 + ["retrain"] * 4  # one original per seed serves both settings
+    for config in configs:
+        for seed in config.seeds:
+            args = (config.split_config(), config.model, config.recipe, seed)
+            parallel = reference_pair(*args, config.cache_dir, progress=False)[2]
+            alone = reference_pair(*args, str(tmp_path / "seq"), progress=False)[2]
+            for role in ("original", "retrain"):
+                assert parallel[role].cached  # nothing left to train after the prefetch
+                for a, b in zip(parallel[role].model.state_dict().values(), alone[role].model.state_dict().values()):
+                    assert torch.equal(a, b)

@@ -148,6 +148,23 @@ def test_untouched_parameters_follow_torchs_grad_none_rule(script, name):
             assert torch.equal(torch.as_tensor(wrapped.state[q][key]), torch.as_tensor(value)), key
 
 
+def test_a_group_added_mid_step_keeps_what_was_reached():
+    """Re-layout between two objectives' backwards: reached flags survive, new parameters start unreached."""
+    a, b = _TwoHeads(), _TwoHeads()
+    first = lambda m: [*m.body.parameters(), *m.head_a.parameters()]
+    plain = OPTIMIZERS["adamw"](first(a))
+    wrapped = Harmonized(OPTIMIZERS["adamw"](first(b)), objectives=2, aggregator="sum")
+    gen = torch.Generator().manual_seed(0)
+    for action in ["zero", "a", "add_b", "b", "step", "zero", "a", "step", "b", "step"]:
+        x = torch.randn(8, 4, generator=gen, dtype=torch.float64)
+        for model, opt in ((a, plain), (b, wrapped)):
+            if action == "add_b":
+                opt.add_param_group({"params": list(model.head_b.parameters())})
+            else:
+                _act(action, model, opt, x)
+        assert torch.equal(_flat(a), _flat(b)), action
+
+
 @pytest.mark.parametrize("name", ["adamw-fused", "adamw", "sgd"])
 @pytest.mark.parametrize("skip_untouched", [True, False])
 def test_non_finite_gradients_skip_the_wrapped_step(name, skip_untouched):

@@ -280,6 +280,7 @@ class Splits:
     retain_idx: np.ndarray
     access_idx: np.ndarray
     fingerprint: str = field(default="")
+    members_fingerprint: str = field(default="")  # the original's data only: the same for every forget setting
 
     @property
     def forget(self) -> ArraySplit:
@@ -354,5 +355,8 @@ def build_splits(config: SplitConfig, seed: int) -> Splits:
     for part in (forget_idx, retain_idx, access_idx, held_i, y_mem, x_mem.numpy(), x_held.numpy()):
         digest.update(np.ascontiguousarray(part).tobytes())  # indices and pixel values: the data, not its name
     digest.update(repr((asdict(config), seed, x.shape, len(y_test))).encode())
+    members_digest = hashlib.sha256()
+    for part in (held_i, y_mem, x_mem.numpy(), x_held.numpy()):
+        members_digest.update(np.ascontiguousarray(part).tobytes())
     return Splits(config, seed, raw.num_classes, members, heldout, test, test_forgotten,
-                  forget_idx, retain_idx, access_idx, digest.hexdigest()[:16])
+                  forget_idx, retain_idx, access_idx, digest.hexdigest()[:16], members_digest.hexdigest()[:16])

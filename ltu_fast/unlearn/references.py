@@ -98,16 +98,20 @@ def reference_pair(split: SplitConfig, model: str, recipe: TrainRecipe, seed: in
     The two references do not depend on how much of the retain set a method may read (the
     forget/retain cut is drawn before ``retain_access``), so they are trained on the split at full
     access and cached under a key without the access share: a comparison, a tune and a sweep at any
-    access level of one (dataset, forget setting, seed) share them.
+    access level of one (dataset, forget setting, seed) share them. The original does not depend on
+    the forget setting either (it trains on all members), so random and class-wise forgetting of one
+    (dataset, seed) share it too.
     """
     splits = build_splits(split, seed)
     base = build_splits(replace(split, retain_access=1.0), seed)
     if not (np.array_equal(splits.forget_idx, base.forget_idx) and np.array_equal(splits.retain_idx, base.retain_idx)):
         raise RuntimeError("build_splits: the forget/retain cut depends on retain_access; the reference cache is invalid")
     factory = model_factory(model, base.input_shape, base.num_classes)
-    key = {"data": base.fingerprint, "model": model, "access": "any"}
+    # the original sees the members only, which no forget setting changes: one model for all of them
+    keys = {"original": {"data": base.members_fingerprint, "model": model, "access": "any", "trains_on": "members"},
+            "retrain": {"data": base.fingerprint, "model": model, "access": "any"}}
     label = f"dataset {split.dataset!r}, seed {seed}"
-    refs = {role: train_reference(role, factory, data, base.heldout, base.num_classes, recipe, seed, key, label,
-                                  cache_dir, device, progress)
+    refs = {role: train_reference(role, factory, data, base.heldout, base.num_classes, recipe, seed, keys[role],
+                                  label, cache_dir, device, progress)
             for role, data in (("original", base.members), ("retrain", base.retain))}
     return splits, factory, refs

@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "markdown_table", "own_table", "plot_gaps", "write_results", "write_text"]
+import numpy as np
+
+__all__ = ["COLUMNS", "markdown_table", "noise_line", "own_table", "plot_gaps", "write_results", "write_text"]
 
 # (summary key, column title, scale): conflict_rate is a fraction, shown in %.
 COLUMNS = (("UA", "UA", 1.0), ("RA", "RA", 1.0), ("TA", "TA", 1.0), ("MIA", "MIA-eff.", 1.0),
@@ -104,7 +106,29 @@ def markdown_table(results: dict[str, Any]) -> str:
         cells = [_cell(stats.get(k), s) for k, _, s in columns]
         cells += ["–" if method in ("original", "retrain") else _versus(stats.get("vs_best")), _flags(stats.get("flags"))]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + _footer(results)
+    return "\n".join(lines) + "\n\n" + noise_line(results) + "\n" + _footer(results)
+
+
+def noise_line(results: dict[str, Any]) -> str:
+    """One sentence under the table: the method with the smallest mean Avg. Gap, which others are
+    within seed noise of it and which are significantly behind (their paired 95% interval against it
+    contains 0 or not), and which beat the untouched original (their interval against it is
+    entirely below 0)."""
+    summary = results["summary"]
+    methods = [m for m in results["methods"] if m not in ("original", "retrain") and "gap" in summary.get(m, {})]
+    if not methods:
+        return "No method finished."
+    best = min(methods, key=lambda m: (summary[m]["gap"]["mean"], m))
+    if summary[best]["gap"]["n"] < 2:
+        return f"Smallest Avg. Gap: **{best}** ({summary[best]['gap']['mean']:.2f}); one seed, so no interval says what is noise."
+    others = [m for m in methods if m != best]
+    tied = [m for m in others if not summary[m].get("vs_best", {}).get("lo", 0.0) > 0]
+    behind = [m for m in others if m not in tied]
+    below = [m for m in methods if summary[m].get("vs_original", {}).get("hi", 0.0) < 0]
+    names = lambda ms: ", ".join(ms) or "none"
+    return (f"Smallest Avg. Gap: **{best}** ({summary[best]['gap']['mean']:.2f}). Within seed noise of it (paired 95% "
+            f"interval contains 0): {names(tied)}. Significantly behind it: {names(behind)}. Significantly below the "
+            f"untouched original's gap (interval entirely below 0): {names(below)}.")
 
 
 def own_table(results: dict[str, Any]) -> str:
@@ -133,29 +157,31 @@ def own_table(results: dict[str, Any]) -> str:
 
 
 def plot_gaps(results: dict[str, Any], path: Path) -> None:
-    """Grouped bars: per method, |mean − Retrain mean| of UA/RA/TA/MIA and the Avg. Gap (lower is better)."""
+    """Grouped bars: per method, the mean over seeds of |Δ| to that seed's Retrain for UA/RA/TA/MIA,
+    and the Avg. Gap (lower is better), each with its seed spread (± one std) as an error bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ref = results["summary"].get("retrain", {})
+    runs, ref = results["runs"], results["runs"].get("retrain", {})
     methods = [m for m in results["methods"] if m != "retrain" and results["summary"].get(m)]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 2), 4))
     width = 0.8 / len(GAP_BARS)
     for j, key in enumerate(GAP_BARS):
-        values = []
+        means, spreads = [], []
         for m in methods:
-            stat = results["summary"][m].get(key)
-            if key == "gap":
-                values.append(stat["mean"] if stat else 0.0)
-            else:
-                values.append(abs(stat["mean"] - ref[key]["mean"]) if stat and key in ref else 0.0)
-        ax.bar([i + (j - (len(GAP_BARS) - 1) / 2) * width for i in range(len(methods))], values, width,
-               label="Avg. Gap" if key == "gap" else f"|Δ{key}|")
+            per_seed = [entry[key] if key == "gap" else abs(entry[key] - ref[seed][key])
+                        for seed, entry in runs.get(m, {}).items()
+                        if entry.get(key) is not None and (key == "gap" or key in ref.get(seed, {}))]
+            means.append(float(np.mean(per_seed)) if per_seed else 0.0)
+            spreads.append(float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0)
+        ax.bar([i + (j - (len(GAP_BARS) - 1) / 2) * width for i in range(len(methods))], means, width, yerr=spreads,
+               capsize=2, error_kw={"elinewidth": 0.8}, label="Avg. Gap" if key == "gap" else f"|Δ{key}|")
     ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
     ax.set_ylabel("gap to Retrain (percentage points)")
-    ax.set_title(f"Unlearning on {results['config'].get('dataset')} / {results['config'].get('model')}: gap to Retrain")
+    ax.set_title(f"{results['config'].get('dataset')} / {results['config'].get('model')}, "
+                 f"{results['config'].get('forget_mode')} forgetting: gap to Retrain, mean ± std over seeds")
     ax.legend(fontsize=8, ncol=len(GAP_BARS))
     fig.tight_layout()
     fig.savefig(path, dpi=120)

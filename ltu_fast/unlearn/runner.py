@@ -29,7 +29,7 @@ from .defaults import load_defaults, lookup, setting_of
 from .metrics import avg_gap, evaluate_model, mean_std
 from .report import write_results
 from .splits import as_split
-from .stats import versus_best_other
+from .stats import paired_interval, versus_best_other
 from .train import TrainRecipe
 
 __all__ = [
@@ -121,8 +121,9 @@ def _load_previous(path: Path, config: ExperimentConfig) -> dict[str, dict[str, 
 
 
 def summarise(runs: dict[str, dict[str, dict]]) -> dict[str, dict[str, Any]]:
-    """Per method: mean ± std over seeds of every numeric metric, the seeds behind each flag, and
-    (``vs_best``) the paired per-seed difference of Avg. Gap to the best other method."""
+    """Per method: mean ± std over seeds of every numeric metric, the seeds behind each flag, and the
+    paired per-seed difference of its Avg. Gap to the best other method (``vs_best``) and to the
+    untouched original's (``vs_original``: entirely below 0 = the method did better than doing nothing)."""
     summary: dict[str, dict[str, Any]] = {}
     for method, per_seed in runs.items():
         ok = [r for r in per_seed.values() if "error" not in r]
@@ -142,6 +143,11 @@ def summarise(runs: dict[str, dict[str, dict]]) -> dict[str, dict[str, Any]]:
     gaps = {m: {s: r["gap"] for s, r in runs[m].items() if "error" not in r} for m in methods}
     for method, stat in versus_best_other(gaps, methods).items():
         summary[method]["vs_best"] = stat
+    untouched = {s: r["gap"] for s, r in runs.get("original", {}).items()}
+    for method in methods:
+        seeds = sorted(set(gaps[method]) & set(untouched), key=str)
+        if seeds:
+            summary[method]["vs_original"] = paired_interval(gaps[method][s] - untouched[s] for s in seeds)
     return summary
 
 

@@ -40,8 +40,12 @@ LEVELS = (0.01, 0.02, 0.05, 0.1, 0.25)
 FLAG_MARKS = {"at chance": "†", "damaged": "‡", "no-op": "°"}
 MODES: dict[str, dict[str, Any]] = {"random": {"forget_mode": "random"},
                                     "class": {"forget_mode": "class", "forget_classes": (3,)}}
-# The paper's ablations, as LTU keyword overrides of its (tuned) defaults; "ltu" is the default,
-# pcgrad harmonization. The last row is identical to "ltu" under random forgetting (no removed class).
+UNTOUCHED = "original"  # a row of its own (the original model, no unlearning), not a method: never "best other"
+# The paper's ablations and this design's choices, as LTU keyword overrides of its (tuned) defaults;
+# "ltu" is the default, pcgrad harmonization. "removed class: capped ascent" is identical to "ltu"
+# under random forgetting (no removed class); "stop at the target" and "uniform forget batches"
+# change class-wise forgetting little or not at all (a removed class keeps the gate open; its
+# batches are uniform either way).
 ABLATIONS: dict[str, dict[str, Any]] = {
     "ltu": {},
     "no meta step (inner_lr 0)": {"inner_lr": 0.0},
@@ -51,6 +55,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "project instead of pcgrad": {"aggregator": "project"},  # ltu itself is pcgrad (symmetric)
     "removed class: capped ascent": {"class_target": "ascent"},
     "stop at the target": {"stop_at_target": True},  # the tuner's space holds stop_at_target False
+    "mean held-out level (the earlier target)": {"ascent_target": "heldout", "ascent_bound": 0.3},
+    "uniform forget batches": {"forget_batches": "uniform"},
+    "momentum 0.9": {"momentum": 0.9},
 }
 
 
@@ -71,7 +78,8 @@ def run_grid(config: ExperimentConfig, cells: dict[str, tuple[str, dict[str, Any
                     if key in runs:
                         continue
                     base = base or Baseline.of(replace(cfg, progress=False), seed, SCORINGS[how])
-                    runs[key] = assess(base, method, {**tuned.get(method, {}), **kwargs}, config.device)
+                    runs[key] = (base.untouched() if method == UNTOUCHED else
+                                 assess(base, method, {**tuned.get(method, {}), **kwargs}, config.device))
                     runs = _save(path, runs)
                     print(key, f"gap {runs[key]['gap']:.2f}", flush=True)
     return runs
@@ -91,8 +99,9 @@ def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float]
             seeds: Sequence[int], focus: str = "ltu") -> str:
     """Markdown: mean ± std Avg. Gap per label and level (marked with how many seeds carry each flag
     of ``metrics.result_flags``: †k at chance, ‡k damaged, °k no-op; averaged in, not dropped), rank
-    of ``focus`` and its paired interval against the best other label (smallest mean gap) at each
-    (mode, level), and its time as a share of Retrain's."""
+    of ``focus`` and its paired interval against the best other label (smallest mean gap; the
+    untouched original is a row, not a competitor) and against the untouched original at each
+    (mode, level), its seed spread against the median label's, and its time as a share of Retrain's."""
     lines = []
     for mode in modes:
         lines += [f"\n**{mode} forgetting** (Avg. Gap, mean ± std over seeds {list(seeds)})\n",
@@ -111,11 +120,13 @@ def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float]
         if focus in labels:
             lines.append(f"\n| {focus} vs best other | " + " | ".join(f"{lv:g}" for lv in levels) + " |")
             lines.append("|---" * (len(levels) + 1) + "|")
-            rank_row, diff_row, time_row = [], [], []
+            rank_row, diff_row, time_row, base_row, spread_row = [], [], [], [], []
             for lv in levels:
+                base_row.append(_versus_untouched(gaps, labels, focus, lv))
+                spread_row.append(_spread(gaps, [lb for lb in labels if lb != UNTOUCHED], focus, lv))
                 shares = [runs[k]["RTE_share"] for k in (f"{mode}|{lv}|{s}|{focus}" for s in seeds) if k in runs]
                 time_row.append(f"{statistics.fmean(shares):.3f}" if shares else "–")
-                done = {lb: gaps[lb, lv] for lb in labels if all(x is not None for x in gaps[lb, lv])}
+                done = {lb: gaps[lb, lv] for lb in labels if lb != UNTOUCHED and all(x is not None for x in gaps[lb, lv])}
                 if focus not in done or len(done) < 2:
                     rank_row.append("–"), diff_row.append("–")
                     continue
@@ -133,8 +144,30 @@ def summary(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float]
                 diff_row.append(f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] vs {best}")
             lines.append("| rank | " + " | ".join(rank_row) + " |")
             lines.append("| paired Δgap, 95% CI | " + " | ".join(diff_row) + " |")
+            if UNTOUCHED in labels:
+                lines.append(f"| paired Δgap vs {UNTOUCHED}, 95% CI | " + " | ".join(base_row) + " |")
+            lines.append(f"| gap std: {focus} / median method | " + " | ".join(spread_row) + " |")
             lines.append(f"| {focus} time / Retrain's | " + " | ".join(time_row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _versus_untouched(gaps: dict, labels: Sequence[str], focus: str, level: float) -> str:
+    """The focus's paired per-seed Avg. Gap difference to the untouched original, mean [95% CI]."""
+    pairs = [(a, b) for a, b in zip(gaps.get((focus, level), []), gaps.get((UNTOUCHED, level), []))
+             if a is not None and b is not None]
+    if UNTOUCHED not in labels or len(pairs) < 2:
+        return "–"
+    stat = paired_interval(a - b for a, b in pairs)
+    return f"{stat['mean']:+.2f} [{stat['lo']:+.2f}, {stat['hi']:+.2f}]"
+
+
+def _spread(gaps: dict, methods: Sequence[str], focus: str, level: float) -> str:
+    """The focus's seed std of its Avg. Gap and the median of every method's (the focus included)."""
+    stds = {m: statistics.stdev(g) for m in methods
+            if len(g := [x for x in gaps[m, level] if x is not None]) > 1}
+    if focus not in stds:
+        return "–"
+    return f"{stds[focus]:.2f} / {statistics.median(stds.values()):.2f}"
 
 
 def plot_access(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[float], modes: Sequence[str],
@@ -153,7 +186,8 @@ def plot_access(runs: dict[str, Any], labels: Sequence[str], levels: Sequence[fl
                 g = [runs[k]["gap"] for k in (f"{mode}|{lv}|{s}|{label}" for s in seeds) if k in runs]
                 if g:
                     xs.append(100 * lv), ys.append(statistics.fmean(g))
-            ax.plot(xs, ys, marker="o", lw=2.5 if label == "ltu" else 1.2, label=label)
+            style = {"ls": "--", "color": "gray"} if label == UNTOUCHED else {}
+            ax.plot(xs, ys, marker="o", lw=2.5 if label == "ltu" else 1.2, label=label, **style)
         ax.set_xscale("log"), ax.set_yscale("log")
         ax.set_xticks([100 * lv for lv in levels], [f"{100 * lv:g}%" for lv in levels])
         ax.set_xlabel("retain access (share of the retain set a method may read)")
@@ -174,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", nargs="+", type=float, help=f"retain-access shares (access default {LEVELS}, "
                                                                "ablate default 0.02 0.1)")
     p.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES))
+    p.add_argument("--dataset", default="mnist5k", help="an embedded dataset (mnist5k, digits)")
     p.add_argument("--methods", nargs="+", help="access: methods to run (default every registered one)")
     p.add_argument("--out", default="ltu_fast_runs/sweep")
     p.add_argument("--cache-dir", help="cached original/Retrain models (default as ltu-fast unlearn)")
@@ -184,13 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = ExperimentConfig(seeds=tuple(args.seeds), cache_dir=args.cache_dir, progress=False)
+    config = ExperimentConfig(dataset=args.dataset, seeds=tuple(args.seeds), cache_dir=args.cache_dir, progress=False)
     if args.what == "access":
         methods = resolve_methods(args.methods)
-        cells = {m: (m, {}) for m in methods}
+        cells = {UNTOUCHED: (UNTOUCHED, {}), **{m: (m, {}) for m in methods}}
         levels = args.levels or list(LEVELS)
     else:
-        cells = {label: ("ltu", kwargs) for label, kwargs in ABLATIONS.items()}
+        cells = {UNTOUCHED: (UNTOUCHED, {}), **{label: ("ltu", kwargs) for label, kwargs in ABLATIONS.items()}}
         levels = args.levels or [0.02, 0.1]
     out = Path(args.out)
     runs = run_grid(config, cells, levels, args.modes, out, args.score)

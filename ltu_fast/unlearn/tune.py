@@ -7,11 +7,12 @@ the reported ones:
 2. every method gets the same number (``budget``) of configurations, drawn without replacement by
    a fixed seed from its own ``search_space`` (the whole grid when it is smaller, which is recorded);
 3. each configuration runs on every tuning seed and is scored by its *validation gap*: mean |Δ| to
-   Retrain over UA (100 − forget accuracy), RA on the accessible retain subset, accuracy on the
-   held-out non-members, and MIA-efficacy with the accessible retain subset as members and the
-   held-out split as non-members, averaged over the seeds. The test split is never read;
+   Retrain over UA (100 − forget accuracy), RA on the whole retain set (the methods read only its
+   accessible subset; the tuner, like Retrain, reads all of it), accuracy on the held-out
+   non-members, and MIA-efficacy with the retain set as members and the held-out split as
+   non-members, averaged over the seeds. The test split is never read;
 4. a configuration flagged on any tuning seed is excluded (``metrics.result_flags`` on the
-   validation metrics: at chance; damaged, i.e. held-out or accessible-retain accuracy below 3/4 of
+   validation metrics: at chance; damaged, i.e. held-out or retain accuracy below 3/4 of
    Retrain's margin above chance; no-op, i.e. all four validation metrics equal to the original's
    and the forget set's confidence moved less than 10% of the way to Retrain's); the lowest score
    wins (ties: the first drawn);
@@ -51,8 +52,8 @@ TUNE_SEEDS = (100, 101)
 DATASET_TUNE_SEEDS = {"digits": (100, 101, 102, 103, 104)}
 DEFAULT_BUDGET = 12  # each baseline's space has exactly this many points (its whole grid); larger spaces are drawn from
 REPORTED_SEEDS = ExperimentConfig().seeds
-CRITERION = ("mean over tuning seeds of mean |Δ| to Retrain over UA (forget), RA (accessible retain), "
-             "VA (held-out non-members), MIA-efficacy (members = accessible retain, non-members = held-out); "
+CRITERION = ("mean over tuning seeds of mean |Δ| to Retrain over UA (forget), RA (whole retain set), "
+             "VA (held-out non-members), MIA-efficacy (members = retain set, non-members = held-out); "
              "configurations at chance, damaged (accuracy below 3/4 of Retrain's margin above chance) or "
              "no-op (metrics and forget confidence unmoved) on any tuning seed excluded; no test data")
 
@@ -75,7 +76,7 @@ def candidates(method: type[UnlearnMethod], budget: int, seed: int = 0) -> list[
 def space_text(method: type[UnlearnMethod]) -> str:
     """``method.search_space`` as docs/methods.md writes it, e.g. ``epochs {5, 10} × lr {0.01, 0.1}``."""
     def text(v: Any) -> str:
-        return str(v) if isinstance(v, bool) else f"{v:g}"
+        return str(v) if isinstance(v, (bool, str)) else f"{v:g}"
 
     return " × ".join(f"{k} {{{', '.join(map(text, values))}}}" for k, values in method.search_space.items())
 
