@@ -8,6 +8,7 @@ Other engineers' backend tests call :func:`assert_backend_matches_reference`.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -171,6 +172,18 @@ def apply_sgd(backend, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan
     active = torch.ones(plan.num_tensors, dtype=torch.bool, device=rows.device)
     table = prepare_rows(SGD, hyper, state, plan, active, hyper.dtype)
     backend.apply(SGD, rows, beta, tensor_plan(plan), param, [momentum], table, found_inf)
+
+
+def load_through_bytes(source: tuple, target: tuple) -> None:
+    """``target``'s (model, optimizer) := ``source``'s, through ``torch.save`` / ``torch.load`` of both
+    state dicts (what a checkpoint file does: no tensor is shared between the two)."""
+    (model, opt), (model2, opt2) = source, target
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+    model2.load_state_dict(saved["model"])
+    opt2.load_state_dict(saved["opt"])
 
 
 # ------------------------------------------------------------------------------ backend checker

@@ -1,11 +1,10 @@
 """HarmonizedAdamW (and HarmonizedSGD): torch.optim.AdamW / SGD on PyTorch's own test inputs, harmonization, resume, skips, state."""
 
 import copy
-import io
 
 import pytest
 import torch
-from helpers import assert_steps_without_host_sync, backward_objectives, random_rows
+from helpers import assert_steps_without_host_sync, backward_objectives, load_through_bytes, random_rows
 from helpers import objective_losses as _losses
 from hypothesis import given
 from hypothesis import strategies as st
@@ -135,13 +134,8 @@ def test_state_dict_resume_is_bitwise_identical():
     _run(model, opt, batches)
     model2, opt2 = _make()
     _run(model2, opt2, batches[:4])
-    buffer = io.BytesIO()
-    torch.save({"model": model2.state_dict(), "opt": opt2.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer)
     model3, opt3 = _make(seed=9, aggregator=PCGrad("random", seed=0))
-    model3.load_state_dict(saved["model"])
-    opt3.load_state_dict(saved["opt"])
+    load_through_bytes((model2, opt2), (model3, opt3))
     _run(model3, opt3, batches[4:])
     assert torch.equal(_flat(model3), _flat(model))
     for p, q in zip(model.parameters(), model3.parameters()):

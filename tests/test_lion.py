@@ -10,11 +10,10 @@ float64 interpolation ``c`` is within rounding of zero.
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
-from helpers import random_rows
+from helpers import load_through_bytes, random_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_adamw import _losses, _mlp, _run, _TwoHeads
@@ -118,13 +117,8 @@ def test_state_dict_resume_is_bitwise_identical(backend):
     _run(model, opt, batches)
     model2, opt2 = make()
     _run(model2, opt2, batches[:3])
-    buffer = io.BytesIO()
-    torch.save({"model": model2.state_dict(), "opt": opt2.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer)
     model3, opt3 = make(seed=5)
-    model3.load_state_dict(saved["model"])
-    opt3.load_state_dict(saved["opt"])
+    load_through_bytes((model2, opt2), (model3, opt3))
     _run(model3, opt3, batches[3:])
     assert torch.equal(_flat(model3), _flat(model))
     for p, q in zip(model.parameters(), model3.parameters()):
