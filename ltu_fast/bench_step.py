@@ -35,10 +35,13 @@ with the profiler's memory events (CPU) or the CUDA allocator's peak.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +52,20 @@ from .unlearn.models import MLP, ResNet18, SmallCNN
 
 MOMENTUM = 0.9
 OBJECTIVES = ("forget", "retain")
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Mute file descriptor 2 (some torch builds' profiler prints two lines per start and stop there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
 
 # name -> (model factory, input shape, classes, batch per objective, default steps per block)
 CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int, int, int]] = {
@@ -184,7 +201,7 @@ class _Contender:
             return self.held_bytes() + torch.cuda.max_memory_allocated() - base
         from torch.profiler import ProfilerActivity, profile, record_function
 
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             self.step(*batch)  # what it leaves gets a known size when the measured step frees it
             held = self.held_bytes()
             with record_function("measured step"):
