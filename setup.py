@@ -117,9 +117,11 @@ def _packages() -> tuple[list[str], dict[str, str]]:
     """The ``ltu_fast`` packages, plus the top-level ``kernels/`` installed as ``ltu_fast.kernels``."""
     packages = find_packages(include=["ltu_fast", "ltu_fast.*"])
     package_dir = {}
-    if (ROOT / "kernels").is_dir():  # the Triton kernels (absent from a CPU-only checkout)
-        packages.append("ltu_fast.kernels")
-        package_dir["ltu_fast.kernels"] = "kernels"
+    if (ROOT / "kernels").is_dir():  # the Triton kernels (absent from a CPU-only checkout), with kernels/rules
+        for sub in ["", *(f".{name}" for name in find_packages(where="kernels"))]:
+            packages.append(f"ltu_fast.kernels{sub}")
+            package_dir[f"ltu_fast.kernels{sub}"] = "kernels" + sub.replace(".", "/")
+        packages = sorted(set(packages))  # a development symlink ltu_fast/kernels may have listed them already
     return packages, package_dir
 
 

@@ -60,7 +60,7 @@ def make_fused():
     rows = torch.randn(K, plan.total, generator=gen)
     param, momentum = torch.randn(plan.total, generator=gen), torch.zeros(plan.total)
     hyper = torch.tensor([[LR, 0.0, MOMENTUM, 0.0, 0.0, 0.0]])
-    ready, aggregator = torch.zeros(1), make_aggregator("pcgrad")
+    ready, aggregator = torch.zeros(plan.num_tensors), make_aggregator("pcgrad")
     return lambda: sgd_step(rows, plan, param, momentum, hyper, ready, aggregator, cpu)
 
 

@@ -18,6 +18,8 @@ loads; one masked iteration handles the tail.
 import triton
 import triton.language as tl
 
+from .chunks import chunk
+
 
 @triton.jit
 def _gram_block(rows_ptr, row_stride, start, offs, acc, n, MASKED: tl.constexpr, K: tl.constexpr,
@@ -41,8 +43,7 @@ def _gram_block(rows_ptr, row_stride, start, offs, acc, n, MASKED: tl.constexpr,
 def gram_partial_kernel(rows_ptr, row_stride, chunks_ptr, partial_ptr,
                         K: tl.constexpr, BLOCK: tl.constexpr, ALIGN: tl.constexpr):
     c = tl.program_id(0)
-    start = tl.multiple_of(tl.load(chunks_ptr + c * 4), ALIGN)
-    n = tl.load(chunks_ptr + c * 4 + 1)
+    start, n, _, _ = chunk(chunks_ptr, c, ALIGN)
     row_stride = row_stride.to(tl.int64)
     acc = ()
     for _ in tl.static_range(K * (K + 1) // 2):

@@ -3,14 +3,19 @@
 The same per-segment math as ``csrc/include/ltu_fast/solve_math.h`` (which Triton cannot
 include), on ``[BLOCK_L, KP, KP]`` Gram tiles in float64: sum, PCGrad (fixed order or the hashed
 random order of ``ltu_fast.aggregators.pcgrad_visit_orders``), one-sided projection, MGDA (K = 2
-closed form, Frank-Wolfe beyond). One program, so the skip flag, momentum readiness (per group,
-or per tensor with its apply row), skip count and PCGrad's step counter are written after every segment was seen: a capturable single launch.
+closed form, Frank-Wolfe beyond). One program, so the skip flag, the update rule's per-tensor rows
+(its ``prepare``, tensors in blocks of ``BLOCK_T``), the skip count and PCGrad's step counter are
+written after every segment was seen: a capturable single launch.
 """
 
 import triton
 import triton.language as tl
 
-SUM, PCGRAD, PROJECT, MGDA = 0, 1, 2, 3  # ltu_fast.aggregators.SOLVER_*
+# ltu_fast.aggregators.SOLVER_* kinds (csrc/include/ltu_fast/codes.h AggregatorKind; tests/test_codes.py)
+SUM, PCGRAD, PROJECT, MGDA = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2), tl.constexpr(3)
+# Columns of SegmentPlan.table (codes.h TableColumn)
+TABLE_COLUMNS = ("offset", "numel", "segment", "group")
+TABLE_GROUP, TABLE_WIDTH = tl.constexpr(TABLE_COLUMNS.index("group")), tl.constexpr(len(TABLE_COLUMNS))
 
 
 @triton.jit
@@ -47,9 +52,9 @@ def _segment_block(g, diag, ks, step, seed, protect, iterations,
     """Coefficients [BLOCK_L, KP] of the (weighted) Gram tile ``g`` [BLOCK_L, KP, KP]."""
     valid = (ks < K)[None, :]
     ones = tl.where(valid, 1.0, 0.0) + tl.zeros_like(diag)
-    if KIND == 0:
+    if KIND == SUM:
         beta = ones
-    elif KIND == 1:
+    elif KIND == PCGRAD:
         beta = tl.zeros_like(diag)
         for i in tl.static_range(K):
             c = tl.where(ks[None, :] == i, 1.0, 0.0) + tl.zeros_like(diag)
@@ -61,7 +66,7 @@ def _segment_block(g, diag, ks, step, seed, protect, iterations,
                 proj = tl.minimum(_safe_ratio(dot, g_jj), 0.0)
                 c = c - tl.where(ks[None, :] == j, proj[:, None], 0.0)
             beta = beta + c
-    elif KIND == 2:
+    elif KIND == PROJECT:
         col = tl.sum(tl.where(ks[None, None, :] == protect, g, 0.0), axis=2)
         g_rr = tl.sum(tl.where(ks[None, :] == protect, diag, 0.0), axis=1)
         steps = tl.where(valid & (ks[None, :] != protect), tl.minimum(_safe_ratio(col, g_rr[:, None]), 0.0), 0.0)
@@ -90,32 +95,38 @@ def _segment_block(g, diag, ks, step, seed, protect, iterations,
 
 
 @triton.jit
-def _tensor_rows(gram_ptr, tensors_ptr, hyper_ptr, tensor_hyper_ptr, ts, tm, r, ks, kmask, K: tl.constexpr):
-    """Rows ``ts`` of ``tensor_hyper`` (solve_math.h ``update_tensor_ready``); returns their momentum.
-
-    Touched (a nonzero or NaN Gram diagonal entry of the tensor's segment): its group's row; else
-    lr = weight_decay = 0 and momentum := ready, which leaves the tensor and its buffer as they are."""
-    seg = tl.load(tensors_ptr + ts.to(tl.int64) * 4 + 2, mask=tm, other=0)  # TABLE_SEGMENT
-    grp = tl.load(tensors_ptr + ts.to(tl.int64) * 4 + 3, mask=tm, other=0)  # TABLE_GROUP
-    diag = tl.load(gram_ptr + seg[:, None] * (K * K) + ks[None, :] * (K + 1), mask=tm[:, None] & kmask[None, :],
-                   other=0.0)
-    touched = tl.sum(tl.where(diag != 0.0, 1, 0), axis=1) > 0  # NaN != 0
-    cs = tl.arange(0, 8)
-    cm = tm[:, None] & (cs < 6)[None, :]
-    group = tl.load(hyper_ptr + grp[:, None] * 6 + cs[None, :], mask=cm, other=0.0)
-    idle = tl.where(cs[None, :] == 2, r[:, None], 0.0)  # HYPER_MOMENTUM := ready
-    row = tl.where(touched[:, None], group, idle)
-    tl.store(tensor_hyper_ptr + ts.to(tl.int64)[:, None] * 6 + cs[None, :], row, mask=cm)
-    return tl.sum(tl.where(cs[None, :] == 2, row, 0.0), axis=1)
+def _prepare_rows(ts, tm, skip, tensors_ptr, group_ptr, state_ptr, touched_ptr, rows_ptr, PREPARE: tl.constexpr,
+                  C: tl.constexpr, S: tl.constexpr, R: tl.constexpr, HAS_TOUCHED: tl.constexpr):
+    """Tensors ``ts``: active = touched and not skipped; the rule's ``prepare`` advances their state
+    and gives their rows (``active`` first), stored as float32 (ltu_fast.rules.prepare_rows)."""
+    t64 = ts.to(tl.int64)
+    grp = tl.load(tensors_ptr + t64 * TABLE_WIDTH + TABLE_GROUP, mask=tm, other=0)
+    active = tm & ~skip
+    if HAS_TOUCHED:
+        active = active & (tl.load(touched_ptr + ts, mask=tm, other=0.0) != 0.0)
+    group = ()
+    for c in tl.static_range(C):
+        group = group + (tl.load(group_ptr + grp * C + c, mask=tm, other=0.0).to(tl.float64),)
+    state = ()
+    for c in tl.static_range(S):
+        state = state + (tl.load(state_ptr + t64 * S + c, mask=tm, other=0.0),)
+    row, state = PREPARE(group, state, active)
+    for c in tl.static_range(S):
+        tl.store(state_ptr + t64 * S + c, state[c], mask=tm)
+    tl.store(rows_ptr + t64 * R, tl.where(active, 1.0, 0.0), mask=tm)
+    for c in tl.static_range(R - 1):
+        tl.store(rows_ptr + t64 * R + 1 + c, row[c].to(tl.float32), mask=tm)
 
 
 @triton.jit
 def solve_kernel(gram_ptr, num_segments, protect, iterations, seed, counter_ptr, weights_ptr, grad_scale_ptr,
-                 found_inf_ptr, beta_ptr, flag_ptr, hyper_ptr, num_groups, ready_ptr, ready_before_ptr,
-                 skipped_ptr, tensors_ptr, tensor_hyper_ptr, K: tl.constexpr, KP: tl.constexpr,
-                 KIND: tl.constexpr, RANDOM: tl.constexpr, HAS_WEIGHTS: tl.constexpr, HAS_SCALE: tl.constexpr,
-                 HAS_FOUND_INF: tl.constexpr, HAS_READY: tl.constexpr, PER_TENSOR: tl.constexpr,
-                 HAS_SKIPPED: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_G: tl.constexpr):
+                 found_inf_ptr, beta_ptr, flag_ptr, skipped_ptr, tensors_ptr, num_tensors, group_ptr, state_ptr,
+                 touched_ptr, rows_ptr, K: tl.constexpr, KP: tl.constexpr, KIND: tl.constexpr, RANDOM: tl.constexpr,
+                 HAS_WEIGHTS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_FOUND_INF: tl.constexpr,
+                 HAS_SKIPPED: tl.constexpr, PREPARE: tl.constexpr, C: tl.constexpr, S: tl.constexpr, R: tl.constexpr,
+                 HAS_TOUCHED: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_T: tl.constexpr):
+    """``PREPARE``: the update rule's ``prepare`` (``kernels/rules/<rule>.py``; None: no rule), with
+    ``C`` group, ``S`` state and ``R`` row columns."""
     ks = tl.arange(0, KP)
     kmask = ks < K
     step = tl.load(counter_ptr).to(tl.int64) if RANDOM else 0
@@ -143,20 +154,12 @@ def solve_kernel(gram_ptr, num_segments, protect, iterations, seed, counter_ptr,
     skip = tl.sum(bad, axis=0) > 0
     if HAS_FOUND_INF:
         skip = skip | (tl.load(found_inf_ptr) != 0.0)
-    skip_f = tl.where(skip, 1.0, 0.0)
-    tl.store(flag_ptr, skip_f)
-    if HAS_READY:  # num_groups: the length of ready, [T] with PER_TENSOR
-        for q0 in range(0, num_groups, BLOCK_G):
-            qs = q0 + tl.arange(0, BLOCK_G)
-            qm = qs < num_groups
-            r = tl.load(ready_ptr + qs, mask=qm, other=0.0)
-            if PER_TENSOR:
-                mom = _tensor_rows(gram_ptr, tensors_ptr, hyper_ptr, tensor_hyper_ptr, qs, qm, r, ks, kmask, K)
-            else:
-                mom = tl.load(hyper_ptr + qs * 6 + 2, mask=qm, other=0.0)  # HYPER_MOMENTUM
-            stepped = tl.where(skip | (mom == 0.0), 0.0, 1.0)
-            tl.store(ready_before_ptr + qs, r, mask=qm)
-            tl.store(ready_ptr + qs, tl.maximum(r, stepped), mask=qm)
+    tl.store(flag_ptr, tl.where(skip, 1.0, 0.0))
+    if PREPARE is not None:
+        for t0 in range(0, num_tensors, BLOCK_T):
+            ts = t0 + tl.arange(0, BLOCK_T)
+            _prepare_rows(ts, ts < num_tensors, skip, tensors_ptr, group_ptr, state_ptr, touched_ptr, rows_ptr,
+                          PREPARE, C, S, R, HAS_TOUCHED)
     if HAS_SKIPPED:
         tl.store(skipped_ptr, tl.load(skipped_ptr) + skip.to(tl.int64))
     if RANDOM:

@@ -18,7 +18,7 @@ from .aggregators import (
 )
 from .backends import available_backends, resolve_backend
 from .functional import StepStats, axpy, harmonize, harmonize_rows
-from .optim import Harmonized, HarmonizedAdamW, HarmonizedSGD
+from .optim import Harmonized, HarmonizedAdamW, HarmonizedLion, HarmonizedSGD
 from .plan import SegmentPlan
 
 __version__ = "0.1.0"
@@ -34,6 +34,7 @@ __all__ = [
     "GradVac",
     "Harmonized",
     "HarmonizedAdamW",
+    "HarmonizedLion",
     "HarmonizedSGD",
     "NashMTL",
     "PCGrad",

@@ -26,9 +26,10 @@ from functools import partial
 
 import torch
 
+from . import rules
 from .aggregators import PCGrad
 from .backends import get_backend
-from .functional import ADAMW_GROUP_COLUMNS, adamw_step, sgd_step
+from .functional import adamw_step, sgd_step
 from .plan import SegmentPlan
 
 LR, MOMENTUM = 0.01, 0.9
@@ -178,8 +179,9 @@ def _fused_step(rule: str, rows: torch.Tensor, plan: SegmentPlan, param: torch.T
     if rule == "sgd":
         momentum = torch.zeros(plan.total, device=device)
         hyper = torch.tensor([[LR, 0.0, MOMENTUM, 0.0, 0.0, 0.0]], device=device)
-        return partial(sgd_step, rows, plan, param, momentum, hyper, torch.ones(1, device=device), aggregator, backend)
-    hyper = torch.tensor([[ADAMW[c] for c in ADAMW_GROUP_COLUMNS]], dtype=torch.float64, device=device)
+        return partial(sgd_step, rows, plan, param, momentum, hyper, torch.ones(plan.num_tensors, device=device),
+                       aggregator, backend)
+    hyper = torch.tensor([[ADAMW[c] for c in rules.ADAMW.group_columns]], dtype=torch.float64, device=device)
     moments = torch.zeros(2, plan.total, device=device)
     return partial(adamw_step, rows, plan, param, moments[0], moments[1], param.new_zeros(0), hyper,
                    torch.zeros(plan.num_tensors, device=device), aggregator, backend)

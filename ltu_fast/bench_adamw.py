@@ -24,9 +24,10 @@ from torch import nn
 from .aggregators import PCGrad
 from .backends import resolve_backend
 from .bench import MODELS, _gram_foreach, time_once
-from .functional import ADAMW_GROUP_COLUMNS, adamw_step
+from .functional import adamw_step
 from .optim import Harmonized
 from .plan import SegmentPlan
+from .rules import ADAMW
 
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2
 
@@ -42,7 +43,7 @@ def contenders(numels: list[int], k: int, device: torch.device) -> dict[str, Cal
     exp_avg, exp_avg_sq = torch.zeros_like(param), torch.zeros_like(param)
     group = {"lr": LR, "beta1": BETAS[0], "beta2": BETAS[1], "eps": EPS, "weight_decay": WEIGHT_DECAY,
              "amsgrad": 0.0, "maximize": 0.0}
-    hyper = torch.tensor([[group[c] for c in ADAMW_GROUP_COLUMNS]], dtype=torch.float64, device=device)
+    hyper = torch.tensor([[group[c] for c in ADAMW.group_columns]], dtype=torch.float64, device=device)
     steps = torch.zeros(len(numels), device=device)
     backend = resolve_backend("auto", device, rows.dtype, param.dtype)
     empty = param.new_zeros(0)

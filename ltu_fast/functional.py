@@ -1,6 +1,7 @@
 """Functional core: Gram -> coefficients -> one fused pass, without owning an optimizer.
 
-``HarmonizedSGD`` is a thin stateful shell around :func:`sgd_step`; other stacks (a custom
+The fused optimizers are thin stateful shells around :func:`step` (one update rule of
+:mod:`ltu_fast.rules`; :func:`sgd_step` and :func:`adamw_step` name two); other stacks (a custom
 training loop, a meta-learning inner step, DDP/FSDP code) can call these functions directly on
 their own flat rows or on per-parameter gradient lists.
 """
@@ -13,17 +14,15 @@ from dataclasses import dataclass
 
 import torch
 
-from .aggregators import MAX_SOLVER_K, Aggregator, as_weights, make_aggregator
+from .aggregators import MAX_SOLVE_K, Aggregator, as_weights, make_aggregator
 from .backends import Backend, resolve_backend
-from .backends.base import HYPER_MOMENTUM
-from .plan import TABLE_GROUP, TABLE_SEGMENT, SegmentPlan
+from .plan import TABLE_SEGMENT, SegmentPlan
+from .rules import ADAMW, SGD, UpdateRule, prepare_rows
 
 __all__ = [
     "StepStats", "adamw_step", "axpy", "coefficients", "harmonize", "harmonize_rows", "harmonized_coefficients",
-    "segment_labels", "sgd_step", "solve", "tensor_plan", "touched_tensors",
+    "segment_labels", "sgd_step", "solve", "step", "tensor_plan", "touched_tensors",
 ]
-
-ADAMW_GROUP_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
 
 
 @dataclass
@@ -162,44 +161,42 @@ def solve(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     *,
-    hyper: torch.Tensor | None = None,
-    ready: torch.Tensor | None = None,
-    ready_before: torch.Tensor | None = None,
     skipped: torch.Tensor | None = None,
+    rule: UpdateRule | None = None,
     tensors: SegmentPlan | None = None,
-    tensor_hyper: torch.Tensor | None = None,
+    group_hyper: torch.Tensor | None = None,
+    tensor_state: torch.Tensor | None = None,
+    touched: torch.Tensor | None = None,
+    tensor_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(beta, found_inf)`` from the Gram batch, plus the optimizer's per-step bookkeeping.
+    """``(beta, found_inf)`` from the Gram batch, plus an update rule's per-tensor bookkeeping.
 
     A compiled backend does it all in one call (one single-block kernel on a GPU); the reference,
-    a custom aggregator or K beyond the backend's ``SOLVE_MAX_K`` (8; Triton 4) run
-    :func:`coefficients` in torch, which defines the semantics.
-    With ``ready [G]`` (and ``hyper [G, 6]``, ``ready_before [G]``): ``ready_before`` receives
-    ``ready`` as it was (what the update pass must read) and ``ready`` is set for the groups with
-    momentum unless the step is skipped. ``skipped [1]`` (int64) counts skipped steps.
-    With ``tensors`` (the step's plan) the bookkeeping is per tensor, ``ready`` and ``ready_before``
-    ``[T]``: ``tensor_hyper [T, 6]`` (``hyper``'s dtype) receives the rows of
-    :func:`_untouched_sgd_hyper` for :func:`touched_tensors`, and ``ready`` advances with them.
+    a custom aggregator or K beyond the backend's ``MAX_SOLVE_K`` (8; Triton 4) run
+    :func:`coefficients` and the rule's ``prepare`` in torch, which define the semantics.
+    ``skipped [1]`` (int64) counts skipped steps. With ``rule`` (its epilogue): for every tensor of
+    ``tensors`` (the step's plan), ``active = touched != 0`` (``touched [T]``; None: every tensor)
+    and the step not skipped; the rule's ``prepare`` advances ``tensor_state [T, S]`` (float32) where
+    active and writes ``tensor_rows [T, R]`` (``active`` first) from ``group_hyper [G, C]``.
     """
     weights, grad_scale, found_inf = _solve_inputs(gram, weights, grad_scale, found_inf)
     spec = aggregator.solver_spec()
     compiled = getattr(backend, "solve", None)
-    max_k = getattr(backend, "SOLVE_MAX_K", MAX_SOLVER_K)
+    max_k = getattr(backend, "MAX_SOLVE_K", MAX_SOLVE_K)
+    epilogue = {}
+    if rule is not None:
+        epilogue = {"rule": rule, "tensors": tensors.table, "group_hyper": group_hyper, "tensor_state": tensor_state,
+                    "touched": _f32(touched), "tensor_rows": tensor_rows}
     if (compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32
-            and (tensor_hyper is None or tensor_hyper.dtype == torch.float32)):
-        per_tensor = {} if tensors is None else {"tensors": tensors.table, "tensor_hyper": tensor_hyper}
+            and (tensor_rows is None or tensor_rows.dtype == torch.float32)):
         return compiled(gram, spec, aggregator.step_counter(gram.device), _f32(weights), _f32(grad_scale),
-                        _f32(found_inf), hyper, ready, ready_before, skipped, **per_tensor)
+                        _f32(found_inf), skipped, **epilogue)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
-    if tensors is not None:
-        ready_before.copy_(ready)
-        tensor_hyper.copy_(_untouched_sgd_hyper(hyper.index_select(0, tensors.table[:, TABLE_GROUP]), ready,
-                                                touched_tensors(gram, tensors), tensors))
-        torch.maximum(ready, tensor_hyper[:, HYPER_MOMENTUM].ne(0) & flag.eq(0), out=ready)
-    elif ready is not None:
-        ready_before.copy_(ready)
-        stepped = (1 - flag.to(ready)) * (hyper[:, HYPER_MOMENTUM] != 0).to(ready)
-        torch.maximum(ready, stepped, out=ready)
+    if rule is not None:
+        active = flag.eq(0).expand(tensors.num_tensors)
+        if touched is not None:
+            active = active & touched.ne(0)
+        tensor_rows.copy_(prepare_rows(rule, group_hyper, tensor_state, tensors, active, tensor_rows.dtype))
     if skipped is not None:
         skipped += flag.to(skipped.dtype)
     return beta, flag
@@ -244,24 +241,18 @@ def harmonized_coefficients(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
-    *,
-    hyper: torch.Tensor | None = None,
-    ready: torch.Tensor | None = None,
-    ready_before: torch.Tensor | None = None,
-    skipped: torch.Tensor | None = None,
-    tensors: SegmentPlan | None = None,
-    tensor_hyper: torch.Tensor | None = None,
+    **bookkeeping,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pass 1 of every fused step (SGD or any other update rule): ``(gram, beta, found_inf)``.
+    """Pass 1 of every fused step (any update rule, or the wrapper's combine): ``(gram, beta, found_inf)``.
 
     The one place where the Gram statistics become coefficients, so every update rule shares it.
     ``statistics(rows, plan) -> [L, K, K]`` replaces ``backend.gram`` where the Gram must see more
     than the local rows (sharded training sums per-rank partials across processes). The keyword
-    arguments are the optimizer bookkeeping of :func:`solve`, done in the same kernel.
+    arguments are the bookkeeping of :func:`solve` (skip count, an update rule's per-tensor rows),
+    done in the same kernel.
     """
     gram = backend.gram(rows, plan) if statistics is None else statistics(rows, plan)
-    beta, flag = solve(gram, aggregator, backend, weights, grad_scale, found_inf, hyper=hyper, ready=ready,
-                       ready_before=ready_before, skipped=skipped, tensors=tensors, tensor_hyper=tensor_hyper)
+    beta, flag = solve(gram, aggregator, backend, weights, grad_scale, found_inf, **bookkeeping)
     return gram, beta, flag
 
 
@@ -290,20 +281,51 @@ def touched_tensors(gram: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     return per_segment.index_select(0, plan.table[:, TABLE_SEGMENT])
 
 
-def _untouched_sgd_hyper(hyper: torch.Tensor, ready: torch.Tensor, touched: torch.Tensor,
-                         plan: SegmentPlan) -> torch.Tensor:
-    """Per-tensor SGD rows that leave an untouched tensor exactly as it is, through the same kernel.
+def step(
+    rule: UpdateRule,
+    rows: torch.Tensor,
+    plan: SegmentPlan,
+    param: torch.Tensor,
+    buffers: Sequence[torch.Tensor],
+    group_hyper: torch.Tensor,
+    tensor_state: torch.Tensor,
+    aggregator: Aggregator,
+    backend: Backend,
+    weights: torch.Tensor | None = None,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+    statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    skipped: torch.Tensor | None = None,
+    touched: torch.Tensor | None = None,
+    *,
+    check: bool = True,
+) -> StepStats:
+    """One harmonized step of ``rule`` on flat buffers: the Gram pass, then one fused pass; no host sync.
 
-    Its combined gradient is exactly zero, so with lr = weight_decay = 0 the parameter is
-    ``p - 0 * g = p``; a momentum buffer with history keeps ``1 * buf + 0`` (momentum := 1), one
-    without history is not touched at all (momentum := ready = 0, so ``ready`` stays 0 too; a
-    group without momentum never has history)."""
-    key = ("sgd_idle_momentum", hyper.dtype)
-    unit = plan.cache.get(key)
-    if unit is None:  # built once per plan: a step dispatches no op for it
-        unit = plan.cache[key] = torch.zeros(hyper.shape[1], dtype=hyper.dtype, device=hyper.device)
-        unit[HYPER_MOMENTUM] = 1.0
-    return torch.where(touched.view(-1, 1), hyper, torch.outer(ready.to(hyper), unit))
+    ``buffers``: the rule's per-element state, ``rule.buffers`` in order (an optional one may be
+    empty). ``group_hyper [G, C]``: ``rule.group_columns`` per param group (float32, or float64
+    where the rule computes in float64). ``tensor_state [T, S]`` float32: ``rule.tensor_state`` per
+    tensor, advanced on the device only for active tensors. ``touched [T]``: nonzero where some
+    objective's backward reached the tensor (as torch's ``grad is not None``); an untouched tensor is
+    skipped whole (no weight decay, no state change), as torch skips it; None: every tensor steps.
+    A step with a non-finite gradient in any row changes nothing (its flag is in the result).
+    ``statistics``: see :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given, counts
+    skipped steps. ``plan`` may live on another device (its tables are copied once to ``rows``'
+    device and cached). ``check=False`` skips the argument checks, for callers that built the
+    buffers and the plan on one device themselves (the optimizers: the checks cost microseconds).
+    """
+    if check:
+        plan = plan.to(rows.device)
+        _check_step(rule, rows, plan, {"param": param, **dict(zip(rule.buffers, buffers))}, group_hyper,
+                    ("tensor_state", tensor_state), touched)
+    table = torch.empty(plan.num_tensors, len(rule.row_columns), device=rows.device,
+                        dtype=torch.float64 if param.dtype == torch.float64 else torch.float32)
+    gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
+                                               statistics, skipped=skipped, rule=rule, tensors=plan,
+                                               group_hyper=group_hyper, tensor_state=tensor_state, touched=touched,
+                                               tensor_rows=table)
+    backend.apply(rule, rows, beta, tensor_plan(plan), param, buffers, table, flag)
+    return StepStats(gram, beta, flag)
 
 
 def sgd_step(
@@ -320,52 +342,23 @@ def sgd_step(
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
     skipped: torch.Tensor | None = None,
+    touched: torch.Tensor | None = None,
     *,
     check: bool = True,
-    skip_untouched: bool = False,
 ) -> StepStats:
-    """One harmonized SGD step on flat buffers: two passes over memory, no host sync.
+    """:func:`step` of :data:`~ltu_fast.rules.SGD` (``torch.optim.SGD``'s semantics).
 
-    ``ready`` marks buffers that hold history; it is set where momentum is on after a step that
-    was not skipped, so SGD's "first step copies the gradient" rule survives skipped steps and
-    momentum switched on later. It is per group ``[G]`` (updated inside the coefficient solve),
-    or per tensor ``[T]`` with ``skip_untouched``: then a tensor no objective touched
-    (:func:`touched_tensors`) is left exactly as it is, buffer included, as ``torch.optim.SGD``
-    skips ``grad is None`` (the per-tensor rows need the Gram: the solve writes them, see
-    :func:`solve`). ``statistics``: see :func:`harmonized_coefficients`; ``skipped [1]`` (int64), if given,
-    counts skipped steps. ``plan`` may live on another device (its tables are copied once to
-    ``rows``' device and cached). ``check=False`` skips the argument checks, for callers that built
-    the buffers and the plan on one device themselves (the optimizers: the checks cost
-    microseconds every step).
+    ``hyper [G, 6]``: the ``SGD.group_columns`` per param group. ``ready [T]`` float32: each tensor's
+    momentum buffer holds history (torch's "buffer is not None"), set where momentum is on after a
+    step that touched the tensor and was not skipped, so SGD's "first step copies the gradient" rule
+    survives skipped steps and momentum switched on later. ``momentum`` may be empty when no group
+    uses momentum.
     """
     if check:
         plan = plan.to(rows.device)
-        _check_step_buffers(rows, plan, param, momentum, hyper, ready, per_tensor=skip_untouched)
-    ready_before = torch.empty_like(ready)
-    tensors = tensor_hyper = None
-    if skip_untouched:  # the per-tensor rows need the Gram: the solve writes them
-        tensors = plan
-        tensor_hyper = torch.empty(plan.num_tensors, hyper.shape[1], dtype=hyper.dtype, device=hyper.device)
-    gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
-                                               statistics, hyper=hyper, ready=ready, ready_before=ready_before,
-                                               skipped=skipped, tensors=tensors, tensor_hyper=tensor_hyper)
-    apply_plan, apply_hyper = (tensor_plan(plan), tensor_hyper) if skip_untouched else (plan, hyper)
-    backend.sgd_apply(rows, beta, apply_plan, param, momentum, apply_hyper, ready_before, flag)
-    return StepStats(gram, beta, flag)
-
-
-def adamw_table(hyper: torch.Tensor, steps: torch.Tensor, active: torch.Tensor, plan: SegmentPlan,
-                dtype: torch.dtype) -> torch.Tensor:
-    """The kernel's ``[T, ADAMW_COLUMNS]`` rows from the group table ``[G, ADAMW_GROUP_COLUMNS]``.
-
-    Bias corrections use each tensor's own step count in float64, as torch computes them in
-    Python floats; then one cast to the kernel's dtype."""
-    h = hyper.to(torch.float64).index_select(0, plan.table[:, TABLE_GROUP])
-    lr, beta1, beta2, eps, weight_decay, amsgrad, maximize = h.unbind(1)
-    t = steps.to(torch.float64).clamp_min(1)  # an inactive tensor at step 0 gets finite, unused rows
-    columns = (lr / (1 - beta1.pow(t)), (1 - beta2.pow(t)).sqrt(), 1 - lr * weight_decay, 1 - beta1, beta2,
-               1 - beta2, eps, amsgrad, maximize, active.to(torch.float64))
-    return torch.stack(columns, 1).to(dtype)
+        _check_step(SGD, rows, plan, {"param": param, "momentum": momentum}, hyper, ("ready", ready), touched)
+    return step(SGD, rows, plan, param, (momentum,), hyper, ready.view(-1, 1), aggregator, backend, weights,
+                grad_scale, found_inf, statistics, skipped, touched, check=False)
 
 
 def adamw_step(
@@ -383,33 +376,23 @@ def adamw_step(
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
     statistics: Callable[[torch.Tensor, SegmentPlan], torch.Tensor] | None = None,
+    skipped: torch.Tensor | None = None,
+    touched: torch.Tensor | None = None,
     *,
     check: bool = True,
 ) -> StepStats:
-    """One harmonized AdamW step on flat buffers: the Gram pass, then one fused pass; no host sync.
+    """:func:`step` of :data:`~ltu_fast.rules.ADAMW` (``torch.optim.AdamW``'s semantics).
 
-    ``hyper [G, 7]``: columns ``ADAMW_GROUP_COLUMNS`` per param group (float64 keeps torch's
-    Python-float bias corrections). ``steps [T]``: each tensor's step count, advanced on the
-    device only for tensors some objective touched and only when the step is not skipped, so a
-    skipped or untouched step changes no state (as torch skips ``grad is None``).
-    ``max_exp_avg_sq`` may be empty when no group uses amsgrad. ``plan`` and ``check``: as
-    :func:`sgd_step`.
+    ``hyper [G, 7]``: the ``ADAMW.group_columns`` per param group (float64 keeps torch's Python-float
+    bias corrections). ``steps [T]`` float32: each tensor's step count, advanced on the device only
+    for active tensors. ``max_exp_avg_sq`` may be empty when no group uses amsgrad.
     """
     if check:
         plan = plan.to(rows.device)
-        _check_flat_buffers(rows, plan, {"param": param, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq},
-                            {"max_exp_avg_sq": max_exp_avg_sq})
-        _check_group_table(hyper, rows, plan, len(ADAMW_GROUP_COLUMNS))
-        if steps.device != rows.device or tuple(steps.shape) != (plan.num_tensors,):
-            raise ValueError(f"steps: expected shape ({plan.num_tensors},) on {rows.device}, got "
-                             f"{tuple(steps.shape)} on {steps.device}")
-    gram, beta, flag = harmonized_coefficients(rows, plan, aggregator, backend, weights, grad_scale, found_inf,
-                                               statistics)
-    active = touched_tensors(gram, plan) & (flag == 0)
-    steps.add_(active.to(steps.dtype))
-    table = adamw_table(hyper, steps, active, plan, torch.float64 if param.dtype == torch.float64 else torch.float32)
-    backend.adamw_apply(rows, beta, tensor_plan(plan), param, exp_avg, exp_avg_sq, max_exp_avg_sq, table, flag)
-    return StepStats(gram, beta, flag)
+        _check_step(ADAMW, rows, plan, {"param": param, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq,
+                                        "max_exp_avg_sq": max_exp_avg_sq}, hyper, ("steps", steps), touched)
+    return step(ADAMW, rows, plan, param, (exp_avg, exp_avg_sq, max_exp_avg_sq), hyper, steps.view(-1, 1), aggregator,
+                backend, weights, grad_scale, found_inf, statistics, skipped, touched, check=False)
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, backend: str = "auto") -> None:
@@ -419,15 +402,27 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor = 1.0, 
     resolve_backend(backend, acc.device, x.dtype, acc.dtype).axpy(acc, x, alpha)
 
 
-def _check_step_buffers(rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, momentum: torch.Tensor,
-                        hyper: torch.Tensor, ready: torch.Tensor, *, per_tensor: bool = False) -> None:
-    """What a compiled kernel would otherwise turn into an illegal memory access."""
-    _check_flat_buffers(rows, plan, {"param": param}, {"momentum": momentum})
-    groups = _check_group_table(hyper, rows, plan, 6)
-    expected = plan.num_tensors if per_tensor else groups  # skip_untouched keeps the history bits per tensor
-    if ready.device != rows.device or tuple(ready.shape) != (expected,):
-        raise ValueError(f"ready: expected shape ({expected},) on {rows.device}, got {tuple(ready.shape)} on "
-                         f"{ready.device}")
+def _check_step(rule: UpdateRule, rows: torch.Tensor, plan: SegmentPlan, buffers: dict[str, torch.Tensor],
+                hyper: torch.Tensor, state: tuple[str, torch.Tensor], touched: torch.Tensor | None) -> None:
+    """What a compiled kernel would otherwise turn into an illegal memory access. ``buffers``: the
+    parameter first, then the rule's buffers in order under the caller's names; ``state``: the
+    per-tensor state under the caller's name ([T, S], or [T] for a rule with one state column)."""
+    names = list(buffers)
+    if len(names) != 1 + len(rule.buffers):
+        raise ValueError(f"buffers: {rule.name} keeps {rule.buffers}, got {len(names) - 1} buffers")
+    optional = {names[1 + rule.buffers.index(b)] for b in rule.optional_buffers}
+    _check_flat_buffers(rows, plan, {n: t for n, t in buffers.items() if n not in optional},
+                        {n: t for n, t in buffers.items() if n in optional})
+    _check_group_table(hyper, rows, plan, len(rule.group_columns))
+    name, t = state
+    shapes = {(plan.num_tensors, len(rule.tensor_state))} | ({(plan.num_tensors,)} if len(rule.tensor_state) == 1
+                                                             else set())
+    if t.device != rows.device or tuple(t.shape) not in shapes or t.dtype != torch.float32 or not t.is_contiguous():
+        raise ValueError(f"{name}: expected shape {min(shapes, key=len)} (contiguous float32) on {rows.device}, got "
+                         f"{tuple(t.shape)} ({t.dtype}) on {t.device}")
+    if touched is not None and (touched.device != rows.device or tuple(touched.shape) != (plan.num_tensors,)):
+        raise ValueError(f"touched: expected shape ({plan.num_tensors},) on {rows.device}, got "
+                         f"{tuple(touched.shape)} on {touched.device}")
 
 
 def _check_flat_buffers(rows: torch.Tensor, plan: SegmentPlan, required: dict[str, torch.Tensor],

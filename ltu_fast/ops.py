@@ -17,9 +17,10 @@ import weakref
 
 import torch
 
-from .aggregators import MAX_SOLVER_K, SolverSpec
+from .aggregators import MAX_SOLVE_K, SolverSpec
 from .backends import get_backend, resolve_backend
 from .plan import SegmentPlan
+from .rules import RULES
 
 __all__ = ["OpBackend", "plan_handle", "through_ops"]
 
@@ -83,29 +84,15 @@ def _(rows, beta, plan, out, backend):
     return None
 
 
-@torch.library.custom_op("ltu_fast::sgd_apply", mutates_args=("param", "momentum"))
-def sgd_apply(rows: torch.Tensor, beta: torch.Tensor, plan: int, param: torch.Tensor, momentum: torch.Tensor,
-              hyper: torch.Tensor, ready: torch.Tensor, found_inf: torch.Tensor, backend: str) -> None:
+@torch.library.custom_op("ltu_fast::apply", mutates_args=("param", "buffers"))
+def apply(rule: int, rows: torch.Tensor, beta: torch.Tensor, plan: int, param: torch.Tensor,
+          buffers: list[torch.Tensor], table: torch.Tensor, found_inf: torch.Tensor, backend: str) -> None:
     impl = resolve_backend(backend, rows.device, rows.dtype, param.dtype)
-    impl.sgd_apply(rows, beta, _plan(plan, rows.device), param, momentum, hyper, ready, found_inf)
+    impl.apply(RULES[rule], rows, beta, _plan(plan, rows.device), param, buffers, table, found_inf)
 
 
-@sgd_apply.register_fake
-def _(rows, beta, plan, param, momentum, hyper, ready, found_inf, backend):
-    return None
-
-
-@torch.library.custom_op("ltu_fast::adamw_apply", mutates_args=("param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
-def adamw_apply(rows: torch.Tensor, beta: torch.Tensor, plan: int, param: torch.Tensor, exp_avg: torch.Tensor,
-                exp_avg_sq: torch.Tensor, max_exp_avg_sq: torch.Tensor, hyper: torch.Tensor, found_inf: torch.Tensor,
-                backend: str) -> None:
-    impl = resolve_backend(backend, rows.device, rows.dtype, param.dtype)
-    impl.adamw_apply(rows, beta, _plan(plan, rows.device), param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper,
-                     found_inf)
-
-
-@adamw_apply.register_fake
-def _(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf, backend):
+@apply.register_fake
+def _(rule, rows, beta, plan, param, buffers, table, found_inf, backend):
     return None
 
 
@@ -120,22 +107,21 @@ def _(acc, x, alpha, alpha_tensor, backend):
     return None
 
 
-@torch.library.custom_op("ltu_fast::solve",
-                         mutates_args=("counter", "ready", "ready_before", "skipped", "tensor_hyper"))
+@torch.library.custom_op("ltu_fast::solve", mutates_args=("counter", "skipped", "tensor_state", "tensor_rows"))
 def solve(gram: torch.Tensor, kind: int, protect: int, iterations: int, random_order: bool, seed: int,
           counter: torch.Tensor | None, weights: torch.Tensor | None, grad_scale: torch.Tensor | None,
-          found_inf: torch.Tensor | None, hyper: torch.Tensor | None, ready: torch.Tensor | None,
-          ready_before: torch.Tensor | None, skipped: torch.Tensor | None, tensors: torch.Tensor | None,
-          tensor_hyper: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+          found_inf: torch.Tensor | None, skipped: torch.Tensor | None, rule: int, tensors: torch.Tensor | None,
+          group_hyper: torch.Tensor | None, tensor_state: torch.Tensor | None, touched: torch.Tensor | None,
+          tensor_rows: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     impl = resolve_backend(backend, gram.device, torch.float32)
-    per_tensor = {} if tensors is None else {"tensors": tensors, "tensor_hyper": tensor_hyper}
     return impl.solve(gram, SolverSpec(kind, protect, iterations, random_order, seed), counter, weights, grad_scale,
-                      found_inf, hyper, ready, ready_before, skipped, **per_tensor)
+                      found_inf, skipped, None if rule < 0 else RULES[rule], tensors, group_hyper, tensor_state,
+                      touched, tensor_rows)
 
 
 @solve.register_fake
-def _(gram, kind, protect, iterations, random_order, seed, counter, weights, grad_scale, found_inf, hyper, ready,
-      ready_before, skipped, tensors, tensor_hyper, backend):
+def _(gram, kind, protect, iterations, random_order, seed, counter, weights, grad_scale, found_inf, skipped, rule,
+      tensors, group_hyper, tensor_state, touched, tensor_rows, backend):
     return gram.new_empty(gram.shape[:2], dtype=torch.float32), gram.new_empty((1,), dtype=torch.float32)
 
 
@@ -144,7 +130,7 @@ class OpBackend:
 
     def __init__(self, backend_name: str):
         self.name = backend_name
-        self.SOLVE_MAX_K = getattr(get_backend(backend_name), "SOLVE_MAX_K", MAX_SOLVER_K)
+        self.MAX_SOLVE_K = getattr(get_backend(backend_name), "MAX_SOLVE_K", MAX_SOLVE_K)
         if not hasattr(get_backend(backend_name), "solve"):
             self.solve = None  # the reference: functional.solve traces the torch aggregators instead
 
@@ -164,19 +150,16 @@ class OpBackend:
         torch.ops.ltu_fast.combine_into(rows, beta, plan_handle(plan), out, self.name)
         return out
 
-    def sgd_apply(self, rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
-        torch.ops.ltu_fast.sgd_apply(rows, beta, plan_handle(plan), param, momentum, hyper, ready, found_inf,
-                                     self.name)
+    def apply(self, rule, rows, beta, plan, param, buffers, table, found_inf) -> None:
+        torch.ops.ltu_fast.apply(rule.code, rows, beta, plan_handle(plan), param, list(buffers), table, found_inf,
+                                 self.name)
 
-    def solve(self, gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped,
-              tensors=None, tensor_hyper=None):
+    def solve(self, gram, spec, counter, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
+              group_hyper=None, tensor_state=None, touched=None, tensor_rows=None):
         return torch.ops.ltu_fast.solve(gram, spec.kind, spec.protect, spec.iterations, spec.random_order, spec.seed,
-                                        counter, weights, grad_scale, found_inf, hyper, ready, ready_before,
-                                        skipped, tensors, tensor_hyper, self.name)
-
-    def adamw_apply(self, rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
-        torch.ops.ltu_fast.adamw_apply(rows, beta, plan_handle(plan), param, exp_avg, exp_avg_sq, max_exp_avg_sq,
-                                       hyper, found_inf, self.name)
+                                        counter, weights, grad_scale, found_inf, skipped,
+                                        -1 if rule is None else rule.code, tensors, group_hyper, tensor_state,
+                                        touched, tensor_rows, self.name)
 
     def axpy(self, acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
         if isinstance(alpha, torch.Tensor):

@@ -19,10 +19,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["TABLE_GROUP", "TABLE_NUMEL", "TABLE_OFFSET", "TABLE_SEGMENT", "SegmentPlan"]
+__all__ = ["CHUNK_COLUMNS", "TABLE_COLUMNS", "TABLE_GROUP", "TABLE_NUMEL", "TABLE_OFFSET", "TABLE_SEGMENT",
+           "SegmentPlan"]
 
-# Columns of ``SegmentPlan.table`` (int64 [T, 4]) shared by every compiled backend.
-TABLE_OFFSET, TABLE_NUMEL, TABLE_SEGMENT, TABLE_GROUP = range(4)
+# Columns of ``SegmentPlan.table`` (int64 [T, 4]) and of a chunk table (int64 [C, 4]), as every
+# compiled backend reads them (csrc/include/ltu_fast/codes.h; tests/test_codes.py).
+TABLE_COLUMNS = ("offset", "numel", "segment", "group")
+TABLE_OFFSET, TABLE_NUMEL, TABLE_SEGMENT, TABLE_GROUP = (TABLE_COLUMNS.index(c) for c in TABLE_COLUMNS)
+CHUNK_COLUMNS = ("start", "length", "segment", "group")
 
 
 def _dense_ids(labels: Sequence[Hashable]) -> list[int]:
@@ -36,7 +40,7 @@ class ChunkTable:
     """The plan cut into chunks of at most ``size`` elements (never crossing a tensor), as int64
     tables on the plan's device: the unit of work of the compiled backends' kernels."""
 
-    chunks: torch.Tensor  # [C, 4]: start, length, segment, group
+    chunks: torch.Tensor  # [C, 4]: CHUNK_COLUMNS (start, length, segment, group)
     seg_ptr: torch.Tensor  # [L + 1]: seg_chunks[seg_ptr[s]:seg_ptr[s + 1]] are segment s's chunks
     seg_chunks: torch.Tensor  # [C]: chunk ids grouped by segment, ascending (the fixed sum order)
     num_chunks: int
@@ -115,7 +119,7 @@ class SegmentPlan:
         """int64 [T, 4] on the plan's device: offset, numel, segment, group per tensor."""
         if "table" not in self.cache:
             rows = list(zip(self.offsets, self.numels, self.segments, self.groups))
-            self.cache["table"] = torch.tensor(rows, dtype=torch.int64, device=self.device)
+            self.cache["table"] = torch.tensor(rows, dtype=torch.int64, device=self.device).reshape(-1, 4)
         return self.cache["table"]
 
     def chunk_table(self, size: int) -> ChunkTable:

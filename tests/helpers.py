@@ -8,6 +8,7 @@ Other engineers' backend tests call :func:`assert_backend_matches_reference`.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -16,9 +17,10 @@ import torch
 from hypothesis import strategies as st
 
 from ltu_fast.backends import get_backend, resolve_backend
-from ltu_fast.backends.base import HYPER_COLUMNS, HYPER_LR, HYPER_MOMENTUM, HYPER_WEIGHT_DECAY
 from ltu_fast.bench import capture_cuda_graph  # noqa: F401 (the GPU tests capture as the bench does)
+from ltu_fast.functional import tensor_plan
 from ltu_fast.plan import SegmentPlan
+from ltu_fast.rules import SGD, prepare_rows
 
 # ------------------------------------------------------------------------------ vector oracles
 
@@ -157,8 +159,31 @@ def hypers(draw) -> dict:
 
 
 def hyper_table(groups: Sequence[dict], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """[G, 6] table in ``HYPER_COLUMNS`` order from per-group dicts."""
-    return torch.tensor([[float(h[c]) for c in HYPER_COLUMNS] for h in groups], dtype=dtype)
+    """[G, 6] table in ``SGD.group_columns`` order from per-group dicts."""
+    return torch.tensor([[float(h[c]) for c in SGD.group_columns] for h in groups], dtype=dtype)
+
+
+def apply_sgd(backend, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, param: torch.Tensor,
+              momentum: torch.Tensor, hyper: torch.Tensor, ready: torch.Tensor, found_inf: torch.Tensor) -> None:
+    """``backend``'s SGD apply for per-group ``hyper [G, 6]`` and ``ready [G]`` (every tensor of a group
+    with its group's history): the rows come from the torch ``prepare``, as the solve would write them."""
+    plan = plan.to(rows.device)
+    state = ready.to(torch.float32)[list(plan.groups)].reshape(-1, 1).clone()
+    active = torch.ones(plan.num_tensors, dtype=torch.bool, device=rows.device)
+    table = prepare_rows(SGD, hyper, state, plan, active, hyper.dtype)
+    backend.apply(SGD, rows, beta, tensor_plan(plan), param, [momentum], table, found_inf)
+
+
+def load_through_bytes(source: tuple, target: tuple) -> None:
+    """``target``'s (model, optimizer) := ``source``'s, through ``torch.save`` / ``torch.load`` of both
+    state dicts (what a checkpoint file does: no tensor is shared between the two)."""
+    (model, opt), (model2, opt2) = source, target
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+    model2.load_state_dict(saved["model"])
+    opt2.load_state_dict(saved["opt"])
 
 
 # ------------------------------------------------------------------------------ backend checker
@@ -185,7 +210,7 @@ def assert_backend_matches_reference(
     ready: torch.Tensor,
     alpha: float = 0.5,
 ) -> None:
-    """Check ``backend_name``'s gram/combine/sgd_apply/axpy against the reference run in float64 on
+    """Check ``backend_name``'s gram/combine/SGD apply/axpy against the reference run in float64 on
     the same (dtype-rounded) inputs, with bounds from the dtypes' unit roundoff.
 
     Tensors must already be on the device and in the dtypes the backend is asked to run (rows,
@@ -213,17 +238,17 @@ def assert_backend_matches_reference(
     for skip in (1.0, 0.0):
         p, m = param.clone(), momentum.clone()
         found_inf = torch.tensor([skip], device=rows.device)
-        backend.sgd_apply(rows, beta, plan, p, m, hyper, ready, found_inf)
+        apply_sgd(backend, rows, beta, plan, p, m, hyper, ready, found_inf)
         if skip:
-            assert torch.equal(p, param) and torch.equal(m, momentum), f"{backend_name}.sgd_apply wrote on found_inf"
+            assert torch.equal(p, param) and torch.equal(m, momentum), f"{backend_name}.apply(SGD) wrote on found_inf"
             continue
         p64, m64 = param.double(), momentum.double()
-        ref.sgd_apply(r64, b64, plan, p64, m64, hyper.double(), ready, torch.zeros(1, device=rows.device))
+        apply_sgd(ref, r64, b64, plan, p64, m64, hyper.double(), ready, torch.zeros(1, device=rows.device))
         scale = _sgd_scale(param.double(), momentum.double(), abs_terms, hyper.double(), plan)
         tol = 4 * _EPS[param.dtype] + 16 * acc_eps
-        _close(p, p64, scale, tol, f"{backend_name}.sgd_apply param")
+        _close(p, p64, scale, tol, f"{backend_name}.apply(SGD) param")
         if momentum.numel():
-            _close(m, m64, scale, tol, f"{backend_name}.sgd_apply momentum")
+            _close(m, m64, scale, tol, f"{backend_name}.apply(SGD) momentum")
 
     acc = param.clone()
     x = rows[0]
@@ -246,7 +271,7 @@ def _sgd_scale(p: torch.Tensor, buf: torch.Tensor, g_abs: torch.Tensor, hyper: t
     for o, n, q in zip(plan.offsets, plan.numels, plan.groups):
         group[o:o + n] = q
     h = hyper[group]
-    lr, mom, wd = h[:, HYPER_LR], h[:, HYPER_MOMENTUM], h[:, HYPER_WEIGHT_DECAY]
+    lr, mom, wd = (h[:, SGD.group_columns.index(c)] for c in ("lr", "momentum", "weight_decay"))
     grad = g_abs + wd * p.abs()
     b = (mom * (buf.abs() if buf.numel() else 0.0) + grad)
     return p.abs() + lr * (grad + b + mom * b) + b

@@ -52,8 +52,10 @@ def compile_ptx(fn, signature: dict, constants: dict) -> str:
 
 
 def cases() -> dict[str, tuple]:
-    """name -> (kernel, signature, constants)."""
+    """name -> (kernel, signature, constants); ``<rule>_apply`` is the one apply kernel with that rule's
+    element update (every buffer it keeps present: SGD's momentum, AdamW's amsgrad maximum)."""
     gram, apply, axpy = _load("gram"), _load("apply"), _load("axpy")
+    rules = {"sgd": (_load("rules.sgd"), 1), "adamw": (_load("rules.adamw"), 7), "lion": (_load("rules.lion"), 1)}
     out = {}
     for dtype, size in ITEMSIZE.items():
         rows = {"rows_ptr": f"*{dtype}", "row_stride": "i64"}
@@ -63,11 +65,13 @@ def cases() -> dict[str, tuple]:
                                         {**rows, "chunks_ptr": "*i64", "partial_ptr": "*fp32"},
                                         {"K": k, "BLOCK": 1024, "ALIGN": align})
         for k in (2, 4):
-            out[f"sgd_apply/{dtype}/{k}"] = (
-                apply.sgd_apply_kernel,
-                {**rows, "beta_ptr": "*fp32", "chunks_ptr": "*i64", "param_ptr": "*fp32", "mom_ptr": "*fp32",
-                 "hyper_ptr": "*fp32", "ready_ptr": "*fp32", "found_inf_ptr": "*fp32"},
-                {"K": k, "KP": k, "HAS_MOMENTUM": True, "BLOCK": 1024, "ALIGN": align})
+            for name, (rule, present) in rules.items():
+                out[f"{name}_apply/{dtype}/{k}"] = (
+                    apply.apply_kernel,
+                    {**rows, "beta_ptr": "*fp32", "chunks_ptr": "*i64", "param_ptr": "*fp32", "b0_ptr": "*fp32",
+                     "b1_ptr": "*fp32", "b2_ptr": "*fp32", "table_ptr": "*fp32", "found_inf_ptr": "*fp32"},
+                    {"ELEMENT": rule.element, "R": len(rule.ROW), "HAS": present, "K": k, "KP": k, "BLOCK": 1024,
+                     "ALIGN": align})
             out[f"combine/{dtype}/{k}"] = (apply.combine_kernel,
                                            {**rows, "beta_ptr": "*fp32", "chunks_ptr": "*i64", "out_ptr": f"*{dtype}"},
                                            {"K": k, "KP": k, "BLOCK": 1024, "ALIGN": align})
@@ -79,21 +83,30 @@ def cases() -> dict[str, tuple]:
 
 def solve_cases() -> dict[str, tuple]:
     """The coefficient solve at its two costliest shapes: PCGrad's unrolled random order at the
-    largest K it serves, and MGDA's Frank-Wolfe loop (the interpreter accepts code ptxas would not)."""
+    largest K it serves, and MGDA's Frank-Wolfe loop (the interpreter accepts code ptxas would not);
+    with SGD's epilogue (a float32 group table, untouched tensors) in one, AdamW's (float64, libdevice
+    pow) in the other, and Lion's (no per-tensor state) on its own."""
     solve = _load("solve")
-    pointers = {name: "*fp32" for name in ("gram_ptr", "counter_ptr", "weights_ptr", "grad_scale_ptr",
-                                           "found_inf_ptr", "beta_ptr", "flag_ptr", "hyper_ptr", "ready_ptr",
-                                           "ready_before_ptr", "skipped_ptr", "tensor_hyper_ptr")}
+    pointers = {name: "*fp32" for name in ("gram_ptr", "weights_ptr", "grad_scale_ptr", "found_inf_ptr", "beta_ptr",
+                                           "flag_ptr", "group_ptr", "state_ptr", "touched_ptr", "rows_ptr")}
     signature = {**pointers, "counter_ptr": "*i64", "skipped_ptr": "*i64", "tensors_ptr": "*i64",
-                 "num_segments": "i32", "protect": "i32", "iterations": "i32", "seed": "i64", "num_groups": "i32"}
+                 "num_segments": "i32", "protect": "i32", "iterations": "i32", "seed": "i64", "num_tensors": "i32"}
     signature = {name: signature[name] for name in solve.solve_kernel.arg_names if name in signature}
-    every = {"HAS_WEIGHTS": True, "HAS_SCALE": True, "HAS_FOUND_INF": True, "HAS_READY": True, "HAS_SKIPPED": True,
-             "BLOCK_L": 64, "BLOCK_G": 64}
-    # the per-tensor bookkeeping (skip_untouched, the optimizer's default) in one case, per group in the other
+    every = {"HAS_WEIGHTS": True, "HAS_SCALE": True, "HAS_FOUND_INF": True, "HAS_SKIPPED": True, "BLOCK_L": 64,
+             "BLOCK_T": 64}
+
+    def epilogue(name: str, touched: bool) -> dict:
+        rule = _load(f"rules.{name}")
+        return {"PREPARE": rule.prepare, "C": len(rule.GROUP), "S": len(rule.STATE), "R": len(rule.ROW),
+                "HAS_TOUCHED": touched}
+
     return {"solve/pcgrad_random/4": (solve.solve_kernel, signature, {"K": 4, "KP": 4, "KIND": solve.PCGRAD,
-                                                                      "RANDOM": True, "PER_TENSOR": True, **every}),
-            "solve/mgda/3": (solve.solve_kernel, signature,
-                             {"K": 3, "KP": 4, "KIND": solve.MGDA, "RANDOM": False, "PER_TENSOR": False, **every})}
+                                                                      "RANDOM": True, **epilogue("sgd", True), **every}),
+            "solve/mgda/3": (solve.solve_kernel, {**signature, "group_ptr": "*fp64"},
+                             {"K": 3, "KP": 4, "KIND": solve.MGDA, "RANDOM": False, **epilogue("adamw", False),
+                              **every}),
+            "solve/sum/2": (solve.solve_kernel, {**signature, "group_ptr": "*fp64"},
+                            {"K": 2, "KP": 2, "KIND": solve.SUM, "RANDOM": False, **epilogue("lion", True), **every})}
 
 
 def main() -> None:

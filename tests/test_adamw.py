@@ -1,11 +1,10 @@
 """HarmonizedAdamW (and HarmonizedSGD): torch.optim.AdamW / SGD on PyTorch's own test inputs, harmonization, resume, skips, state."""
 
 import copy
-import io
 
 import pytest
 import torch
-from helpers import assert_steps_without_host_sync, backward_objectives, random_rows
+from helpers import assert_steps_without_host_sync, backward_objectives, load_through_bytes, random_rows
 from helpers import objective_losses as _losses
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +14,7 @@ from ltu_fast import HarmonizedAdamW, HarmonizedSGD, PCGrad, harmonize_rows
 from ltu_fast.backends import available_backends, get_backend
 from ltu_fast.optim import HarmonizedOptimizer
 from ltu_fast.plan import SegmentPlan
+from ltu_fast.rules import ADAMW
 
 optim_db = pytest.importorskip("torch.testing._internal.common_optimizers").optim_db
 
@@ -134,13 +134,8 @@ def test_state_dict_resume_is_bitwise_identical():
     _run(model, opt, batches)
     model2, opt2 = _make()
     _run(model2, opt2, batches[:4])
-    buffer = io.BytesIO()
-    torch.save({"model": model2.state_dict(), "opt": opt2.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer)
     model3, opt3 = _make(seed=9, aggregator=PCGrad("random", seed=0))
-    model3.load_state_dict(saved["model"])
-    opt3.load_state_dict(saved["opt"])
+    load_through_bytes((model2, opt2), (model3, opt3))
     _run(model3, opt3, batches[4:])
     assert torch.equal(_flat(model3), _flat(model))
     for p, q in zip(model.parameters(), model3.parameters()):
@@ -255,20 +250,21 @@ def test_duplicate_parameters_are_refused(cls):
         cls([model[0].weight, model[0].bias, model[0].weight])
 
 
-# ------------------------------------------------------------------ the backends' adamw_apply
+# ------------------------------------------------------------------ the backends' AdamW apply
 
 
 def _adamw_hyper(plan, seed):
+    """Random rows in ``ADAMW.row_columns`` order, one per tensor (``active`` first: 3 in 4 active)."""
     gen = torch.Generator().manual_seed(seed)
     t = plan.num_groups
     beta1 = torch.rand(t, generator=gen) * 0.9
     beta2 = 0.9 + torch.rand(t, generator=gen) * 0.099
     step = torch.randint(1, 20, (t,), generator=gen).double()
     lr = torch.rand(t, generator=gen).double() * 0.1
-    cols = [lr / (1 - beta1.double() ** step), (1 - beta2.double() ** step).sqrt(),
+    cols = [(torch.arange(t) % 4 != 3).double(), lr / (1 - beta1.double() ** step), (1 - beta2.double() ** step).sqrt(),
             1 - lr * (torch.rand(t, generator=gen).double() * 0.2), 1 - beta1.double(), beta2.double(),
             1 - beta2.double(), torch.full((t,), 1e-8, dtype=torch.float64),
-            (torch.arange(t) % 2).double(), (torch.arange(t) % 3 == 1).double(), (torch.arange(t) % 4 != 3).double()]
+            (torch.arange(t) % 2).double(), (torch.arange(t) % 3 == 1).double()]
     return torch.stack(cols, 1).float()
 
 
@@ -283,17 +279,18 @@ def adamw_inputs(plan, k, seed, dtype, device, amsgrad=True):
 
 
 def assert_adamw_matches_reference(name, plan, rows, beta, param, m, v, vmax, hyper):
-    """``name``'s adamw_apply against the reference in float64 on the same inputs."""
+    """``name``'s AdamW apply against the reference in float64 on the same inputs."""
     backend, ref = get_backend(name), get_backend("reference")
     plan = plan.to(rows.device)
     for skip in (1.0, 0.0):
         outs = [t.clone() for t in (param, m, v, vmax)]
-        backend.adamw_apply(rows, beta, plan, *outs, hyper, torch.tensor([skip], device=rows.device))
+        backend.apply(ADAMW, rows, beta, plan, outs[0], outs[1:], hyper, torch.tensor([skip], device=rows.device))
         if skip:
             assert all(torch.equal(o, t) for o, t in zip(outs, (param, m, v, vmax))), f"{name} wrote on found_inf"
             continue
         expected = [t.double() for t in (param, m, v, vmax)]
-        ref.adamw_apply(rows.double(), beta.double(), plan, *expected, hyper.double(), torch.zeros(1, device=rows.device))
+        ref.apply(ADAMW, rows.double(), beta.double(), plan, expected[0], expected[1:], hyper.double(),
+                  torch.zeros(1, device=rows.device))
         row_eps = {torch.float32: 2e-7, torch.bfloat16: 8e-3, torch.float16: 1e-3}[rows.dtype]
         for what, got, want in zip(("param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"), outs, expected):
             torch.testing.assert_close(got.double(), want, rtol=4 * row_eps + 1e-5, atol=1e-6, msg=f"{name} {what}")
@@ -322,7 +319,7 @@ def test_step_traces_as_one_graph_and_matches_eager():
     explained = torch._dynamo.explain(opts[1].step)()
     assert explained.graph_break_count == 0, explained.break_reasons
     ops = {str(n.target) for g in explained.graphs for n in g.graph.nodes if n.op == "call_function"}
-    assert any("ltu_fast.adamw_apply" in o for o in ops), ops
+    assert any("ltu_fast.apply" in o for o in ops), ops
     opts[0].step()  # explain() ran one step of opts[1]; now one more each, the second one compiled
     opts[0].step()
     torch.compile(opts[1].step, fullgraph=True)()

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import apply_sgd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ltu_fast.aggregators import make_aggregator
 from ltu_fast.backends import cpu
 from ltu_fast.backends import reference as ref
-from ltu_fast.functional import sgd_step
+from ltu_fast.functional import sgd_step, tensor_plan
 from ltu_fast.optim import HarmonizedSGD
 from ltu_fast.plan import SegmentPlan
+from ltu_fast.rules import SGD
 
 pytestmark = pytest.mark.skipif(cpu.availability() is not None, reason=str(cpu.availability()))
 
@@ -92,12 +94,12 @@ def test_sgd_apply_matches_float64_reference(case, hyper_rows, ready_values, wit
     param = torch.randn(plan.total, generator=gen)
     momentum = torch.randn(plan.total, generator=gen) if with_momentum else torch.empty(0)
     p_got, m_got = param.clone(), momentum.clone()
-    cpu.sgd_apply(rows, beta, plan, p_got, m_got, hyper, ready, found_inf)
+    apply_sgd(cpu, rows, beta, plan, p_got, m_got, hyper, ready, found_inf)
     if skip:
         assert torch.equal(p_got, param) and torch.equal(m_got, momentum)
         return
     p_want, m_want = param.double(), momentum.double()
-    ref.sgd_apply(rows.double(), beta.double(), plan, p_want, m_want, hyper.double(), ready.double(), found_inf)
+    apply_sgd(ref, rows.double(), beta.double(), plan, p_want, m_want, hyper.double(), ready.double(), found_inf)
     # Every quantity is O(1..10) here, so an absolute bound of a few float32 ulps of 10 is tight.
     torch.testing.assert_close(p_got.double(), p_want, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(m_got.double(), m_want, rtol=1e-6, atol=1e-5)
@@ -152,7 +154,7 @@ def _big_case(dtype: torch.dtype, k: int):
 
 def _run_all(plan, rows, beta, hyper, param):
     p, m = param.clone(), param.clone().flip(0)
-    cpu.sgd_apply(rows, beta, plan, p, m, hyper, torch.ones(2), torch.zeros(1))
+    apply_sgd(cpu, rows, beta, plan, p, m, hyper, torch.ones(2), torch.zeros(1))
     return cpu.gram(rows, plan), cpu.combine(rows, beta, plan), p, m
 
 
@@ -197,7 +199,7 @@ def test_functional_step_and_optimizer_match_reference():
 def test_nonfinite_gradient_skips_the_step():
     plan, rows, _, hyper, param = _big_case(torch.float32, 2)
     rows[1, 5] = float("nan")
-    momentum, ready = torch.zeros(plan.total), torch.zeros(2)
+    momentum, ready = torch.zeros(plan.total), torch.zeros(plan.num_tensors)
     before = param.clone()
     stats = sgd_step(rows, plan, param, momentum, hyper, ready, make_aggregator("pcgrad"), cpu)
     assert stats.found_inf.item() == 1.0
@@ -214,8 +216,10 @@ def test_supports_only_cpu_and_the_row_dtypes():
 
 
 def test_arguments_are_validated_by_name():
-    plan, rows, beta, hyper, param = _big_case(torch.float32, 2)
-    momentum, ready, found_inf = torch.zeros(plan.total), torch.zeros(2), torch.zeros(1)
+    plan, rows, beta, _, param = _big_case(torch.float32, 2)
+    momentum, found_inf = torch.zeros(plan.total), torch.zeros(1)
+    table = torch.zeros(plan.num_tensors, len(SGD.row_columns))
+    tensors = tensor_plan(plan)
     with pytest.raises(ValueError, match="rows"):
         cpu.gram(rows[:, : plan.total - 1], plan)
     with pytest.raises(ValueError, match="rows"):
@@ -227,15 +231,15 @@ def test_arguments_are_validated_by_name():
     with pytest.raises(ValueError, match="beta"):
         cpu.combine(rows, beta[:, :1].contiguous(), plan)
     with pytest.raises(TypeError, match="param"):
-        cpu.sgd_apply(rows, beta, plan, param.double(), momentum, hyper, ready, found_inf)
+        cpu.apply(SGD, rows, beta, tensors, param.double(), [momentum], table, found_inf)
     with pytest.raises(ValueError, match="momentum"):
-        cpu.sgd_apply(rows, beta, plan, param, momentum[:-1], hyper, ready, found_inf)
-    with pytest.raises(ValueError, match="hyper"):
-        cpu.sgd_apply(rows, beta, plan, param, momentum, hyper[:1], ready, found_inf)
-    with pytest.raises(ValueError, match="ready"):
-        cpu.sgd_apply(rows, beta, plan, param, momentum, hyper, ready[:1], found_inf)
+        cpu.apply(SGD, rows, beta, tensors, param, [momentum[:-1]], table, found_inf)
+    with pytest.raises(ValueError, match="table"):
+        cpu.apply(SGD, rows, beta, tensors, param, [momentum], table[:1], found_inf)
+    with pytest.raises(ValueError, match="buffers"):
+        cpu.apply(SGD, rows, beta, tensors, param, [momentum, momentum], table, found_inf)
     with pytest.raises(TypeError, match="found_inf"):
-        cpu.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf.bool())
+        cpu.apply(SGD, rows, beta, tensors, param, [momentum], table, found_inf.bool())
     with pytest.raises(ValueError, match="x"):
         cpu.axpy(param, param[:-1], 1.0)
     with pytest.raises(ValueError, match="alpha"):

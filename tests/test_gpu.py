@@ -10,6 +10,7 @@ import copy
 import pytest
 import torch
 from helpers import (
+    apply_sgd,
     assert_backend_matches_reference,
     capture_cuda_graph,
     hyper_table,
@@ -103,7 +104,7 @@ def test_bitwise_run_to_run(name, k):
     outs = []
     for _ in range(2):
         p, m = param.clone(), momentum.clone()
-        backend.sgd_apply(rows, beta, plan, p, m, hyper, ready, torch.zeros(1, device="cuda"))
+        apply_sgd(backend, rows, beta, plan, p, m, hyper, ready, torch.zeros(1, device="cuda"))
         outs.append((p, m))
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
 
@@ -198,7 +199,7 @@ def test_host_weights_scale_and_flag_reach_the_device_solve(name):
     rows, _, param, momentum, hyper, ready = _inputs(plan, 3, 4, torch.float32)
     results = []
     for where in ("cuda", "cpu"):
-        p, m, r = param.clone(), momentum.clone(), ready.clone()
+        p, m, r = param.clone(), momentum.clone(), ready[list(plan.groups)].clone()  # per tensor
         sgd_step(rows, plan, p, m, hyper, r, PCGrad(), backend, weights=torch.tensor([1.0, 0.5, 2.0], device=where),
                  grad_scale=torch.tensor([4.0], device=where), found_inf=torch.zeros(1, device=where))
         results.append((p, m, r))

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import apply_sgd
 
 from ltu_fast.aggregators import PCGrad
 from ltu_fast.backends import get_backend, reference
@@ -45,7 +46,7 @@ class _Recorder:
         return Launch()
 
     def kernels(self) -> SimpleNamespace:
-        return SimpleNamespace(**{n: self.kernel(n) for n in ("gram_partial", "gram_reduce", "combine", "sgd_apply",
+        return SimpleNamespace(**{n: self.kernel(n) for n in ("gram_partial", "gram_reduce", "combine", "apply",
                                                              "axpy")})
 
 
@@ -53,7 +54,7 @@ def _step_inputs(plan: SegmentPlan, k: int = 2, dtype=torch.float32):
     rows = torch.randn(k, plan.total).to(dtype)
     param = torch.randn(plan.total)
     hyper = torch.tensor([[0.1, 0.0, 0.9, 0.0, 0.0, 0.0]] * plan.num_groups)
-    return rows, param, torch.zeros(plan.total), hyper, torch.zeros(plan.num_groups)
+    return rows, param, torch.zeros(plan.total), hyper, torch.zeros(plan.num_tensors)
 
 
 def test_triton_guard_names_the_tensors_gpu():
@@ -67,13 +68,13 @@ def test_every_triton_launch_runs_under_the_device_guard(monkeypatch):
     monkeypatch.setattr(triton_backend, "_on_device", recorder.guard)
     monkeypatch.setattr(triton_backend, "_kernels", recorder.kernels)
     plan = SegmentPlan.build([5, 40], [0, 1])
-    rows, param, momentum, hyper, ready = _step_inputs(plan)
+    rows, param, momentum, hyper, _ = _step_inputs(plan)
     beta = torch.ones(2, 2)
     triton_backend.gram(rows, plan)
     triton_backend.combine(rows, beta, plan)
-    triton_backend.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, torch.zeros(1))
+    apply_sgd(triton_backend, rows, beta, plan, param, momentum, hyper, torch.zeros(plan.num_groups), torch.zeros(1))
     triton_backend.axpy(param, rows[0], 0.5)
-    assert [name for name, *_ in recorder.launches] == ["gram_partial", "gram_reduce", "combine", "sgd_apply", "axpy"]
+    assert [name for name, *_ in recorder.launches] == ["gram_partial", "gram_reduce", "combine", "apply", "axpy"]
     assert all(device == rows.device for _, _, device, _ in recorder.launches)
 
 
@@ -196,7 +197,7 @@ def test_adamw_step_names_the_bad_buffer(name, bad, message):
 class _RecordingSolver:
     """A compiled backend's ``solve`` that records what it was handed (device and dtype of each input)."""
 
-    SOLVE_MAX_K = 8
+    MAX_SOLVE_K = 8
 
     def __init__(self):
         self.seen = {}
@@ -260,14 +261,14 @@ def test_a_plan_without_chunks_launches_nothing(backend, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a launch for a plan without chunks")
     monkeypatch.setattr(triton_backend, "_kernels", refuse)
-    monkeypatch.setattr(cuda_backend, "_C_cuda", SimpleNamespace(gram=refuse, combine=refuse, sgd_apply=refuse))
+    monkeypatch.setattr(cuda_backend, "_C_cuda", SimpleNamespace(gram=refuse, combine=refuse, apply=refuse))
     plan = _no_chunks(SegmentPlan.build([5, 40, 7], [0, 1, 0]))
     rows, param, momentum, hyper, ready = _step_inputs(plan)
     stats = backend.gram(rows, plan)
     assert stats.shape == (2, 2, 2) and stats.dtype == torch.float32 and not stats.any()
     assert not backend.combine(rows, torch.ones(2, 2), plan).any()
     before = param.clone()
-    backend.sgd_apply(rows, torch.ones(2, 2), plan, param, momentum, hyper, ready, torch.zeros(1))
+    apply_sgd(backend, rows, torch.ones(2, 2), plan, param, momentum, hyper, ready, torch.zeros(1))
     assert torch.equal(param, before)
 
 

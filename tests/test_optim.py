@@ -1,12 +1,18 @@
 """HarmonizedSGD: torch.optim.SGD semantics, checkpoints, schedulers, objectives, skips, no host sync."""
 
 import copy
-import io
 
 import numpy as np
 import pytest
 import torch
-from helpers import assert_steps_without_host_sync, backward_objectives, hypers, pcgrad_vectors, per_segment
+from helpers import (
+    assert_steps_without_host_sync,
+    backward_objectives,
+    hypers,
+    load_through_bytes,
+    pcgrad_vectors,
+    per_segment,
+)
 from helpers import objective_losses as _losses
 from hypothesis import given
 from hypothesis import strategies as st
@@ -88,13 +94,8 @@ def test_state_dict_resume_is_bitwise_identical():
 
     model2, opt2 = _make(aggregator=PCGrad("random", seed=5), weight_decay=1e-3)
     _run(model2, opt2, batches[:4], 3)
-    buffer = io.BytesIO()
-    torch.save({"model": model2.state_dict(), "opt": opt2.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer)
     model3, opt3 = _make(seed=123, aggregator=PCGrad("random", seed=0), weight_decay=1e-3)
-    model3.load_state_dict(saved["model"])
-    opt3.load_state_dict(saved["opt"])
+    load_through_bytes((model2, opt2), (model3, opt3))
     _run(model3, opt3, batches[4:], 3)
     assert torch.equal(_flat(model3), _flat(model))
     assert torch.equal(opt3._momentum, opt._momentum)

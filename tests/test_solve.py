@@ -1,9 +1,9 @@
 """The compiled coefficient solvers (``backend.solve``) against the torch aggregators in float64.
 
 Every backend with a ``solve`` (cpu; triton in its interpreter or on a GPU; cuda on a GPU) must
-give the coefficients, the skip flag and the optimizer bookkeeping of ``functional.solve``'s torch
-path, which defines the semantics, for every aggregator, K = 1..8, weights, a loss scale and an
-incoming overflow flag.
+give the coefficients, the skip flag and the update rule's bookkeeping (SGD's here; every rule in
+test_prepare.py) of ``functional.solve``'s torch path, which defines the semantics, for every
+aggregator, K = 1..8, weights, a loss scale and an incoming overflow flag.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from ltu_fast.aggregators import MGDA, PCGrad, Project, Sum
 from ltu_fast.backends import available_backends, get_backend
-from ltu_fast.backends.base import HYPER_COLUMNS, HYPER_MOMENTUM
 from ltu_fast.functional import solve
+from ltu_fast.plan import SegmentPlan
+from ltu_fast.rules import SGD
 
 
 def _solvers() -> list[tuple[str, str]]:
@@ -46,12 +47,14 @@ def _aggregator(kind: str, k: int, protect: int, seed: int):
 
 
 def _both(backend_name: str, device: str, gram, make, weights, grad_scale, found_inf, hyper, ready):
-    """Run the compiled solver and the torch path (float64) on equal copies of every state tensor."""
+    """Run the compiled solver and the torch path (float64) on equal copies of every state tensor;
+    SGD's bookkeeping for one tensor per row of ``hyper`` (``ready`` its history bits)."""
     results = []
+    tensors = SegmentPlan.build([1] * len(ready), groups=range(len(ready))).to(device)
     for backend, dtype in ((get_backend(backend_name), torch.float32), (REFERENCE, torch.float64)):
         agg = make()
-        r = ready.clone().to(device)
-        before = torch.full_like(r, -1.0)
+        r = ready.clone().to(device).reshape(-1, 1)
+        rows = torch.full((len(ready), len(SGD.row_columns)), -1.0, device=device)
         skipped = torch.zeros(1, dtype=torch.int64, device=device)
         counter = agg.step_counter(torch.device(device))
         if counter is not None:
@@ -59,9 +62,9 @@ def _both(backend_name: str, device: str, gram, make, weights, grad_scale, found
         beta, flag = solve(gram.to(device, dtype), agg, backend,
                            None if weights is None else weights.to(device),
                            None if grad_scale is None else grad_scale.to(device),
-                           None if found_inf is None else found_inf.to(device),
-                           hyper=hyper.to(device), ready=r, ready_before=before, skipped=skipped)
-        results.append((beta.double().cpu(), flag.cpu(), r.cpu(), before.cpu(), skipped.cpu(),
+                           None if found_inf is None else found_inf.to(device), skipped=skipped, rule=SGD,
+                           tensors=tensors, group_hyper=hyper.to(device), tensor_state=r, tensor_rows=rows)
+        results.append((beta.double().cpu(), flag.cpu(), r.cpu(), rows.cpu(), skipped.cpu(),
                         None if counter is None else counter.cpu()))
     return results
 
@@ -74,20 +77,20 @@ def _both(backend_name: str, device: str, gram, make, weights, grad_scale, found
        incoming=st.sampled_from([None, 0.0, 1.0]))
 def test_solver_matches_torch_aggregators(backend_name, device, kind, k, segments, seed, zero, scale, weighted,
                                           scaled, incoming):
-    if k > getattr(get_backend(backend_name), "SOLVE_MAX_K", 8):
+    if k > getattr(get_backend(backend_name), "MAX_SOLVE_K", 8):
         k = 1 + k % 4  # beyond its limit a backend runs the torch path: nothing of its own to test
     gram = _gram(k, segments, seed, zero, scale)
     gen = torch.Generator().manual_seed(seed + 1)
     weights = torch.rand(k, generator=gen) + 0.25 if weighted else None
     grad_scale = torch.tensor([1024.0]) if scaled else None
     found_inf = None if incoming is None else torch.tensor([incoming])
-    hyper = torch.zeros(3, len(HYPER_COLUMNS))
-    hyper[:, HYPER_MOMENTUM] = torch.tensor([0.9, 0.0, 0.5])
+    hyper = torch.zeros(3, len(SGD.group_columns))
+    hyper[:, SGD.group_columns.index("momentum")] = torch.tensor([0.9, 0.0, 0.5])
     ready = torch.tensor([0.0, 0.0, 1.0])
     got, want = _both(backend_name, device, gram, lambda: _aggregator(kind, k, zero + 1, seed), weights,
                       grad_scale, found_inf, hyper, ready)
-    beta, flag, r, before, skipped, counter = got
-    w_beta, w_flag, w_r, w_before, w_skipped, w_counter = want
+    beta, flag, r, rows, skipped, counter = got
+    w_beta, w_flag, w_r, w_rows, w_skipped, w_counter = want
     if kind == "mgda" and k > 2:
         # Frank-Wolfe may break an argmin near-tie the other way in float32; both must reach the
         # same min-norm value of the weighted Gram (the quantity MGDA defines) on the simplex
@@ -101,7 +104,7 @@ def test_solver_matches_torch_aggregators(backend_name, device, kind, k, segment
     else:
         torch.testing.assert_close(beta, w_beta, rtol=1e-5, atol=1e-6)
     assert torch.equal(flag, w_flag.float())
-    assert torch.equal(r, w_r.float()) and torch.equal(before, w_before.float()) and torch.equal(skipped, w_skipped)
+    assert torch.equal(r, w_r.float()) and torch.equal(rows, w_rows) and torch.equal(skipped, w_skipped)
     assert (counter is None) == (w_counter is None) and (counter is None or torch.equal(counter, w_counter))
 
 
@@ -111,8 +114,8 @@ def test_solver_matches_torch_aggregators(backend_name, device, kind, k, segment
 def test_solver_flags_non_finite_statistics_and_skips_bookkeeping(backend_name, device, bad):
     gram = _gram(3, 4, 0, -1, 1.0)
     gram[2, 1, 1] = bad
-    hyper = torch.zeros(1, len(HYPER_COLUMNS))
-    hyper[0, HYPER_MOMENTUM] = 0.9
+    hyper = torch.zeros(1, len(SGD.group_columns))
+    hyper[0, SGD.group_columns.index("momentum")] = 0.9
     got, want = _both(backend_name, device, gram, PCGrad, None, None, None, hyper, torch.zeros(1))
     assert got[1].item() == 1.0 == want[1].item()
     assert got[2].item() == 0.0 and got[4].item() == 1  # ready untouched, the skip counted

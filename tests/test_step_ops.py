@@ -1,8 +1,11 @@
-"""How many torch ops one ``HarmonizedSGD.step()`` dispatches besides the compiled kernels.
+"""How many torch ops one fused step (``HarmonizedSGD``, ``HarmonizedAdamW``, ``HarmonizedLion``)
+dispatches besides the compiled kernels.
 
 On a GPU every dispatched op is a launch; the step's budget is the compiled kernels plus at most
-a handful of torch ops whatever the aggregator and K (views and allocations not counted), so the
-coefficient solve and the bookkeeping must stay inside the compiled backend.
+a handful of torch ops whatever the rule, the aggregator and K (views and allocations not
+counted), so the coefficient solve and every rule's per-tensor bookkeeping (its ``prepare``: SGD's
+momentum history, AdamW's bias corrections and step counts) must stay inside the compiled backend.
+Which parameters a backward reached is known on the host and uploaded only when it changes.
 
 Writing a row that is still pending (``zero_grad`` defers it: backward leaves the gradients in
 ``.grad``) is gradient routing, not harmonization, and has its own budget of one foreach copy: for
@@ -19,11 +22,16 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ltu_fast import HarmonizedSGD
+from ltu_fast import HarmonizedAdamW, HarmonizedLion, HarmonizedSGD
 from ltu_fast.aggregators import MGDA, PCGrad, Project, Sum
 from ltu_fast.backends import available_backends
 
 MAX_OPS = 6  # with or without torch's "grad is None" rule (skip_untouched): the solve does its bookkeeping
+RULES = {"sgd": lambda ps, **kw: HarmonizedSGD(ps, lr=0.1, **kw),
+         "sgd-momentum": lambda ps, **kw: HarmonizedSGD(ps, lr=0.1, momentum=0.9, **kw),
+         "adamw": lambda ps, **kw: HarmonizedAdamW(ps, lr=0.1, **kw),
+         "adamw-amsgrad": lambda ps, **kw: HarmonizedAdamW(ps, lr=0.1, amsgrad=True, **kw),
+         "lion": lambda ps, **kw: HarmonizedLion(ps, lr=0.1, weight_decay=0.01, **kw)}
 FREE = {"empty", "empty_like", "empty_strided", "new_empty", "view", "_unsafe_view", "as_strided", "detach",
         "alias", "slice", "select", "reshape", "expand"}
 
@@ -51,14 +59,13 @@ AGGREGATORS = {"sum": Sum, "pcgrad": PCGrad, "pcgrad_random": lambda: PCGrad("ra
 @pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the C++ extension is not built")
 @pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("rule", sorted(RULES))
 @pytest.mark.parametrize("skip_untouched", [False, True])
-def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, momentum, skip_untouched):
+def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, rule, skip_untouched):
     torch.manual_seed(0)
     model = _model()
-    opt = HarmonizedSGD(model.parameters(), lr=0.1, momentum=momentum, objectives=k,
-                        aggregator=AGGREGATORS[aggregator](), backend="cpu", weights=[1.0] * k,
-                        skip_untouched=skip_untouched)
+    opt = RULES[rule](model.parameters(), objectives=k, aggregator=AGGREGATORS[aggregator](), backend="cpu",
+                      weights=[1.0] * k, skip_untouched=skip_untouched)
     x = torch.randn(5, 8)
     for step in range(2):  # the second step runs with every cache warm
         opt.zero_grad()
@@ -70,7 +77,43 @@ def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, momentum, skip_
         with _Count() as counted:
             opt.step()
     assert routing.ops == (["_foreach_copy_"] if k == 1 else []), routing.ops
-    assert len(counted.ops) <= MAX_OPS, f"{aggregator} K={k}: {len(counted.ops)} ops: {counted.ops}"
+    assert len(counted.ops) <= MAX_OPS, f"{rule} {aggregator} K={k}: {len(counted.ops)} ops: {counted.ops}"
+
+
+class _Heads(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body, self.a, self.b = torch.nn.Linear(6, 8), torch.nn.Linear(8, 2), torch.nn.Linear(8, 2)
+
+    def forward(self, x, head):
+        return getattr(self, head)(torch.tanh(self.body(x)))
+
+
+@pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the C++ extension is not built")
+def test_touched_flags_are_uploaded_only_when_they_change():
+    """Which parameters a backward reached is host data: a step with the same flags as the last
+    uploads nothing (every tensor reached needs no tensor at all), a change is one upload and takes
+    effect (torch.optim.SGD skips the untouched head, so must we)."""
+    ours_model, torch_model = _Heads(), _Heads()
+    ours = HarmonizedSGD(ours_model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1, aggregator="sum",
+                         backend="cpu")
+    plain = torch.optim.SGD(torch_model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    x = torch.randn(5, 6)
+    uploads = []
+    for heads in (("a", "b"), ("a", "b"), ("a",), ("a",), ("b",), ("a", "b")):
+        for model, opt in ((ours_model, ours), (torch_model, plain)):
+            opt.zero_grad()
+            sum(model(x, h).pow(2).mean() for h in heads).backward()
+        ours._materialize_rows()
+        with _Count() as counted:
+            ours.step()
+        plain.step()
+        uploads.append(counted.ops)
+        for p, q in zip(ours_model.parameters(), torch_model.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert uploads[1] == uploads[3] == uploads[5] == [], uploads  # all reached, or unchanged (step 0: cold caches)
+    assert 1 <= len(uploads[2]) <= 2 and 1 <= len(uploads[4]) <= 2, uploads  # a new mix: one copy to the device
 
 
 MAX_LAUNCHES = 4  # gram partials, gram reduce, solve (coefficients + bookkeeping), apply
@@ -88,15 +131,15 @@ def _gpu_backends() -> list[str]:
 @pytest.mark.parametrize("backend", _gpu_backends() or ["none"])
 @pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
 @pytest.mark.parametrize("k", [1, 2, 4])
+@pytest.mark.parametrize("rule", ["sgd-momentum", "adamw-amsgrad", "lion"])
 @pytest.mark.parametrize("skip_untouched", [False, True])
-def test_step_launches_at_most_four_kernels(backend, aggregator, k, skip_untouched):
+def test_step_launches_at_most_four_kernels(backend, aggregator, k, rule, skip_untouched):
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
     model = _model().cuda()
-    opt = HarmonizedSGD(model.parameters(), lr=0.1, momentum=0.9, objectives=k,
-                        aggregator=AGGREGATORS[aggregator](), backend=backend,
-                        skip_untouched=skip_untouched)
+    opt = RULES[rule](model.parameters(), objectives=k, aggregator=AGGREGATORS[aggregator](), backend=backend,
+                      skip_untouched=skip_untouched)
     x = torch.randn(5, 8, device="cuda")
     def launches(region) -> list[str]:
         torch.cuda.synchronize()
@@ -113,4 +156,4 @@ def test_step_launches_at_most_four_kernels(backend, aggregator, k, skip_untouch
         routing = launches(lambda: opt.grad_row(0))  # K = 1: its pending row, written as step() would first
         kernels = launches(opt.step)
     assert len(routing) <= ROUTING_LAUNCHES, f"{backend} K={k}: writing the pending row launched {routing}"
-    assert len(kernels) <= MAX_LAUNCHES, f"{backend} {aggregator} K={k} {skip_untouched=}: {kernels}"
+    assert len(kernels) <= MAX_LAUNCHES, f"{backend} {rule} {aggregator} K={k} {skip_untouched=}: {kernels}"

@@ -20,6 +20,7 @@ if not torch.cuda.is_available():
 
 import pytest
 from helpers import (
+    apply_sgd,
     assert_backend_matches_reference,
     hyper_table,
     hypers,
@@ -99,7 +100,7 @@ def test_triton_is_bitwise_repeatable(k):
     results = []
     for _ in range(2):
         p, m = param.clone(), momentum.clone()
-        triton_backend.sgd_apply(rows, beta, plan, p, m, hyper, ready, torch.zeros(1, device=DEVICE))
+        apply_sgd(triton_backend, rows, beta, plan, p, m, hyper, ready, torch.zeros(1, device=DEVICE))
         results.append((p, m))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
 

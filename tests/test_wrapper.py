@@ -2,16 +2,16 @@
 
 import copy
 import gc
-import io
 import weakref
 
 import pytest
 import torch
-from helpers import assert_steps_without_host_sync, backward_objectives, no_host_sync
+from helpers import assert_steps_without_host_sync, backward_objectives, load_through_bytes, no_host_sync
 from test_adamw import _batches, _flat, _losses, _mlp, _run, _TwoHeads, check_against_oracle
 from torch.profiler import ProfilerActivity, profile
 
 from ltu_fast import Harmonized, HarmonizedSGD, PCGrad
+from ltu_fast.optim import HarmonizedOptimizer
 
 
 def _step(model, opt, x, y, k):
@@ -87,13 +87,8 @@ def test_state_dict_resume_is_bitwise_identical():
     model2, opt2 = make()
     for x, y in batches[:3]:
         _step(model2, opt2, x, y, 3)
-    buffer = io.BytesIO()
-    torch.save({"model": model2.state_dict(), "opt": opt2.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer)
     model3, opt3 = make(seed=5)
-    model3.load_state_dict(saved["model"])
-    opt3.load_state_dict(saved["opt"])
+    load_through_bytes((model2, opt2), (model3, opt3))
     for x, y in batches[3:]:
         _step(model3, opt3, x, y, 3)
     assert torch.equal(_flat(model3), _flat(model))
@@ -111,7 +106,7 @@ SCRIPTS = {
 
 
 def _act(action, model, opt, x):
-    harmonized = isinstance(opt, Harmonized)
+    harmonized = isinstance(opt, HarmonizedOptimizer)
     if action in ("a", "b"):
         loss = model(x, "head_" + action).pow(2).mean()
         if harmonized:

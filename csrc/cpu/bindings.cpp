@@ -5,10 +5,12 @@
 // the GIL is released while the kernels run.
 #include <pybind11/pybind11.h>
 
+#include <stdexcept>
+#include <string>
+
 #include "coefficients.h"
-#include "adamw.h"
-#include "convert.h"
 #include "kernels.h"
+#include "ltu_fast/export.h"
 
 namespace py = pybind11;
 using namespace ltu_fast::cpu;
@@ -26,10 +28,7 @@ Rows make_rows(int64_t data, int dtype, int64_t k, int64_t stride) { return Rows
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "ltu_fast C++/OpenMP CPU kernels (raw pointers; see ltu_fast/backends/cpu.py)";
-  m.attr("DTYPE_FLOAT32") = int(kFloat32);
-  m.attr("DTYPE_BFLOAT16") = int(kBFloat16);
-  m.attr("DTYPE_FLOAT16") = int(kFloat16);
-  m.attr("CHUNK_COLUMNS") = int(kChunkColumns);
+  ltu_fast::export_codes(m);
 
   m.def(
       "gram",
@@ -54,31 +53,19 @@ PYBIND11_MODULE(_C, m) {
       py::arg("beta"), py::arg("out"), py::arg("threads"), py::call_guard<py::gil_scoped_release>());
 
   m.def(
-      "sgd_apply",
-      [](int64_t rows, int dtype, int64_t k, int64_t stride, int64_t chunks, int64_t n_chunks, int64_t beta,
-         int64_t param, int64_t momentum, int64_t hyper, int64_t ready, int64_t found_inf, int threads) {
-        sgd_apply(make_rows(rows, dtype, k, stride), Chunks{ptr<const int64_t>(chunks), n_chunks},
-                  ptr<const float>(beta), ptr<float>(param), ptr<float>(momentum), ptr<const float>(hyper),
-                  ptr<const float>(ready), ptr<const float>(found_inf), threads);
+      "apply",
+      [](int rule, int64_t rows, int dtype, int64_t k, int64_t stride, int64_t chunks, int64_t n_chunks, int64_t beta,
+         int64_t param, int64_t buffer0, int64_t buffer1, int64_t buffer2, int64_t table, int64_t found_inf,
+         int threads) {
+        float* const buffers[ltu_fast::kMaxBuffers] = {ptr<float>(buffer0), ptr<float>(buffer1), ptr<float>(buffer2)};
+        apply(rule, make_rows(rows, dtype, k, stride), Chunks{ptr<const int64_t>(chunks), n_chunks},
+              ptr<const float>(beta), ptr<float>(param), buffers, ptr<const float>(table), ptr<const float>(found_inf),
+              threads);
       },
-      "momentum = 0 means no momentum buffer", py::arg("rows"), py::arg("dtype"), py::arg("k"), py::arg("stride"),
-      py::arg("chunks"), py::arg("n_chunks"), py::arg("beta"), py::arg("param"), py::arg("momentum"),
-      py::arg("hyper"), py::arg("ready"), py::arg("found_inf"), py::arg("threads"),
-      py::call_guard<py::gil_scoped_release>());
-
-  m.def(
-      "adamw_apply",
-      [](int64_t rows, int dtype, int64_t k, int64_t stride, int64_t chunks, int64_t n_chunks, int64_t beta,
-         int64_t param, int64_t exp_avg, int64_t exp_avg_sq, int64_t max_exp_avg_sq, int64_t hyper,
-         int64_t found_inf, int threads) {
-        adamw_apply(make_rows(rows, dtype, k, stride), Chunks{ptr<const int64_t>(chunks), n_chunks},
-                    ptr<const float>(beta), ptr<float>(param), ptr<float>(exp_avg), ptr<float>(exp_avg_sq),
-                    ptr<float>(max_exp_avg_sq), ptr<const float>(hyper), ptr<const float>(found_inf), threads);
-      },
-      "max_exp_avg_sq = 0 means no amsgrad buffer", py::arg("rows"), py::arg("dtype"), py::arg("k"),
-      py::arg("stride"), py::arg("chunks"), py::arg("n_chunks"), py::arg("beta"), py::arg("param"),
-      py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"), py::arg("hyper"), py::arg("found_inf"),
-      py::arg("threads"), py::call_guard<py::gil_scoped_release>());
+      "the fused update of rule `rule`; a buffer address 0 means the buffer is absent", py::arg("rule"),
+      py::arg("rows"), py::arg("dtype"), py::arg("k"), py::arg("stride"), py::arg("chunks"), py::arg("n_chunks"),
+      py::arg("beta"), py::arg("param"), py::arg("buffer0"), py::arg("buffer1"), py::arg("buffer2"), py::arg("table"),
+      py::arg("found_inf"), py::arg("threads"), py::call_guard<py::gil_scoped_release>());
 
   m.def(
       "axpy",
@@ -94,20 +81,23 @@ PYBIND11_MODULE(_C, m) {
       "solve",
       [](int64_t gram, int64_t num_segments, int64_t k, int kind, int protect, int iterations, bool random_order,
          int64_t seed, int64_t counter, int64_t weights, int64_t grad_scale, int64_t found_inf_in, int64_t beta,
-         int64_t flag, int64_t hyper, int64_t num_groups, int64_t ready, int64_t ready_before, int64_t skipped,
-         int64_t tensors, int64_t num_tensors, int64_t tensor_hyper) {
+         int64_t flag, int64_t skipped, int rule, int64_t tensors, int64_t num_tensors, int64_t group_f32,
+         int64_t group_f64, int64_t state, int64_t touched, int64_t rows) {
+        if (rule >= 0 && !ltu_fast::known_rule(rule))
+          throw std::invalid_argument("ltu_fast._C: unknown update rule code " + std::to_string(rule));
         solve(SolveArgs{ptr<const float>(gram), num_segments, k, kind, protect, iterations, random_order,
                         static_cast<uint32_t>(seed & 0xffffffff), ptr<int64_t>(counter), ptr<const float>(weights),
                         ptr<const float>(grad_scale), ptr<const float>(found_inf_in), ptr<float>(beta),
-                        ptr<float>(flag), ptr<const float>(hyper), num_groups, ptr<float>(ready),
-                        ptr<float>(ready_before), ptr<int64_t>(skipped), ptr<const int64_t>(tensors), num_tensors,
-                        ptr<float>(tensor_hyper)});
+                        ptr<float>(flag), ptr<int64_t>(skipped),
+                        ltu_fast::PrepareArgs{rule, ptr<const int64_t>(tensors), num_tensors,
+                                              ptr<const float>(group_f32), ptr<const double>(group_f64),
+                                              ptr<float>(state), ptr<const float>(touched), ptr<float>(rows)}});
       },
-      "Gram [L, k, k] -> beta [L, k] and the skip flag, plus optimizer bookkeeping; 0 = null pointer",
+      "Gram [L, k, k] -> beta [L, k] and the skip flag, then rule `rule`'s per-tensor rows (rule < 0: none); "
+      "0 = null pointer",
       py::arg("gram"), py::arg("num_segments"), py::arg("k"), py::arg("kind"), py::arg("protect"),
       py::arg("iterations"), py::arg("random_order"), py::arg("seed"), py::arg("counter"), py::arg("weights"),
-      py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("hyper"),
-      py::arg("num_groups"), py::arg("ready"), py::arg("ready_before"), py::arg("skipped"),
-      py::arg("tensors") = 0, py::arg("num_tensors") = 0, py::arg("tensor_hyper") = 0,
-      py::call_guard<py::gil_scoped_release>());
+      py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("skipped"),
+      py::arg("rule"), py::arg("tensors"), py::arg("num_tensors"), py::arg("group_f32"), py::arg("group_f64"),
+      py::arg("state"), py::arg("touched"), py::arg("rows"), py::call_guard<py::gil_scoped_release>());
 }

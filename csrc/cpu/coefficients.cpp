@@ -1,4 +1,5 @@
-// CPU coefficient solve: Gram statistics -> beta, skip flag and optimizer bookkeeping in one call.
+// CPU coefficient solve: Gram statistics -> beta and the skip flag, then the update rule's
+// per-tensor bookkeeping (prepare), in one call.
 #include "coefficients.h"
 
 #include "ltu_fast/solve_math.h"
@@ -15,14 +16,11 @@ void solve(const SolveArgs& a) {
     ok = solve_segment(a.gram + s * a.k * a.k, a.weights, spec, step, beta) && ok;
     for (int64_t j = 0; j < a.k; ++j) a.beta[s * a.k + j] = float(a.grad_scale ? beta[j] / scale : beta[j]);
   }
-  const float skip = (!ok || (a.found_inf_in && *a.found_inf_in != 0.0f)) ? 1.0f : 0.0f;
-  *a.flag = skip;
-  if (a.ready && a.tensors)
-    for (int64_t t = 0; t < a.num_tensors; ++t)
-      update_tensor_ready(a.gram, int(a.k), a.tensors, a.hyper, t, skip, a.ready, a.ready_before, a.tensor_hyper);
-  else if (a.ready)
-    for (int64_t q = 0; q < a.num_groups; ++q) update_ready(a.hyper, q, skip, a.ready, a.ready_before);
-  if (a.skipped) *a.skipped += skip != 0.0f;
+  const bool skip = !ok || (a.found_inf_in && *a.found_inf_in != 0.0f);
+  *a.flag = skip ? 1.0f : 0.0f;
+  if (a.rule.rule >= 0)
+    for (int64_t t = 0; t < a.rule.num_tensors; ++t) prepare_tensor(a.rule, t, skip);
+  if (a.skipped) *a.skipped += skip;
   if (a.counter && a.random_order) *a.counter += 1;
 }
 

@@ -3,9 +3,11 @@
 
 #include <cstdint>
 
+#include "ltu_fast/rules.h"
+
 namespace ltu_fast::cpu {
 
-// Every pointer but gram, beta and flag may be null (not used).
+// Every pointer but gram, beta and flag may be null (not used); rule.rule < 0: no update rule.
 struct SolveArgs {
   const float* gram;  // [L, k, k]
   int64_t num_segments, k;
@@ -18,14 +20,8 @@ struct SolveArgs {
   const float* found_inf_in;   // [1] OR-ed into the flag
   float* beta;                 // [L, k]
   float* flag;                 // [1] 1: a statistic or coefficient was not finite, skip the step
-  const float* hyper;          // [G, 6], with ready
-  int64_t num_groups;
-  float* ready;                // [G] (or [T] with tensors) updated in place
-  float* ready_before;         // [G] (or [T]) receives ready as it was
   int64_t* skipped;            // [1] += flag
-  const int64_t* tensors;      // [T, 4] SegmentPlan.table: per-tensor bookkeeping (skip_untouched)
-  int64_t num_tensors;
-  float* tensor_hyper;         // [T, 6] with tensors: each tensor's row for the apply pass
+  PrepareArgs rule;            // the update rule's per-tensor bookkeeping (ltu_fast/rules.h)
 };
 
 void solve(const SolveArgs& args);

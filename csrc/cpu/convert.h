@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <cstring>
 
-namespace ltu_fast::cpu {
+#include "ltu_fast/codes.h"
 
-enum DType : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
+namespace ltu_fast::cpu {
 
 inline float bits_to_float(uint32_t u) {
   float f;

@@ -1,4 +1,4 @@
-// Implementation of kernels.h: templated on the row format and on K (1..4; 0 = any K at run time).
+// kernels.h's Gram, combine and axpy: templated on the row format and on K (1..4; 0 = any K at run time).
 #include "kernels.h"
 
 #include <cstring>
@@ -7,9 +7,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "chunks.h"
 #include "convert.h"
 #include "rows.h"
-#include "ltu_fast/sgd_math.h"
 
 namespace ltu_fast::cpu {
 namespace {
@@ -85,23 +85,6 @@ void gram_chunk_any_k(const typename Fmt::storage* rows, int64_t stride, int64_t
   }
 }
 
-// One plain loop: the compiler vectorises it (sgd_element's per-group branches are invariant).
-// The rows, parameters and momentum never overlap; saying so (__restrict__) spares GCC a run-time
-// alias check per pair of streams (it versions a loop for only a few): without it the K = 4 loop
-// was ~4x slower per element than K <= 3 (ResNet-18 step 23.2 -> 15.8 ms with it). Bits are
-// unchanged (tested bitwise on K = 1..4 and an LTU run; -ffp-contract=off).
-template <class Fmt, int KT, bool kMomentum>
-void apply_chunk(const typename Fmt::storage* __restrict__ rows, int64_t stride, int64_t k,
-                 const float* __restrict__ beta, int64_t start, int64_t length, float* __restrict__ param,
-                 float* __restrict__ momentum, const GroupHyper& h) {
-  for (int64_t i = start; i < start + length; ++i) {
-    const float g = combined<Fmt, KT>(rows, stride, k, beta, i);
-    float buf = kMomentum ? momentum[i] : 0.0f;
-    param[i] = sgd_element(g, param[i], buf, h);
-    if (kMomentum) momentum[i] = buf;
-  }
-}
-
 int64_t pairs_of(int64_t k) { return k * (k + 1) / 2; }
 
 }  // namespace
@@ -115,14 +98,12 @@ void gram(const Rows& rows, const Chunks& chunks, const int64_t* seg_ptr, const 
     const auto* data = static_cast<const typename Fmt::storage*>(rows.data);
 #pragma omp parallel num_threads(threads)
     {
-#pragma omp for schedule(static)
-      for (int64_t c = 0; c < chunks.count; ++c) {
-        const int64_t* row = chunks.table + c * kChunkColumns;
+      each_chunk(chunks, [&](const Chunk& c) {
         if constexpr (KT > 0)
-          gram_chunk<Fmt, KT>(data, rows.stride, row[kChunkStart], row[kChunkLength], partials + c * pairs);
+          gram_chunk<Fmt, KT>(data, rows.stride, c.start, c.length, partials + c.index * pairs);
         else
-          gram_chunk_any_k<Fmt>(data, rows.stride, k, row[kChunkStart], row[kChunkLength], partials + c * pairs);
-      }
+          gram_chunk_any_k<Fmt>(data, rows.stride, k, c.start, c.length, partials + c.index * pairs);
+      });
 #pragma omp for schedule(static)
       for (int64_t s = 0; s < num_segments; ++s) {
         std::vector<double> sum(pairs, 0.0);
@@ -138,44 +119,15 @@ void gram(const Rows& rows, const Chunks& chunks, const int64_t* seg_ptr, const 
 }
 
 void combine(const Rows& rows, const Chunks& chunks, const float* beta, void* out, int threads) {
-  dispatch(rows.dtype, rows.k, [&](auto fmt, auto kt) {
+  for_each_chunk(rows, chunks, threads, [&](auto fmt, auto kt, const auto* data, const Chunk& c) {
     using Fmt = decltype(fmt);
     constexpr int KT = decltype(kt)::value;
-    const auto* data = static_cast<const typename Fmt::storage*>(rows.data);
     auto* dst = static_cast<typename Fmt::storage*>(out);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t c = 0; c < chunks.count; ++c) {
-      const int64_t* row = chunks.table + c * kChunkColumns;
-      const float* b = beta + row[kChunkSegment] * rows.k;
-      const int64_t start = row[kChunkStart], end = start + row[kChunkLength];
-      int64_t i = start;
-      for (; i + kLanes <= end; i += kLanes) Fmt::store8(combined8<Fmt, KT>(data, rows.stride, rows.k, b, i), dst + i);
-      for (; i < end; ++i) dst[i] = Fmt::store(combined<Fmt, KT>(data, rows.stride, rows.k, b, i));
-    }
-  });
-}
-
-void sgd_apply(const Rows& rows, const Chunks& chunks, const float* beta, float* param, float* momentum,
-               const float* hyper, const float* ready, const float* found_inf, int threads) {
-  if (*found_inf != 0.0f) return;
-  dispatch(rows.dtype, rows.k, [&](auto fmt, auto kt) {
-    using Fmt = decltype(fmt);
-    constexpr int KT = decltype(kt)::value;
-    const auto* data = static_cast<const typename Fmt::storage*>(rows.data);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t c = 0; c < chunks.count; ++c) {
-      const int64_t* row = chunks.table + c * kChunkColumns;
-      const int64_t group = row[kChunkGroup];
-      GroupHyper h = load_group_hyper(hyper + group * kHyperColumns, ready[group]);
-      h.has_momentum = h.has_momentum && momentum != nullptr;  // an empty buffer: no group has momentum
-      const float* b = beta + row[kChunkSegment] * rows.k;
-      if (h.has_momentum)
-        apply_chunk<Fmt, KT, true>(data, rows.stride, rows.k, b, row[kChunkStart], row[kChunkLength], param,
-                                   momentum, h);
-      else
-        apply_chunk<Fmt, KT, false>(data, rows.stride, rows.k, b, row[kChunkStart], row[kChunkLength], param,
-                                    momentum, h);
-    }
+    const float* b = beta + c.segment * rows.k;
+    const int64_t end = c.start + c.length;
+    int64_t i = c.start;
+    for (; i + kLanes <= end; i += kLanes) Fmt::store8(combined8<Fmt, KT>(data, rows.stride, rows.k, b, i), dst + i);
+    for (; i < end; ++i) dst[i] = Fmt::store(combined<Fmt, KT>(data, rows.stride, rows.k, b, i));
   });
 }
 

@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 
 #include "launch.h"
+#include "ltu_fast/export.h"
 #include "solve.h"
 
 namespace py = pybind11;
@@ -20,6 +21,7 @@ void fill_rows(Args& a, uintptr_t rows, int row_dtype, int k, int64_t row_stride
 
 PYBIND11_MODULE(_C_cuda, m) {
   m.doc() = "ltu_fast CUDA kernels (raw pointers from torch; see ltu_fast/backends/cuda.py)";
+  ltu_fast::export_codes(m);
   m.def("gram", [](uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks, int64_t num_chunks,
                    bool vec, uintptr_t seg_ptr, uintptr_t seg_chunks, int64_t num_segments, uintptr_t partial,
                    uintptr_t stats, int device, uintptr_t stream) {
@@ -39,29 +41,18 @@ PYBIND11_MODULE(_C_cuda, m) {
     combine(a);
   }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
      py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("out"), py::arg("device"), py::arg("stream"));
-  m.def("sgd_apply", [](uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks,
-                        int64_t num_chunks, bool vec, uintptr_t beta, uintptr_t param, uintptr_t momentum,
-                        uintptr_t hyper, uintptr_t ready, uintptr_t found_inf, int device, uintptr_t stream) {
-    SgdArgs a;
+  m.def("apply", [](int rule, uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks,
+                    int64_t num_chunks, bool vec, uintptr_t beta, uintptr_t param, uintptr_t buffer0,
+                    uintptr_t buffer1, uintptr_t buffer2, uintptr_t table, uintptr_t found_inf, int device,
+                    uintptr_t stream) {
+    ApplyArgs a;
     fill_rows(a, rows, row_dtype, k, row_stride, chunks, num_chunks, vec, device, stream);
-    a.beta = beta; a.param = param; a.momentum = momentum; a.hyper = hyper; a.ready = ready;
-    a.found_inf = found_inf;
-    sgd_apply(a);
-  }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
-     py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("param"), py::arg("momentum"),
-     py::arg("hyper"), py::arg("ready"), py::arg("found_inf"), py::arg("device"), py::arg("stream"));
-  m.def("adamw_apply", [](uintptr_t rows, int row_dtype, int k, int64_t row_stride, uintptr_t chunks,
-                          int64_t num_chunks, bool vec, uintptr_t beta, uintptr_t param, uintptr_t exp_avg,
-                          uintptr_t exp_avg_sq, uintptr_t max_exp_avg_sq, uintptr_t hyper, uintptr_t found_inf,
-                          int device, uintptr_t stream) {
-    AdamWArgs a;
-    fill_rows(a, rows, row_dtype, k, row_stride, chunks, num_chunks, vec, device, stream);
-    a.beta = beta; a.param = param; a.exp_avg = exp_avg; a.exp_avg_sq = exp_avg_sq;
-    a.max_exp_avg_sq = max_exp_avg_sq; a.hyper = hyper; a.found_inf = found_inf;
-    adamw_apply(a);
-  }, py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
-     py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("param"), py::arg("exp_avg"),
-     py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"), py::arg("hyper"), py::arg("found_inf"), py::arg("device"),
+    a.rule = rule; a.beta = beta; a.param = param; a.buffers[0] = buffer0; a.buffers[1] = buffer1;
+    a.buffers[2] = buffer2; a.table = table; a.found_inf = found_inf;
+    apply(a);
+  }, py::arg("rule"), py::arg("rows"), py::arg("row_dtype"), py::arg("k"), py::arg("row_stride"), py::arg("chunks"),
+     py::arg("num_chunks"), py::arg("vec"), py::arg("beta"), py::arg("param"), py::arg("buffer0"),
+     py::arg("buffer1"), py::arg("buffer2"), py::arg("table"), py::arg("found_inf"), py::arg("device"),
      py::arg("stream"));
   m.def("axpy", [](uintptr_t acc, int acc_dtype, uintptr_t x, int x_dtype, int64_t n, uintptr_t alpha_ptr,
                    float alpha, int device, uintptr_t stream) {
@@ -73,22 +64,22 @@ PYBIND11_MODULE(_C_cuda, m) {
      py::arg("alpha"), py::arg("device"), py::arg("stream"));
   m.def("solve", [](uintptr_t gram, int64_t num_segments, int k, int kind, int protect, int iterations,
                     bool random_order, int64_t seed, uintptr_t counter, uintptr_t weights, uintptr_t grad_scale,
-                    uintptr_t found_inf, uintptr_t beta, uintptr_t flag, uintptr_t hyper, int64_t num_groups,
-                    uintptr_t ready, uintptr_t ready_before, uintptr_t skipped, int device, uintptr_t stream,
-                    uintptr_t tensors, int64_t num_tensors, uintptr_t tensor_hyper) {
+                    uintptr_t found_inf, uintptr_t beta, uintptr_t flag, uintptr_t skipped, int rule,
+                    uintptr_t tensors, int64_t num_tensors, uintptr_t group_f32, uintptr_t group_f64, uintptr_t state,
+                    uintptr_t touched, uintptr_t rows, int device, uintptr_t stream) {
     SolveArgs a;
     a.gram = gram; a.num_segments = num_segments; a.k = k; a.kind = kind; a.protect = protect;
     a.iterations = iterations; a.random_order = random_order; a.seed = static_cast<uint32_t>(seed & 0xffffffff);
     a.counter = counter; a.weights = weights; a.grad_scale = grad_scale; a.found_inf_in = found_inf;
-    a.beta = beta; a.flag = flag; a.hyper = hyper; a.num_groups = num_groups; a.ready = ready;
-    a.ready_before = ready_before; a.skipped = skipped; a.device = device; a.stream = stream;
-    a.tensors = tensors; a.num_tensors = num_tensors; a.tensor_hyper = tensor_hyper;
+    a.beta = beta; a.flag = flag; a.skipped = skipped; a.rule = rule; a.tensors = tensors;
+    a.num_tensors = num_tensors; a.group_f32 = group_f32; a.group_f64 = group_f64; a.state = state;
+    a.touched = touched; a.rows = rows; a.device = device; a.stream = stream;
     solve(a);
   }, py::arg("gram"), py::arg("num_segments"), py::arg("k"), py::arg("kind"), py::arg("protect"),
      py::arg("iterations"), py::arg("random_order"), py::arg("seed"), py::arg("counter"), py::arg("weights"),
-     py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("hyper"),
-     py::arg("num_groups"), py::arg("ready"), py::arg("ready_before"), py::arg("skipped"), py::arg("device"),
-     py::arg("stream"), py::arg("tensors") = 0, py::arg("num_tensors") = 0, py::arg("tensor_hyper") = 0);
+     py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("skipped"),
+     py::arg("rule"), py::arg("tensors"), py::arg("num_tensors"), py::arg("group_f32"), py::arg("group_f64"),
+     py::arg("state"), py::arg("touched"), py::arg("rows"), py::arg("device"), py::arg("stream"));
   m.def("versions", [] {
     int driver = 0, runtime = 0;
     versions(&driver, &runtime);

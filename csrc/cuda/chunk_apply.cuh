@@ -1,4 +1,4 @@
-// The driver of every element-wise pass over the plan's chunks (apply.cu, adamw.cu): one block per
+// The driver of every element-wise pass over the plan's chunks (apply.cu: combine and every rule): one block per
 // chunk computes the combined gradient g = sum_k beta[segment, k] * rows[k, e] with 16-byte loads
 // and hands it to an op functor (begin(group) once per chunk, then apply<N>(element, g)).
 #pragma once

@@ -1,8 +1,12 @@
 // The coefficient solve in one single-block kernel: a thread per segment runs solve_math.h, the
-// block ANDs the finiteness, then the skip flag, momentum readiness (per group, or per tensor with
-// its apply row), skip count and PCGrad's step counter are written on the device. Capturable: no
-// host sync, fixed launch shape.
+// block ANDs the finiteness, then the update rule's per-tensor rows (a thread per tensor runs its
+// prepare), the skip flag, skip count and PCGrad's step counter are written on the device.
+// Capturable: no host sync, fixed launch shape.
+#include <stdexcept>
+#include <string>
+
 #include "common.cuh"
+#include "ltu_fast/rules.h"
 #include "ltu_fast/solve_math.h"
 #include "solve.h"
 
@@ -28,20 +32,17 @@ __global__ void __launch_bounds__(kSolveThreads) solve_kernel(SolveArgs a) {
   }
   const bool all_ok = __syncthreads_and(ok);  // also orders every read of the counter before its update
   const auto* found_inf_in = reinterpret_cast<const float*>(a.found_inf_in);
-  const float skip = (!all_ok || (found_inf_in && *found_inf_in != 0.0f)) ? 1.0f : 0.0f;
-  const auto* hyper = reinterpret_cast<const float*>(a.hyper);
-  auto* ready = reinterpret_cast<float*>(a.ready);
-  auto* ready_before = reinterpret_cast<float*>(a.ready_before);
-  if (a.ready && a.tensors)
-    for (int64_t t = threadIdx.x; t < a.num_tensors; t += kSolveThreads)
-      update_tensor_ready(gram, a.k, reinterpret_cast<const int64_t*>(a.tensors), hyper, t, skip, ready, ready_before,
-                          reinterpret_cast<float*>(a.tensor_hyper));
-  else if (a.ready)
-    for (int64_t q = threadIdx.x; q < a.num_groups; q += kSolveThreads)
-      update_ready(hyper, q, skip, ready, ready_before);
+  const bool skip = !all_ok || (found_inf_in && *found_inf_in != 0.0f);
+  if (a.rule >= 0) {
+    const PrepareArgs prepare{a.rule, reinterpret_cast<const int64_t*>(a.tensors), a.num_tensors,
+                              reinterpret_cast<const float*>(a.group_f32), reinterpret_cast<const double*>(a.group_f64),
+                              reinterpret_cast<float*>(a.state), reinterpret_cast<const float*>(a.touched),
+                              reinterpret_cast<float*>(a.rows)};
+    for (int64_t t = threadIdx.x; t < a.num_tensors; t += kSolveThreads) prepare_tensor(prepare, t, skip);
+  }
   if (threadIdx.x == 0) {
-    *reinterpret_cast<float*>(a.flag) = skip;
-    if (a.skipped) *reinterpret_cast<int64_t*>(a.skipped) += skip != 0.0f;
+    *reinterpret_cast<float*>(a.flag) = skip ? 1.0f : 0.0f;
+    if (a.skipped) *reinterpret_cast<int64_t*>(a.skipped) += skip;
     if (counter && a.random_order) *reinterpret_cast<int64_t*>(a.counter) += 1;
   }
 }
@@ -49,6 +50,8 @@ __global__ void __launch_bounds__(kSolveThreads) solve_kernel(SolveArgs a) {
 }  // namespace
 
 void solve(const SolveArgs& a) {
+  if (a.rule >= 0 && !known_rule(a.rule))
+    throw std::invalid_argument("ltu_fast._C_cuda: unknown update rule code " + std::to_string(a.rule));
   DeviceGuard guard(a.device);
   solve_kernel<<<1, kSolveThreads, 0, reinterpret_cast<cudaStream_t>(a.stream)>>>(a);
   check(cudaGetLastError(), "solve_kernel launch");

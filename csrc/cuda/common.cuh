@@ -5,10 +5,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+
+#include "ltu_fast/codes.h"
 
 namespace ltu_fast {
 namespace cuda {
@@ -16,13 +19,14 @@ namespace cuda {
 constexpr int kThreads = 512;        // threads per block of the per-chunk kernels
 constexpr int kReduceThreads = 256;  // threads per block of the per-segment reduction
 
-// Row dtype codes passed from Python (ltu_fast/backends/cuda.py:_DTYPE_CODES).
-enum DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
-
-// One row of the int64 [C, 4] chunk table built by the Python wrapper (once per plan).
+// One row of the int64 [C, kChunkColumns] chunk table built by the Python wrapper (once per plan).
 struct ChunkMeta {
   int64_t start, len, segment, group;
 };
+static_assert(sizeof(ChunkMeta) == kChunkColumns * sizeof(int64_t) && offsetof(ChunkMeta, start) == 8 * kChunkStart &&
+                  offsetof(ChunkMeta, len) == 8 * kChunkLength && offsetof(ChunkMeta, segment) == 8 * kChunkSegment &&
+                  offsetof(ChunkMeta, group) == 8 * kChunkGroup,
+              "ChunkMeta must be one row of the chunk table (ltu_fast/codes.h)");
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }

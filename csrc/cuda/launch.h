@@ -9,7 +9,7 @@ namespace cuda {
 
 struct RowsArgs {                 // the K gradient rows and the plan's chunk table
   uintptr_t rows = 0;             // [K, row_stride] of row_dtype
-  int row_dtype = 0;              // DType code
+  int row_dtype = 0;              // DType code (ltu_fast/codes.h)
   int k = 0;                      // 1..4
   int64_t row_stride = 0;         // elements between rows (plan.total)
   uintptr_t chunks = 0;           // int64 [num_chunks, 4]: start, len, segment, group
@@ -32,22 +32,12 @@ struct CombineArgs : RowsArgs {
   uintptr_t out = 0;              // [row_stride] of row_dtype
 };
 
-struct SgdArgs : RowsArgs {
+struct ApplyArgs : RowsArgs {     // the fused update of one rule (ltu_fast/rules.h)
+  int rule = 0;                   // LTU_FAST_RULES code
   uintptr_t beta = 0;             // float [L, K]
   uintptr_t param = 0;            // float [row_stride]
-  uintptr_t momentum = 0;         // float [row_stride] or 0 when empty
-  uintptr_t hyper = 0;            // float [G, 6]
-  uintptr_t ready = 0;            // float [G]
-  uintptr_t found_inf = 0;        // float [1]
-};
-
-struct AdamWArgs : RowsArgs {
-  uintptr_t beta = 0;             // float [L, K]
-  uintptr_t param = 0;            // float [row_stride]
-  uintptr_t exp_avg = 0;          // float [row_stride]
-  uintptr_t exp_avg_sq = 0;       // float [row_stride]
-  uintptr_t max_exp_avg_sq = 0;   // float [row_stride] or 0 when no row has amsgrad
-  uintptr_t hyper = 0;            // float [T, 10]: adamw_math.h columns, one row per tensor
+  uintptr_t buffers[3] = {};      // float [row_stride] each, or 0 when absent (kMaxBuffers)
+  uintptr_t table = 0;            // float [T, R]: the rule's rows, one per tensor (chunk group column)
   uintptr_t found_inf = 0;        // float [1]
 };
 
@@ -65,9 +55,8 @@ struct AxpyArgs {
 
 void gram(const GramArgs& a);
 void combine(const CombineArgs& a);
-void sgd_apply(const SgdArgs& a);
+void apply(const ApplyArgs& a);
 void axpy(const AxpyArgs& a);
-void adamw_apply(const AdamWArgs& a);
 // CUDA versions as 1000 * major + 10 * minor (cudaDriverGetVersion, cudaRuntimeGetVersion); driver 0: none.
 void versions(int* driver, int* runtime);
 

@@ -19,19 +19,20 @@ struct SolveArgs {                // device addresses; 0 = absent (every one but
   uintptr_t found_inf_in = 0;     // float [1]
   uintptr_t beta = 0;             // float [L, k]
   uintptr_t flag = 0;             // float [1]
-  uintptr_t hyper = 0;            // float [G, 6]
-  int64_t num_groups = 0;
-  uintptr_t ready = 0;            // float [G] (or [T] with tensors), updated in place
-  uintptr_t ready_before = 0;     // float [G] (or [T])
   uintptr_t skipped = 0;          // int64 [1]
-  uintptr_t tensors = 0;          // int64 [T, 4] SegmentPlan.table: per-tensor bookkeeping (skip_untouched)
+  int rule = -1;                  // the update rule whose per-tensor rows follow (ltu_fast/rules.h); -1: none
+  uintptr_t tensors = 0;          // int64 [T, 4] SegmentPlan.table
   int64_t num_tensors = 0;
-  uintptr_t tensor_hyper = 0;     // float [T, 6] with tensors: each tensor's row for the apply pass
+  uintptr_t group_f32 = 0;        // the rule's group table [G, C], float32 or float64 (the other is 0)
+  uintptr_t group_f64 = 0;
+  uintptr_t state = 0;            // float [T, S], advanced in place
+  uintptr_t touched = 0;          // float [T] (0: every tensor)
+  uintptr_t rows = 0;             // float [T, R] output
   int device = 0;
   uintptr_t stream = 0;
 };
 
-// One single-block launch: every segment's coefficients, the skip flag and the bookkeeping.
+// One single-block launch: every segment's coefficients, the skip flag and the rule's per-tensor rows.
 void solve(const SolveArgs& a);
 
 }  // namespace cuda

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .aligned_mtl import AlignedMTL
 from .base import (
-    MAX_SOLVER_K,
+    MAX_SOLVE_K,
     SOLVER_MGDA,
     SOLVER_PCGRAD,
     SOLVER_PROJECT,
@@ -35,7 +35,7 @@ from .stateful import StatefulAggregator
 from .sum import Sum
 from .upgrad import UPGrad
 
-__all__ = ["AGGREGATORS", "IMTLG", "MAX_SOLVER_K", "MGDA", "SOLVER_MGDA", "SOLVER_PCGRAD", "SOLVER_PROJECT",
+__all__ = ["AGGREGATORS", "IMTLG", "MAX_SOLVE_K", "MGDA", "SOLVER_MGDA", "SOLVER_PCGRAD", "SOLVER_PROJECT",
            "SOLVER_SUM", "Aggregator", "AlignedMTL", "CAGrad", "ConFIG", "DualProj", "FairGrad", "GradVac", "NashMTL",
            "PCGrad", "Project", "SolverSpec", "StatefulAggregator", "Sum", "UPGrad", "as_weights", "make_aggregator",
            "pcgrad_visit_orders", "safe_ratio"]

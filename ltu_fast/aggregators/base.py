@@ -18,12 +18,12 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["MAX_SOLVER_K", "SOLVER_MGDA", "SOLVER_PCGRAD", "SOLVER_PROJECT", "SOLVER_SUM", "Aggregator",
+__all__ = ["MAX_SOLVE_K", "SOLVER_MGDA", "SOLVER_PCGRAD", "SOLVER_PROJECT", "SOLVER_SUM", "Aggregator",
            "SolverSpec", "as_preference", "as_weights", "check_iterations", "check_preference", "preference", "safe_ratio", "trace_normalized"]
 
 # Aggregator kinds of the compiled solvers (csrc/include/ltu_fast/solve_math.h, kernels/solve.py).
 SOLVER_SUM, SOLVER_PCGRAD, SOLVER_PROJECT, SOLVER_MGDA = range(4)
-MAX_SOLVER_K = 8  # the compiled solvers handle K <= 8; beyond, every backend runs the torch aggregators
+MAX_SOLVE_K = 8  # the compiled solvers handle K <= 8; beyond, every backend runs the torch aggregators
 
 
 class SolverSpec(NamedTuple):

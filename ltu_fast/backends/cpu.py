@@ -9,11 +9,14 @@ results are bitwise identical for any thread count. Threads follow ``torch.get_n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..aggregators import SolverSpec
 from ..plan import SegmentPlan
-from .base import ADAMW_COLUMNS, HYPER_COLUMNS, combine_out
+from ..rules import UpdateRule
+from .base import DTYPE_CODES, buffer_addresses, combine_out
 
 name = "cpu"
 
@@ -28,8 +31,6 @@ except ImportError as error:  # not built: `python setup.py build_ext --inplace`
 else:
     _IMPORT_ERROR = None
 
-_ROW_DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
-
 
 def availability() -> str | None:
     if _C is None:
@@ -38,7 +39,7 @@ def availability() -> str | None:
 
 
 def supports(device: torch.device, row_dtype: torch.dtype, param_dtype: torch.dtype | None) -> bool:
-    return (torch.device(device).type == "cpu" and row_dtype in _ROW_DTYPES
+    return (torch.device(device).type == "cpu" and row_dtype in DTYPE_CODES
             and param_dtype in (None, torch.float32))
 
 
@@ -63,7 +64,7 @@ def _check(arg: str, t: torch.Tensor, shape: tuple[int, ...], dtypes: tuple[torc
 
 def _check_rows(rows: torch.Tensor, plan: SegmentPlan) -> None:
     _check_cpu("rows", rows)
-    if rows.dtype not in _ROW_DTYPES:
+    if rows.dtype not in DTYPE_CODES:
         raise TypeError(f"rows: expected dtype float32, bfloat16 or float16, got {rows.dtype}")
     if rows.dim() != 2 or rows.shape[0] < 1 or rows.shape[1] != plan.total:
         raise ValueError(f"rows: expected shape [K >= 1, {plan.total}], got {tuple(rows.shape)}")
@@ -85,7 +86,7 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     tables = plan.chunk_table(CHUNK_ELEMENTS)
     partials = torch.empty(tables.num_chunks * (k * (k + 1) // 2), dtype=torch.float64)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32)
-    _C.gram(rows.data_ptr(), _ROW_DTYPES[rows.dtype], k, rows.shape[1], tables.chunks.data_ptr(), tables.num_chunks,
+    _C.gram(rows.data_ptr(), DTYPE_CODES[rows.dtype], k, rows.shape[1], tables.chunks.data_ptr(), tables.num_chunks,
             tables.seg_ptr.data_ptr(), tables.seg_chunks.data_ptr(), plan.num_segments,
             partials.data_ptr(), stats.data_ptr(), torch.get_num_threads())
     return stats
@@ -97,36 +98,30 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, out: torc
     _check_beta(beta, rows, plan)
     tables = plan.chunk_table(CHUNK_ELEMENTS)
     out = combine_out(rows, plan, out)
-    _C.combine(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
+    _C.combine(rows.data_ptr(), DTYPE_CODES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
                tables.num_chunks, beta.data_ptr(), out.data_ptr(), torch.get_num_threads())
     return out
 
 
-def sgd_apply(
-    rows: torch.Tensor,
-    beta: torch.Tensor,
-    plan: SegmentPlan,
-    param: torch.Tensor,
-    momentum: torch.Tensor,
-    hyper: torch.Tensor,
-    ready: torch.Tensor,
-    found_inf: torch.Tensor,
-) -> None:
+def apply(rule: UpdateRule, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, param: torch.Tensor,
+          buffers: Sequence[torch.Tensor], table: torch.Tensor, found_inf: torch.Tensor) -> None:
     _available()
     _check_rows(rows, plan)
     _check_beta(beta, rows, plan)
     _check("param", param, (plan.total,), (torch.float32,))
-    if momentum.numel():
-        _check("momentum", momentum, (plan.total,), (torch.float32,))
-    else:
-        _check_cpu("momentum", momentum)
-    _check("hyper", hyper, (plan.num_groups, len(HYPER_COLUMNS)), (torch.float32,))
-    _check("ready", ready, (plan.num_groups,), (torch.float32,))
+    if len(buffers) != len(rule.buffers):
+        raise ValueError(f"buffers: {rule.name} keeps {rule.buffers}, got {len(buffers)} buffers")
+    for name, t in zip(rule.buffers, buffers):
+        if t.numel() or name not in rule.optional_buffers:
+            _check(name, t, (plan.total,), (torch.float32,))
+        else:
+            _check_cpu(name, t)
+    _check("table", table, (plan.num_groups, len(rule.row_columns)), (torch.float32,))
     _check("found_inf", found_inf, (1,), (torch.float32,))
     tables = plan.chunk_table(CHUNK_ELEMENTS)
-    _C.sgd_apply(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
-                 tables.num_chunks, beta.data_ptr(), param.data_ptr(), momentum.data_ptr() if momentum.numel() else 0,
-                 hyper.data_ptr(), ready.data_ptr(), found_inf.data_ptr(), torch.get_num_threads())
+    _C.apply(rule.code, rows.data_ptr(), DTYPE_CODES[rows.dtype], rows.shape[0], rows.shape[1],
+             tables.chunks.data_ptr(), tables.num_chunks, beta.data_ptr(), param.data_ptr(), *buffer_addresses(buffers),
+             table.data_ptr(), found_inf.data_ptr(), torch.get_num_threads())
 
 
 def _address(arg: str, t: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -138,54 +133,40 @@ def _address(arg: str, t: torch.Tensor | None, shape: tuple[int, ...], dtype: to
 
 
 def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, weights: torch.Tensor | None,
-          grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None, hyper: torch.Tensor | None,
-          ready: torch.Tensor | None, ready_before: torch.Tensor | None,
-          skipped: torch.Tensor | None, tensors: torch.Tensor | None = None,
-          tensor_hyper: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+          grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None, skipped: torch.Tensor | None,
+          rule: UpdateRule | None = None, tensors: torch.Tensor | None = None, group_hyper: torch.Tensor | None = None,
+          tensor_state: torch.Tensor | None = None, touched: torch.Tensor | None = None,
+          tensor_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     _available()
     _check_cpu("gram", gram)
     num_segments, k = gram.shape[0], gram.shape[-1]
     _check("gram", gram, (num_segments, k, k), (torch.float32,))
-    num_groups = num_ready = 0 if ready is None else ready.shape[0]
-    per_tensor = {}
-    if tensors is not None:  # ready is per tensor; the group table keeps its own rows
-        num_groups = hyper.shape[0]
-        per_tensor = {"tensors": _address("tensors", tensors, (num_ready, 4), torch.int64), "num_tensors": num_ready,
-                      "tensor_hyper": _address("tensor_hyper", tensor_hyper, (num_ready, len(HYPER_COLUMNS)),
-                                               torch.float32)}
+    epilogue = {"rule": -1, "tensors": 0, "num_tensors": 0, "group_f32": 0, "group_f64": 0, "state": 0,
+                "touched": 0, "rows": 0}
+    if rule is not None:
+        t = tensors.shape[0]
+        groups = group_hyper.shape[0] if group_hyper.dim() == 2 else -1
+        _check("group_hyper", group_hyper, (groups, len(rule.group_columns)), (torch.float32, torch.float64))
+        f64 = group_hyper.dtype == torch.float64
+        epilogue = {"rule": rule.code, "tensors": _address("tensors", tensors, (t, 4), torch.int64), "num_tensors": t,
+                    "group_f32": 0 if f64 else group_hyper.data_ptr(), "group_f64": group_hyper.data_ptr() if f64 else 0,
+                    "state": _address("tensor_state", tensor_state, (t, len(rule.tensor_state)), torch.float32),
+                    "touched": _address("touched", touched, (t,), torch.float32),
+                    "rows": _address("tensor_rows", tensor_rows, (t, len(rule.row_columns)), torch.float32)}
     beta = torch.empty(num_segments, k, dtype=torch.float32)
     flag = torch.empty(1, dtype=torch.float32)
     _C.solve(gram.data_ptr(), num_segments, k, spec.kind, spec.protect, spec.iterations, spec.random_order,
              spec.seed, _address("counter", counter, (1,), torch.int64), _address("weights", weights, (k,), torch.float32),
              _address("grad_scale", grad_scale, (1,), torch.float32),
              _address("found_inf", found_inf, (1,), torch.float32), beta.data_ptr(), flag.data_ptr(),
-             _address("hyper", hyper, (num_groups, len(HYPER_COLUMNS)), torch.float32) if ready is not None else 0,
-             num_groups, _address("ready", ready, (num_ready,), torch.float32),
-             _address("ready_before", ready_before, (num_ready,), torch.float32) if ready is not None else 0,
-             _address("skipped", skipped, (1,), torch.int64), **per_tensor)
+             _address("skipped", skipped, (1,), torch.int64), **epilogue)
     return beta, flag
-
-def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
-    _available()
-    _check_rows(rows, plan)
-    _check_beta(beta, rows, plan)
-    for arg, t in (("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
-        _check(arg, t, (plan.total,), (torch.float32,))
-    if max_exp_avg_sq.numel():
-        _check("max_exp_avg_sq", max_exp_avg_sq, (plan.total,), (torch.float32,))
-    _check("hyper", hyper, (plan.num_groups, len(ADAMW_COLUMNS)), (torch.float32,))
-    _check("found_inf", found_inf, (1,), (torch.float32,))
-    tables = plan.chunk_table(CHUNK_ELEMENTS)
-    _C.adamw_apply(rows.data_ptr(), _ROW_DTYPES[rows.dtype], rows.shape[0], rows.shape[1], tables.chunks.data_ptr(),
-                   tables.num_chunks, beta.data_ptr(), param.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(),
-                   max_exp_avg_sq.data_ptr() if max_exp_avg_sq.numel() else 0, hyper.data_ptr(),
-                   found_inf.data_ptr(), torch.get_num_threads())
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
     _available()
     _check("acc", acc, tuple(acc.shape), (torch.float32,))
-    _check("x", x, tuple(acc.shape), tuple(_ROW_DTYPES))
+    _check("x", x, tuple(acc.shape), tuple(DTYPE_CODES))
     alpha_address, alpha_value = 0, 0.0
     if isinstance(alpha, torch.Tensor):
         if alpha.numel() != 1 or alpha.device.type != "cpu":
@@ -196,5 +177,5 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> Non
         alpha_value = float(alpha)
     else:
         raise TypeError(f"alpha: expected a float or a 0-dim tensor, got {type(alpha).__name__}")
-    _C.axpy(acc.data_ptr(), x.data_ptr(), _ROW_DTYPES[x.dtype], acc.numel(), alpha_address, alpha_value,
+    _C.axpy(acc.data_ptr(), x.data_ptr(), DTYPE_CODES[x.dtype], acc.numel(), alpha_address, alpha_value,
             torch.get_num_threads())

@@ -7,19 +7,19 @@ Each tensor of a plan is cut into chunks of at most ``CHUNK`` elements
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 
 from ..plan import SegmentPlan
+from ..rules import UpdateRule
 from . import reference
-from .base import combine_out, solve_buffers
+from .base import DTYPE_CODES, buffer_addresses, combine_out, solve_buffers
 from .layout import check_axpy, kernel_plan, vector_pack
 
 name = "cuda"
 CHUNK = 1 << 15  # elements per block: 16 iterations of 512 threads x 4 fp32
-MAX_K = 4  # the kernels are instantiated for K = 1..4; larger K runs the reference on the device
-
-_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+MAX_CHUNK_K = 4  # the chunk kernels are instantiated for K = 1..4; larger K runs the reference on the device
 
 try:
     from .. import _C_cuda
@@ -64,13 +64,13 @@ def version_problem(driver: int, runtime: int) -> str | None:
 
 
 def supports(device: torch.device, row_dtype: torch.dtype, param_dtype: torch.dtype | None) -> bool:
-    return (device.type == "cuda" and row_dtype in _DTYPE_CODES
+    return (device.type == "cuda" and row_dtype in DTYPE_CODES
             and (param_dtype is None or param_dtype == torch.float32))
 
 
 def _common(rows: torch.Tensor, plan: SegmentPlan) -> dict:
     table = plan.chunk_table(CHUNK)
-    return {"rows": rows.data_ptr(), "row_dtype": _DTYPE_CODES[rows.dtype], "k": rows.shape[0],
+    return {"rows": rows.data_ptr(), "row_dtype": DTYPE_CODES[rows.dtype], "k": rows.shape[0],
             "row_stride": rows.stride(0), "chunks": table.chunks.data_ptr(), "num_chunks": table.num_chunks,
             "device": rows.device.index if rows.device.index is not None else torch.cuda.current_device(),
             "stream": torch.cuda.current_stream(rows.device).cuda_stream}
@@ -80,7 +80,7 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
     k = rows.shape[0]
     plan = kernel_plan(rows, plan)
     table = plan.chunk_table(CHUNK)
-    if k > MAX_K or table.num_chunks == 0:  # no chunks: a rank that owns no shard (a 0-block grid is an error)
+    if k > MAX_CHUNK_K or table.num_chunks == 0:  # no chunks: a rank that owns no shard (a 0-block grid is an error)
         return reference.gram(rows, plan)
     partial = torch.empty(table.num_chunks, k * (k + 1) // 2, dtype=torch.float32, device=rows.device)
     stats = torch.empty(plan.num_segments, k, k, dtype=torch.float32, device=rows.device)
@@ -92,7 +92,7 @@ def gram(rows: torch.Tensor, plan: SegmentPlan) -> torch.Tensor:
 
 def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, out: torch.Tensor | None = None) -> torch.Tensor:
     plan = kernel_plan(rows, plan)
-    if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
+    if rows.shape[0] > MAX_CHUNK_K or plan.chunk_table(CHUNK).num_chunks == 0:
         return reference.combine(rows, beta, plan, out)
     beta = beta.to(torch.float32).contiguous()
     out = combine_out(rows, plan, out)
@@ -101,64 +101,51 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, out: torc
     return out
 
 
-def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
+def apply(rule: UpdateRule, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, param: torch.Tensor,
+          buffers: Sequence[torch.Tensor], table: torch.Tensor, found_inf: torch.Tensor) -> None:
     plan = kernel_plan(rows, plan)
-    if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
-        return reference.sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf)
+    if rows.shape[0] > MAX_CHUNK_K or plan.chunk_table(CHUNK).num_chunks == 0:
+        return reference.apply(rule, rows, beta, plan, param, buffers, table, found_inf)
     beta = beta.to(torch.float32).contiguous()
-    hyper = hyper.to(torch.float32).contiguous()
-    ready = ready.to(torch.float32)
+    table = table.to(torch.float32).contiguous()
     found_inf = found_inf.to(torch.float32)
-    _C_cuda.sgd_apply(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, param, momentum) > 1,
-                      beta=beta.data_ptr(), param=param.data_ptr(),
-                      momentum=momentum.data_ptr() if momentum.numel() else 0, hyper=hyper.data_ptr(),
-                      ready=ready.data_ptr(), found_inf=found_inf.data_ptr())
+    _C_cuda.apply(rule=rule.code, **_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, param, *buffers) > 1,
+                  beta=beta.data_ptr(), param=param.data_ptr(),
+                  **dict(zip(("buffer0", "buffer1", "buffer2"), buffer_addresses(buffers))), table=table.data_ptr(),
+                  found_inf=found_inf.data_ptr())
 
 
 def _address(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped, tensors=None,
-          tensor_hyper=None):
-    """One single-block kernel: coefficients, skip flag and bookkeeping (see base.py)."""
+def solve(gram, spec, counter, weights, grad_scale, found_inf, skipped, rule=None, tensors=None, group_hyper=None,
+          tensor_state=None, touched=None, tensor_rows=None):
+    """One single-block kernel: coefficients, skip flag and the rule's per-tensor rows (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
-    gram, beta, flag, hyper = solve_buffers(gram, hyper if ready is not None else None)
-    with_ready = ready is not None
+    gram, beta, flag = solve_buffers(gram)
+    f64 = group_hyper is not None and group_hyper.dtype == torch.float64
     _C_cuda.solve(gram=gram.data_ptr(), num_segments=num_segments, k=k, kind=spec.kind, protect=spec.protect,
                   iterations=spec.iterations, random_order=spec.random_order, seed=spec.seed,
                   counter=_address(counter), weights=_address(weights), grad_scale=_address(grad_scale),
-                  found_inf=_address(found_inf), beta=beta.data_ptr(), flag=flag.data_ptr(),
-                  hyper=hyper.data_ptr() if with_ready else 0, num_groups=ready.shape[0] if with_ready else 0,
-                  ready=_address(ready), ready_before=_address(ready_before), skipped=_address(skipped),
+                  found_inf=_address(found_inf), beta=beta.data_ptr(), flag=flag.data_ptr(), skipped=_address(skipped),
+                  rule=-1 if rule is None else rule.code, tensors=_address(tensors),
+                  num_tensors=0 if tensors is None else tensors.shape[0],
+                  group_f32=0 if f64 else _address(group_hyper), group_f64=_address(group_hyper) if f64 else 0,
+                  state=_address(tensor_state), touched=_address(touched), rows=_address(tensor_rows),
                   device=gram.device.index if gram.device.index is not None else torch.cuda.current_device(),
-                  stream=torch.cuda.current_stream(gram.device).cuda_stream, tensors=_address(tensors),
-                  num_tensors=0 if tensors is None else tensors.shape[0], tensor_hyper=_address(tensor_hyper))
+                  stream=torch.cuda.current_stream(gram.device).cuda_stream)
     return beta, flag
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
     check_axpy(acc, x, alpha)
-    if acc.dtype not in _DTYPE_CODES or x.dtype not in _DTYPE_CODES:
+    if acc.dtype not in DTYPE_CODES or x.dtype not in DTYPE_CODES:
         return reference.axpy(acc, x, alpha)
     on_device = isinstance(alpha, torch.Tensor)
     alpha_t = alpha.to(device=acc.device, dtype=torch.float32).reshape(1) if on_device else None
-    _C_cuda.axpy(acc=acc.data_ptr(), acc_dtype=_DTYPE_CODES[acc.dtype], x=x.data_ptr(),
-                 x_dtype=_DTYPE_CODES[x.dtype], n=acc.numel(), alpha_ptr=alpha_t.data_ptr() if on_device else 0,
+    _C_cuda.axpy(acc=acc.data_ptr(), acc_dtype=DTYPE_CODES[acc.dtype], x=x.data_ptr(),
+                 x_dtype=DTYPE_CODES[x.dtype], n=acc.numel(), alpha_ptr=alpha_t.data_ptr() if on_device else 0,
                  alpha=0.0 if on_device else float(alpha),
                  device=acc.device.index if acc.device.index is not None else torch.cuda.current_device(),
                  stream=torch.cuda.current_stream(acc.device).cuda_stream)
-
-
-def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
-    plan = kernel_plan(rows, plan)
-    if rows.shape[0] > MAX_K or plan.chunk_table(CHUNK).num_chunks == 0:
-        return reference.adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf)
-    beta = beta.to(torch.float32).contiguous()
-    hyper = hyper.to(torch.float32).contiguous()
-    found_inf = found_inf.to(torch.float32)
-    buffers = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
-    _C_cuda.adamw_apply(**_common(rows, plan), vec=vector_pack(plan, CHUNK, rows, *buffers) > 1, beta=beta.data_ptr(),
-                        param=param.data_ptr(), exp_avg=exp_avg.data_ptr(), exp_avg_sq=exp_avg_sq.data_ptr(),
-                        max_exp_avg_sq=max_exp_avg_sq.data_ptr() if max_exp_avg_sq.numel() else 0,
-                        hyper=hyper.data_ptr(), found_inf=found_inf.data_ptr())

@@ -6,28 +6,13 @@ slow on models with many tensors; it never synchronises with the device.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..plan import SegmentPlan
-from .base import (
-    ADAMW_ACTIVE,
-    ADAMW_AMSGRAD,
-    ADAMW_BC2_SQRT,
-    ADAMW_BETA2,
-    ADAMW_DECAY,
-    ADAMW_EPS,
-    ADAMW_MAXIMIZE,
-    ADAMW_ONE_MINUS_BETA2,
-    ADAMW_STEP_SIZE,
-    ADAMW_W1,
-    HYPER_DAMPENING,
-    HYPER_LR,
-    HYPER_MAXIMIZE,
-    HYPER_MOMENTUM,
-    HYPER_NESTEROV,
-    HYPER_WEIGHT_DECAY,
-    combine_out,
-)
+from ..rules import UpdateRule
+from .base import combine_out
 
 name = "reference"
 
@@ -70,57 +55,20 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, out: torc
     return out
 
 
-def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
-    acc = _accumulate_dtype(param.dtype)
-    keep = found_inf.reshape(()) != 0
-    for o, n, seg, grp in _tensor_slices(plan):
-        h = hyper[grp].to(acc)
-        lr, wd, mom, damp = h[HYPER_LR], h[HYPER_WEIGHT_DECAY], h[HYPER_MOMENTUM], h[HYPER_DAMPENING]
-        r = ready[grp].to(acc)
-        p = param[o:o + n]
-        g = _combined(rows, beta, o, n, seg)
-        g = torch.where(h[HYPER_MAXIMIZE] != 0, -g, g)
-        g = g + wd * p.to(acc)
-        if momentum.numel() == 0:  # no group uses momentum: the caller passes an empty buffer
-            p.copy_(torch.where(keep, p, (p.to(acc) - lr * g).to(p.dtype)))
-            continue
-        buf = momentum[o:o + n]
-        new_buf = torch.where(r != 0, mom, 0.0) * buf.to(acc) + torch.where(r != 0, 1 - damp, 1.0) * g
-        stepped = torch.where(h[HYPER_NESTEROV] != 0, g + mom * new_buf, new_buf)
-        has_momentum = mom != 0
-        g = torch.where(has_momentum, stepped, g)
-        buf.copy_(torch.where(keep | ~has_momentum, buf, new_buf.to(buf.dtype)))
-        p.copy_(torch.where(keep, p, (p.to(acc) - lr * g).to(p.dtype)))
-
-
-def _lerp(start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """torch's lerp formula (two forms, picked by the weight's size, for accuracy at both ends)."""
-    return torch.where(weight.abs() < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
-
-
-def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
+def apply(rule: UpdateRule, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, param: torch.Tensor,
+          buffers: Sequence[torch.Tensor], table: torch.Tensor, found_inf: torch.Tensor) -> None:
     acc = _accumulate_dtype(param.dtype)
     keep = found_inf.reshape(()) != 0
     for o, n, seg, row in _tensor_slices(plan):
-        h = hyper[row].to(acc)
-        write = ~keep & (h[ADAMW_ACTIVE] != 0)
-        p, m, v = param[o:o + n], exp_avg[o:o + n], exp_avg_sq[o:o + n]
+        h = dict(zip(rule.row_columns, table[row].to(acc).unbind()))
+        write = ~keep & (h["active"] != 0)
+        stored = [param[o:o + n]] + [b[o:o + n] if b.numel() else None for b in buffers]
         g = _combined(rows, beta, o, n, seg)
-        g = torch.where(h[ADAMW_MAXIMIZE] != 0, -g, g)
-        new_p = p.to(acc) * h[ADAMW_DECAY]
-        new_m = _lerp(m.to(acc), g, h[ADAMW_W1])
-        new_v = v.to(acc) * h[ADAMW_BETA2] + h[ADAMW_ONE_MINUS_BETA2] * g * g
-        second = new_v
-        if max_exp_avg_sq.numel():  # some row has amsgrad: the caller passes the buffer
-            vmax = max_exp_avg_sq[o:o + n]
-            amsgrad = h[ADAMW_AMSGRAD] != 0
-            new_vmax = torch.maximum(vmax.to(acc), new_v)
-            second = torch.where(amsgrad, new_vmax, new_v)
-            vmax.copy_(torch.where(write & amsgrad, new_vmax.to(vmax.dtype), vmax))
-        denom = second.sqrt() / h[ADAMW_BC2_SQRT] + h[ADAMW_EPS]
-        new_p = new_p + (-h[ADAMW_STEP_SIZE] * new_m) / denom
-        for buf, new in ((p, new_p), (m, new_m), (v, new_v)):
-            buf.copy_(torch.where(write, new.to(buf.dtype), buf))
+        new_p, new_buffers = rule.element(g, stored[0].to(acc), [None if b is None else b.to(acc) for b in stored[1:]],
+                                          h)
+        for old, new in zip(stored, [new_p, *new_buffers]):
+            if old is not None:
+                old.copy_(torch.where(write, new.to(old.dtype), old))
 
 
 def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:

@@ -13,14 +13,16 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import torch
 
 from ..plan import SegmentPlan
+from ..rules import UpdateRule
 from . import reference
-from .base import combine_out, solve_buffers
+from .base import MAX_BUFFERS, combine_out, solve_buffers
 from .layout import check_axpy, kernel_plan, vector_pack
 
 name = "triton"
@@ -60,8 +62,15 @@ def _kernels() -> SimpleNamespace:
     _load_kernels()
     from ltu_fast.kernels import apply, axpy, gram, solve
     return SimpleNamespace(gram_partial=gram.gram_partial_kernel, gram_reduce=gram.gram_reduce_kernel,
-                           combine=apply.combine_kernel, sgd_apply=apply.sgd_apply_kernel, axpy=axpy.axpy_kernel,
+                           combine=apply.combine_kernel, apply=apply.apply_kernel, axpy=axpy.axpy_kernel,
                            solve=solve.solve_kernel)
+
+
+@functools.cache
+def _rule_kernels(name: str) -> ModuleType:
+    """A rule's Triton math, ``kernels/rules/<name>.py`` (imported on first use, as :func:`_kernels`)."""
+    _load_kernels()
+    return importlib.import_module(f"ltu_fast.kernels.rules.{name}")
 
 
 def _interpreting() -> bool:
@@ -121,44 +130,50 @@ def combine(rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, out: torc
     return out
 
 
-def sgd_apply(rows, beta, plan, param, momentum, hyper, ready, found_inf) -> None:
+def apply(rule: UpdateRule, rows: torch.Tensor, beta: torch.Tensor, plan: SegmentPlan, param: torch.Tensor,
+          buffers: Sequence[torch.Tensor], table: torch.Tensor, found_inf: torch.Tensor) -> None:
     k = rows.shape[0]
     plan = kernel_plan(rows, plan)
-    table = plan.chunk_table(CHUNK)
-    if table.num_chunks == 0:
+    table_chunks = plan.chunk_table(CHUNK)
+    if table_chunks.num_chunks == 0:
         return
-    has_momentum = momentum.numel() > 0
+    present = [i < len(buffers) and buffers[i].numel() > 0 for i in range(MAX_BUFFERS)]
+    pointers = [buffers[i] if there else param for i, there in enumerate(present)]  # an absent one is never read
     with _on_device(rows):
-        _kernels().sgd_apply[(table.num_chunks,)](
-            rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param,
-            momentum if has_momentum else param, hyper.to(torch.float32).contiguous(), ready.to(torch.float32),
-            found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_MOMENTUM=has_momentum, BLOCK=BLOCK,
-            ALIGN=vector_pack(plan, CHUNK, rows, param, momentum))
+        _kernels().apply[(table_chunks.num_chunks,)](
+            rows, rows.stride(0), beta.to(torch.float32).contiguous(), table_chunks.chunks, param, *pointers,
+            table.to(torch.float32).contiguous(), found_inf.to(torch.float32), ELEMENT=_rule_kernels(rule.name).element,
+            R=len(rule.row_columns), HAS=sum(1 << i for i, there in enumerate(present) if there), K=k, KP=_padded(k),
+            BLOCK=BLOCK, ALIGN=vector_pack(plan, CHUNK, rows, param, *buffers))
 
 
-SOLVE_MAX_K = 4  # the solve unrolls K^3 steps: larger K compiles for minutes, so it runs in torch
+MAX_SOLVE_K = 4  # the solve unrolls K^3 steps: larger K compiles for minutes, so it runs in torch
 SOLVE_BLOCK_L = 64  # segments per iteration of the single solve program
-SOLVE_BLOCK_G = 64  # param groups per iteration of its bookkeeping
+SOLVE_BLOCK_T = 64  # tensors per iteration of its update-rule epilogue
 
 
-def solve(gram, spec, counter, weights, grad_scale, found_inf, hyper, ready, ready_before, skipped, tensors=None,
-          tensor_hyper=None):
-    """One single-program launch: coefficients, skip flag and bookkeeping (see base.py)."""
+def solve(gram, spec, counter, weights, grad_scale, found_inf, skipped, rule=None, tensors=None, group_hyper=None,
+          tensor_state=None, touched=None, tensor_rows=None):
+    """One single-program launch: coefficients, skip flag and the rule's per-tensor rows (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
-    gram, beta, flag, hyper = solve_buffers(gram, hyper if ready is not None else None)
-    with_ready = ready is not None
+    gram, beta, flag = solve_buffers(gram)
     random = spec.random_order and counter is not None
+    epilogue = {"PREPARE": None, "C": 0, "S": 0, "R": 0}
+    if rule is not None:
+        epilogue = {"PREPARE": _rule_kernels(rule.name).prepare, "C": len(rule.group_columns),
+                    "S": len(rule.tensor_state), "R": len(rule.row_columns)}
     with _on_device(gram):
         _kernels().solve[(1,)](
             gram, num_segments, spec.protect, spec.iterations, spec.seed, counter if random else gram,
             gram if weights is None else weights, gram if grad_scale is None else grad_scale,
-            gram if found_inf is None else found_inf, beta, flag, hyper if with_ready else gram,
-            ready.shape[0] if with_ready else 0, ready if with_ready else gram, ready_before if with_ready else gram,
-            gram if skipped is None else skipped, gram if tensors is None else tensors,
-            gram if tensors is None else tensor_hyper,
+            gram if found_inf is None else found_inf, beta, flag, gram if skipped is None else skipped,
+            gram if tensors is None else tensors, 0 if tensors is None else tensors.shape[0],
+            gram if group_hyper is None else group_hyper,
+            gram if tensor_state is None or tensor_state.numel() == 0 else tensor_state,
+            gram if touched is None else touched, gram if tensor_rows is None else tensor_rows,
             K=k, KP=_padded(k), KIND=spec.kind, RANDOM=random, HAS_WEIGHTS=weights is not None,
-            HAS_SCALE=grad_scale is not None, HAS_FOUND_INF=found_inf is not None, HAS_READY=with_ready,
-            PER_TENSOR=with_ready and tensors is not None, HAS_SKIPPED=skipped is not None, BLOCK_L=SOLVE_BLOCK_L, BLOCK_G=SOLVE_BLOCK_G)
+            HAS_SCALE=grad_scale is not None, HAS_FOUND_INF=found_inf is not None, HAS_SKIPPED=skipped is not None,
+            HAS_TOUCHED=touched is not None, BLOCK_L=SOLVE_BLOCK_L, BLOCK_T=SOLVE_BLOCK_T, **epilogue)
     return beta, flag
 
 
@@ -172,26 +187,3 @@ def axpy(acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> Non
     with _on_device(acc):
         _kernels().axpy[(-(-n // AXPY_BLOCK),)](acc, x, alpha_t, 0.0 if on_device else float(alpha), n,
                                                 ALPHA_ON_DEVICE=on_device, BLOCK=AXPY_BLOCK)
-
-
-@functools.cache
-def _adamw_kernel():
-    """The fused AdamW kernel (its own module in ``ltu_fast.kernels``), imported on first use."""
-    _load_kernels()
-    from ltu_fast.kernels import adamw
-    return adamw.adamw_apply_kernel
-
-
-def adamw_apply(rows, beta, plan, param, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper, found_inf) -> None:
-    k = rows.shape[0]
-    plan = kernel_plan(rows, plan)
-    table = plan.chunk_table(CHUNK)
-    if table.num_chunks == 0:
-        return
-    has_amsgrad = max_exp_avg_sq.numel() > 0
-    with _on_device(rows):
-        _adamw_kernel()[(table.num_chunks,)](
-            rows, rows.stride(0), beta.to(torch.float32).contiguous(), table.chunks, param, exp_avg, exp_avg_sq,
-            max_exp_avg_sq if has_amsgrad else exp_avg_sq, hyper.to(torch.float32).contiguous(),
-            found_inf.to(torch.float32), K=k, KP=_padded(k), HAS_AMSGRAD=has_amsgrad, BLOCK=BLOCK,
-            ALIGN=vector_pack(plan, CHUNK, rows, param, exp_avg, exp_avg_sq, max_exp_avg_sq))

@@ -26,6 +26,7 @@ from torch import nn
 from torch.distributed.tensor import DTensor, Shard
 from torch.nn.parallel import DistributedDataParallel
 
+from ..functional import touched_tensors
 from ..optim import HarmonizedAdamW, HarmonizedSGD
 from ..plan import SegmentPlan
 from .runtime import check_consistent, require_process_group
@@ -109,6 +110,9 @@ class _Sharded:
         return (name, p) if name is not None else p
 
     _defer_zero_grad = False  # .grad of the shards are DTensor wrappers of the rows: keep them pointed
+    # autograd reaches FSDP's unsharded parameters, not these proxies: untouched is decided from the
+    # all-reduced Gram instead (a tensor all of whose rows are exactly zero), identical on every rank
+    _touched_from_hooks = False
 
     def _build_layout(self) -> None:
         super()._build_layout()
@@ -186,7 +190,12 @@ class _Sharded:
             flat.index_copy_(0, self._replicated_index, packed.div_(self.world_size))
         gram = self._backend.gram(rows, self._stats_plan)
         dist.all_reduce(gram, group=self.group)
+        if self.skip_untouched:  # read by the solve that follows (see _touched_on_device)
+            self._touched.copy_(touched_tensors(gram, plan))
         return gram
+
+    def _touched_on_device(self) -> torch.Tensor | None:
+        return self._touched if self.skip_untouched else None
 
 
 class ShardedHarmonizedSGD(_Sharded, HarmonizedSGD):

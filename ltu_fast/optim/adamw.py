@@ -1,10 +1,10 @@
 """``HarmonizedAdamW``: AdamW on the harmonized combination of K objectives' gradients, fused.
 
-Pass 1 is the shared Gram (:func:`~ltu_fast.functional.harmonized_coefficients`); pass 2 combines
-the K rows and applies the AdamW update in one kernel (decoupled weight decay, bias correction,
-amsgrad, maximize), reading K rows + param + both moments once and writing param + moments once:
-(8K + 24) bytes per fp32 parameter. With one objective and ``aggregator="sum"`` it is
-``torch.optim.AdamW``.
+Pass 1 is the shared Gram (:func:`~ltu_fast.functional.harmonized_coefficients`), whose solve also
+computes each tensor's bias corrections; pass 2 combines the K rows and applies the AdamW update in
+one kernel (decoupled weight decay, bias correction, amsgrad, maximize), reading K rows + param +
+both moments once and writing param + moments once: (8K + 24) bytes per fp32 parameter. With one
+objective and ``aggregator="sum"`` it is ``torch.optim.AdamW``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Any
 import torch
 
 from ..aggregators import Aggregator
-from ..backends import Backend
-from ..functional import ADAMW_GROUP_COLUMNS, StepStats, adamw_step
-from .base import HarmonizedOptimizer, check_hyper
+from ..rules import ADAMW
+from .base import check_betas, check_hyper
+from .fused import FusedOptimizer
 
 __all__ = ["HarmonizedAdamW"]
 
 
-class HarmonizedAdamW(HarmonizedOptimizer):
+class HarmonizedAdamW(FusedOptimizer):
     """AdamW (decoupled weight decay, amsgrad, maximize) on harmonized gradients.
 
     Args:
@@ -30,16 +30,17 @@ class HarmonizedAdamW(HarmonizedOptimizer):
             one device, one dtype).
         lr, betas, eps, weight_decay, amsgrad, maximize: as ``torch.optim.AdamW`` (per param
             group too); ``lr`` and the betas may be one-element tensors (read on the device).
-        objectives, aggregator, granularity, weights, backend, align_bytes: as ``HarmonizedSGD``.
+        objectives, aggregator, granularity, weights, backend, align_bytes, skip_untouched: as
+            ``HarmonizedSGD``.
 
     State: ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq`` with amsgrad) are float32 views of
     flat buffers (float64 for float64 parameters), ``step`` a per-parameter 0-dim device tensor,
     as torch keeps them: ``state_dict()`` loads into ``torch.optim.AdamW`` and back. A tensor no
-    objective touched in a step (all its rows exactly zero) keeps its parameter, moments and step
-    count, as torch skips ``grad is None``; a step with non-finite gradients changes nothing.
+    objective's backward reached keeps its parameter, moments and step count, as torch skips
+    ``grad is None``; a step with non-finite gradients changes nothing.
     """
 
-    hyper_columns = ADAMW_GROUP_COLUMNS
+    rule = ADAMW
     tensor_hyper = ("lr", "betas")
 
     def __init__(
@@ -58,23 +59,18 @@ class HarmonizedAdamW(HarmonizedOptimizer):
         weights: Sequence[float] | torch.Tensor | None = None,
         backend: str = "auto",
         align_bytes: int = 64,
+        skip_untouched: bool = True,
     ):
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad,
                     "maximize": maximize}
         super().__init__(params, defaults, objectives=objectives, aggregator=aggregator, granularity=granularity,
-                         weights=weights, backend=backend, align_bytes=align_bytes)
+                         weights=weights, backend=backend, align_bytes=align_bytes, skip_untouched=skip_untouched)
 
     def _check_group(self, group: dict, where: str) -> None:
         check_hyper("lr", group["lr"], where, tensor_ok=True)
         check_hyper("eps", group["eps"], where)
         check_hyper("weight_decay", group["weight_decay"], where)
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas{where}: expected two numbers, got {betas!r}")
-        for i, b in enumerate(betas):
-            check_hyper(f"betas[{i}]", b, where, tensor_ok=True)
-            if not isinstance(b, torch.Tensor) and not b < 1.0:
-                raise ValueError(f"betas[{i}]{where}: must be in [0, 1), got {b}")
+        check_betas(group["betas"], where)
 
     def _group_values(self, group: dict) -> list[Any]:
         beta1, beta2 = group["betas"]
@@ -86,36 +82,20 @@ class HarmonizedAdamW(HarmonizedOptimizer):
     def _state_dtype(self, param_dtype: torch.dtype) -> torch.dtype:
         return torch.float64 if param_dtype == torch.float64 else torch.float32
 
-    def _state_buffers(self) -> tuple[str, ...]:
-        amsgrad = any(g["amsgrad"] for g in self.param_groups)
-        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
+    def _optional_buffers(self) -> tuple[str, ...]:
+        return ("max_exp_avg_sq",) if any(g["amsgrad"] for g in self.param_groups) else ()
 
     def _layout_changed(self, first: bool) -> None:
-        """One float32 step count per tensor (torch's ``state[p]["step"]``), kept across a re-layout."""
-        old = {} if first else {id(p): s for p, s in zip(self._step_params, self._steps)}
-        steps = torch.zeros(len(self._params), dtype=torch.float32, device=self._flat_params.device)
-        for i, p in enumerate(self._params):
-            if id(p) in old:
-                steps[i] = old[id(p)]
-        self._step_params, self._steps = list(self._params), steps
+        """The per-tensor step counts (``tensor_state``) are torch's ``state[p]["step"]`` (0-dim views)."""
+        super()._layout_changed(first)
         self._point_steps()
 
-    def _device_state(self) -> tuple[torch.Tensor, ...]:
-        return (self._steps,)
-
     def _point_steps(self) -> None:
-        for p, step in zip(self._params, self._steps):
+        for p, step in zip(self._params, self._tensor_state[:, 0]):
             self.state[p]["step"] = step
-
-    def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
-                found_inf: torch.Tensor | None) -> StepStats:
-        b = self._buffers
-        return adamw_step(self._rows, self.plan, self._flat_params, b["exp_avg"], b["exp_avg_sq"],
-                          b.get("max_exp_avg_sq", self._empty_buffer()), hyper, self._steps, self.aggregator,
-                          backend, self.weights, grad_scale, found_inf, self._statistics, check=False)
 
     def _load_extra_state(self, extra: dict[str, Any] | None) -> None:
         for i, p in enumerate(self._params):  # torch's format: a 0-dim step per parameter (absent: 0)
             loaded = self.state[p].get("step")
-            self._steps[i] = 0.0 if loaded is None else torch.as_tensor(loaded, dtype=torch.float32).reshape(())
+            self._tensor_state[i, 0] = 0.0 if loaded is None else torch.as_tensor(loaded, dtype=torch.float32)
         self._point_steps()

@@ -9,11 +9,14 @@ which per-element state buffers it keeps and which fused step it runs. Everythin
   accumulates straight into that row (``with opt.objective(name): loss.backward()``);
 * ``step()`` runs the rule's fused step (Gram -> coefficients -> one update pass, no host sync)
   and keeps its :class:`~ltu_fast.functional.StepStats` for ``conflict_rate()`` and skip counts;
+* which parameters a backward reached (torch's ``grad is None`` rule, :mod:`.touched`) is kept on
+  the host for every front end, so untouched parameters are skipped as torch skips them;
 * ``state_dict()`` / ``load_state_dict()`` carry torch's per-parameter state (views of the flat
   buffers, so torch's own checkpoints load) plus the harmonization state.
 
 The hot path of a step is kept in small methods (:meth:`_absorb_foreign_grads`,
-:meth:`_point_grads`, :meth:`_hyper`, :meth:`step`) so it can be tuned in one place for every rule.
+:meth:`_point_grads`, :meth:`_hyper`, :meth:`_touched_on_device`, :meth:`step`) so it can be tuned
+in one place for every rule.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from ..backends import Backend, resolve_backend
 from ..functional import StepStats, segment_labels, tensor_plan
 from ..ops import through_ops
 from ..plan import SegmentPlan
+from .touched import ReachedFlags
 
-__all__ = ["GRANULARITIES", "HarmonizedOptimizer", "check_hyper"]
+__all__ = ["GRANULARITIES", "HarmonizedOptimizer", "check_betas", "check_hyper"]
 
 GRANULARITIES = ("layer", "module", "global")
 
@@ -46,6 +50,16 @@ def check_hyper(name: str, value: Any, where: str, *, tensor_ok: bool = False) -
         raise TypeError(f"{name}{where}: expected a number, got {type(value).__name__}")
     if not value >= 0.0:  # also rejects NaN
         raise ValueError(f"{name}{where}: must be >= 0, got {value}")
+
+
+def check_betas(betas: Any, where: str) -> None:
+    """Two coefficients in [0, 1), numbers or one-element tensors (Adam's and Lion's ``betas``)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas{where}: expected two numbers, got {betas!r}")
+    for i, b in enumerate(betas):
+        check_hyper(f"betas[{i}]", b, where, tensor_ok=True)
+        if not isinstance(b, torch.Tensor) and not b < 1.0:
+            raise ValueError(f"betas[{i}]{where}: must be in [0, 1), got {b}")
 
 
 def _objective_names(objectives: int | Sequence[str]) -> tuple[str, ...]:
@@ -67,12 +81,16 @@ class HarmonizedOptimizer(Optimizer):
     Subclasses set :attr:`hyper_columns` (group keys uploaded as one ``[G, C]`` device table per
     change), :attr:`tensor_hyper` (keys that may be one-element tensors), and implement
     :meth:`_check_group`, :meth:`_state_buffers` and :meth:`_update`.
+
+    ``skip_untouched`` (default True): a parameter no objective's backward reached since the
+    gradients were last cleared is skipped as torch skips ``grad is None`` (docs/core.md,
+    "Untouched parameters"); False: every parameter steps (an untouched one on a zero gradient).
     """
 
     _step_supports_amp_scaling = True  # GradScaler passes grad_scale / found_inf; we unscale in-kernel
     _statistics = None  # subclasses (sharded training) set a ``(rows, plan) -> gram`` to see all ranks
     _defer_zero_grad = True  # zero_grad leaves rows pending (see there); False: fill them
-    _update_counts_skips = False  # True: the rule's fused step adds its skip flag to ``_skipped`` itself
+    _touched_from_hooks = True  # False: a subclass writes ``_touched`` on the device itself (sharded training)
     hyper_columns: tuple[str, ...] = ()
     tensor_hyper: tuple[str, ...] = ("lr",)
 
@@ -87,8 +105,11 @@ class HarmonizedOptimizer(Optimizer):
         weights: Sequence[float] | torch.Tensor | None = None,
         backend: str = "auto",
         align_bytes: int = 64,
+        skip_untouched: bool = True,
     ):
         self.objectives = _objective_names(objectives)
+        self.skip_untouched = skip_untouched
+        self._reached = ReachedFlags()
         self.aggregator = make_aggregator(aggregator)
         self.aggregator.validate(len(self.objectives))
         self.weights = as_weights(weights, len(self.objectives))
@@ -132,7 +153,7 @@ class HarmonizedOptimizer(Optimizer):
 
     def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
                 found_inf: torch.Tensor | None) -> StepStats:
-        """The fused step on the flat buffers; returns its statistics."""
+        """The fused step on the flat buffers (counting a skipped step in ``_skipped``); returns its statistics."""
         raise NotImplementedError
 
     def _extra_state(self) -> dict[str, Any]:
@@ -227,12 +248,17 @@ class HarmonizedOptimizer(Optimizer):
             self.last_stats: StepStats | None = None
             if self.weights is not None:  # moved once, so step() uploads nothing
                 self.weights = self.weights.to(ref.device)
+        self._touched = torch.zeros(plan.num_tensors, dtype=torch.float32, device=ref.device)  # see _touched_on_device
+        self._untouched = torch.zeros(plan.num_tensors, dtype=torch.float32, device=ref.device)
+        self._touched_key = None  # the host flags _touched holds (None: not uploaded yet)
+        self._reached.relayout(self, params, k, hooks=self.skip_untouched and self._touched_from_hooks)
         self._layout_changed(first=not self._layout_ready)
         self._hyper_dtype = self._table_dtype(ref.dtype)
         self._backend = resolve_backend(self.backend_name, ref.device, ref.dtype, ref.dtype)
         self._hyper_key = None
         self._layout_ready = True
-        self._mark_static_addresses(self._flat_params, self._rows, self._skipped, self.weights,
+        self._mark_static_addresses(self._flat_params, self._rows, self._skipped, self.weights, self._touched,
+                                    self._untouched,
                                     *self.aggregator.device_state(plan.num_segments, k, ref.device),
                                     *self._buffers.values(), *self._device_state())
         self._point_grads()
@@ -301,8 +327,9 @@ class HarmonizedOptimizer(Optimizer):
             p.grad = view
 
     def _grad_replaced(self, i: int, grad: torch.Tensor | None) -> None:
-        """Hook: parameter ``i``'s ``.grad`` was replaced outside the optimizer and is now absorbed
+        """Parameter ``i``'s ``.grad`` was replaced outside the optimizer and is now absorbed
         (None: cleared in every row; a tensor: copied into the active row)."""
+        self._reached.replaced(self._active, i, grad)
 
     def _check_dense(self, i: int, g: torch.Tensor) -> None:
         if g.layout != torch.strided:
@@ -312,6 +339,7 @@ class HarmonizedOptimizer(Optimizer):
     def _write_pending_row(self) -> None:
         """The active pending row := ``.grad`` (what backward wrote; None is zero): one foreach copy
         and one foreach zero, instead of a zero fill plus an accumulation per backward."""
+        self._reached.row_written(self._active, [p.grad for p in self._params])  # None: no backward reached it
         sources, targets, absent = [], [], []
         for i, (p, view) in enumerate(zip(self._params, self._row_views[self._active])):
             g = p.grad
@@ -361,8 +389,12 @@ class HarmonizedOptimizer(Optimizer):
 
     @property
     def grad_rows(self) -> torch.Tensor:
-        """The flat gradient rows ``[K, P]`` (live: writes go straight to the optimizer)."""
+        """The flat gradient rows ``[K, P]`` (live: writes go straight to the optimizer).
+
+        Rows handed out count as holding a gradient of every parameter (code writing there bypasses
+        autograd, as assigning ``.grad`` does in torch): all of them step, untouched or not."""
         self._materialize_rows()
+        self._reached.mark_all()
         return self._rows
 
     def grad_row(self, which: int | str) -> torch.Tensor:
@@ -384,6 +416,8 @@ class HarmonizedOptimizer(Optimizer):
         zero fill plus an accumulating read-modify-write. ``set_to_none=False`` (or a subclass
         with ``_defer_zero_grad = False``) fills the rows with zeros and keeps ``.grad`` views.
         """
+        if set_to_none:  # as torch: zeroing in place keeps every .grad that existed, None stays None
+            self._reached.clear()
         if not (set_to_none and self._defer_zero_grad):
             self._rows.zero_()
             self._pending = [False] * len(self.objectives)
@@ -420,6 +454,25 @@ class HarmonizedOptimizer(Optimizer):
             hyper[g, c] = value.reshape(())
         return hyper
 
+    def _touched_on_device(self) -> torch.Tensor | None:
+        """``[T]`` float32 on the device: some backward reached the tensor (None: every tensor steps).
+
+        All reached (steady training) needs no tensor and none reached a constant one; a mix is
+        uploaded (pinned, without blocking) only when it changed. So a step dispatches nothing for
+        it, and a compiled step traces no host-to-device copy unless the mix changes."""
+        if not self.skip_untouched:
+            return None
+        flags = self._reached.per_tensor()
+        if all(flags):
+            return None
+        if not any(flags):
+            return self._untouched
+        if flags != self._touched_key:
+            host = torch.tensor(flags, dtype=torch.float32, pin_memory=self._touched.device.type == "cuda")
+            self._touched.copy_(host, non_blocking=True)
+            self._touched_key = flags
+        return self._touched
+
     def _step_backend(self) -> Backend:
         """Compiled: the kernels as opaque custom ops (no graph break); eager: direct, less overhead."""
         return through_ops(self._backend) if torch.compiler.is_compiling() else self._backend
@@ -439,10 +492,7 @@ class HarmonizedOptimizer(Optimizer):
                                "objectives let scaler.step() unscale in the fused pass instead")
         backend = self._step_backend()
         hyper = self._hyper()  # first: it may re-lay out the buffers read below
-        stats = self._update(backend, hyper, grad_scale, found_inf)
-        if not self._update_counts_skips:
-            self._skipped += stats.found_inf.to(torch.int64)
-        self.last_stats = stats
+        self.last_stats = self._update(backend, hyper, grad_scale, found_inf)
         return loss
 
     def scaler_step(self, scaler: torch.amp.GradScaler, *args, **kwargs):

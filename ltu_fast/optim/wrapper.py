@@ -7,9 +7,9 @@ for CUDA graphs), each ``param.grad`` becomes a view of it (so ``AdamW(fused=Tru
 paths read one contiguous buffer), and the wrapped optimizer's own ``step()`` runs.
 ``param_groups`` and ``state`` *are* the wrapped optimizer's, so LR schedulers work on either object.
 
-Torch skips a parameter whose ``grad is None``, a host-side fact; the wrapper keeps the same fact
-on the host (which parameters autograd reached since the gradients were last cleared), so the
-step reads nothing back from the device to decide it.
+Torch skips a parameter whose ``grad is None``, a host-side fact; the base keeps the same fact on
+the host for every front end (which parameters autograd reached since the gradients were last
+cleared, :mod:`.touched`), so the step reads nothing back from the device to decide it.
 
     opt = Harmonized(torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True), objectives=("a", "b"))
     with opt.objective("a"):
@@ -21,8 +21,6 @@ step reads nothing back from the device to decide it.
 
 from __future__ import annotations
 
-import functools
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,11 +72,10 @@ class Harmonized(HarmonizedOptimizer):
         if isinstance(optimizer, HarmonizedOptimizer):
             raise TypeError(f"optimizer: {type(optimizer).__name__} already harmonizes; wrap a plain torch optimizer")
         self.optimizer = optimizer
-        self.skip_untouched = skip_untouched
         self._device_skip = bool(getattr(optimizer, "_step_supports_amp_scaling", False))
-        self._hooks: list = []
         super().__init__(optimizer.param_groups, {}, objectives=objectives, aggregator=aggregator,
-                         granularity=granularity, weights=weights, backend=backend, align_bytes=align_bytes)
+                         granularity=granularity, weights=weights, backend=backend, align_bytes=align_bytes,
+                         skip_untouched=skip_untouched)
         # one set of groups and state: a scheduler or add_param_group on either object acts on both
         self.param_groups, self.state, self.defaults = optimizer.param_groups, optimizer.state, optimizer.defaults
 
@@ -94,51 +91,23 @@ class Harmonized(HarmonizedOptimizer):
         self.optimizer.add_param_group(param_group)
         self._build_layout()
 
-    # ---------------------------------------------- which parameters autograd reached (host side)
     def _layout_changed(self, first: bool) -> None:
-        """The combined buffer (zeros: its padding is never written) and, per objective and
-        parameter, whether a gradient reached it since the last clear (kept across a re-layout)."""
+        """The combined buffer (zeros: its padding is never written)."""
         self._combined = torch.zeros(self.plan.total, dtype=self._rows.dtype, device=self._rows.device)
         self._combined_views = self.plan.views(self._combined, self._shapes)
-        old = {} if first else {id(p): [row[i] for row in self._reached] for i, p in enumerate(self._reached_params)}
-        k = len(self.objectives)
-        self._reached = [[old[id(p)][j] if id(p) in old else False for p in self._params] for j in range(k)]
-        self._reached_params = list(self._params)
-        for handle in self._hooks:
-            handle.remove()
-        ref = weakref.ref(self)
-        self._hooks = [p.register_post_accumulate_grad_hook(functools.partial(_mark_reached, ref, i))
-                       for i, p in enumerate(self._params)] if self.skip_untouched else []
 
     def _device_state(self) -> tuple[torch.Tensor, ...]:
         return (self._combined,)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        super().zero_grad(set_to_none)
-        if set_to_none:  # as torch: zeroing in place leaves every .grad that existed, None stays None
-            self._reached = [[False] * len(self._params) for _ in self.objectives]
-
-    def _write_pending_row(self) -> None:
-        # what a pending row holds is exactly what is in .grad now (None: nothing reached it)
-        self._reached[self._active] = [p.grad is not None for p in self._params]
-        super()._write_pending_row()
-
-    def _grad_replaced(self, i: int, grad: torch.Tensor | None) -> None:
-        if grad is None:  # model.zero_grad(): cleared in every row
-            for row in self._reached:
-                row[i] = False
-        else:  # assigned, or left by a backward (the hook saw that too)
-            self._reached[self._active][i] = True
 
     # ------------------------------------------------------------------------------- the step
     def _update(self, backend: Backend, hyper: torch.Tensor, grad_scale: torch.Tensor | None,
                 found_inf: torch.Tensor | None) -> StepStats:
         gram, beta, flag = harmonized_coefficients(self._rows, self.plan, self.aggregator, backend, self.weights,
-                                                   grad_scale, found_inf, self._statistics)
+                                                   grad_scale, found_inf, self._statistics, skipped=self._skipped)
         backend.combine(self._rows, beta, self.plan, out=self._combined)
         if self.skip_untouched:
-            for p, g, *reached in zip(self._params, self._combined_views, *self._reached):
-                p.grad = g if any(reached) else None
+            for p, g, reached in zip(self._params, self._combined_views, self._reached.per_tensor()):
+                p.grad = g if reached else None
         else:
             for p, g in zip(self._params, self._combined_views):
                 p.grad = g
@@ -162,10 +131,3 @@ class Harmonized(HarmonizedOptimizer):
         self.optimizer.load_state_dict(state_dict.get("optimizer", state_dict))
         self._restore_harmonized(extra)
 
-
-def _mark_reached(ref: weakref.ref, index: int, param: torch.Tensor) -> None:
-    """Post-accumulate-grad hook: a backward reached parameter ``index`` (weak: the parameter does
-    not keep its optimizer alive)."""
-    opt = ref()
-    if opt is not None:
-        opt._reached[opt._active][index] = True

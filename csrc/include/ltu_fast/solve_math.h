@@ -15,13 +15,9 @@
 
 #include <cstdint>
 
-#include "ltu_fast/sgd_math.h"
+#include "ltu_fast/codes.h"
 
 namespace ltu_fast {
-
-// ltu_fast.aggregators.SOLVER_* kinds.
-enum AggregatorKind : int { kSum = 0, kPCGrad = 1, kProject = 2, kMGDA = 3 };
-constexpr int kMaxSolveK = 8;  // larger K runs the torch aggregators
 
 struct SolveSpec {
   int kind;
@@ -144,38 +140,6 @@ LTU_HD bool solve_segment(const float* gram, const float* weights, const SolveSp
     ok = ok && is_finite(beta[a]);
   }
   return ok;
-}
-
-// Optimizer bookkeeping once the step's skip flag is known, for the ready bit q whose row reads
-// `momentum`: ready_before[q] = ready[q] (what the apply pass reads); ready[q] = 1 once a step with
-// momentum was taken (torch.optim.SGD's "momentum buffer exists").
-LTU_HD void advance_ready(int64_t q, float momentum, float skip, float* ready, float* ready_before) {
-  const float r = ready[q];
-  ready_before[q] = r;
-  const float stepped = (skip != 0.0f || momentum == 0.0f) ? 0.0f : 1.0f;
-  ready[q] = r > stepped ? r : stepped;
-}
-
-// Per param group q (ready [G]).
-LTU_HD void update_ready(const float* hyper, int64_t q, float skip, float* ready, float* ready_before) {
-  advance_ready(q, hyper[q * kHyperColumns + kMomentum], skip, ready, ready_before);
-}
-
-// Per tensor t (ready [T], torch.optim.SGD skipping `grad is None`): tensor_hyper[t] is its group's
-// row when some objective's Gram diagonal entry of its segment is nonzero (NaN included), else the
-// row that leaves it exactly as it is (lr = weight_decay = 0, momentum := ready[t]: a buffer with
-// history keeps 1 * buf + 0, one without is not touched); then ready advances with that row.
-// The semantics of ltu_fast.functional.touched_tensors and _untouched_sgd_hyper.
-// `table` is SegmentPlan.table [T, kTableColumns], `gram` the [L, k, k] batch, `hyper` [G, 6].
-LTU_HD void update_tensor_ready(const float* gram, int k, const int64_t* table, const float* hyper, int64_t t,
-                                float skip, float* ready, float* ready_before, float* tensor_hyper) {
-  const float* diag = gram + table[t * kTableColumns + kSegment] * k * k;
-  bool touched = false;
-  for (int a = 0; a < k; ++a) touched = touched || !(diag[a * (k + 1)] == 0.0f);  // NaN counts as nonzero
-  const float* group = hyper + table[t * kTableColumns + kGroup] * kHyperColumns;
-  float* row = tensor_hyper + t * kHyperColumns;
-  for (int c = 0; c < kHyperColumns; ++c) row[c] = touched ? group[c] : (c == kMomentum ? ready[t] : 0.0f);
-  advance_ready(t, row[kMomentum], skip, ready, ready_before);
 }
 
 }  // namespace ltu_fast

@@ -1,0 +1,67 @@
+// The codes and layouts of codes.h and rules.h as Python values, exported by both pybind modules
+// (ltu_fast._C and ltu_fast._C_cuda) so tests/test_codes.py can hold every language to them.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include "ltu_fast/codes.h"
+#include "ltu_fast/rules.h"
+
+namespace ltu_fast {
+
+inline pybind11::tuple column_names(const char* names) {
+  pybind11::list out;
+  std::string name;
+  for (const char* s = names;; ++s) {
+    if (*s == ',' || *s == '\0') {
+      if (!name.empty()) out.append(name);
+      name.clear();
+      if (*s == '\0') break;
+    } else {
+      name += *s;
+    }
+  }
+  return pybind11::tuple(out);
+}
+
+inline void export_codes(pybind11::module_& m) {
+  namespace py = pybind11;
+  py::dict dtypes, table, chunks, kinds, rules;
+  dtypes["float32"] = int(kFloat32);
+  dtypes["bfloat16"] = int(kBFloat16);
+  dtypes["float16"] = int(kFloat16);
+  table["offset"] = int(kTableOffset);
+  table["numel"] = int(kTableNumel);
+  table["segment"] = int(kTableSegment);
+  table["group"] = int(kTableGroup);
+  chunks["start"] = int(kChunkStart);
+  chunks["length"] = int(kChunkLength);
+  chunks["segment"] = int(kChunkSegment);
+  chunks["group"] = int(kChunkGroup);
+  kinds["sum"] = int(kSum);
+  kinds["pcgrad"] = int(kPCGrad);
+  kinds["project"] = int(kProject);
+  kinds["mgda"] = int(kMGDA);
+#define LTU_FAST_EXPORT_RULE(code, Rule)                                                              \
+  {                                                                                                   \
+    py::dict rule;                                                                                    \
+    rule["code"] = code;                                                                              \
+    rule["group_columns"] = column_names(Rule::kGroup);                                               \
+    rule["tensor_state"] = column_names(Rule::kState);                                                \
+    rule["row_columns"] = column_names(Rule::kRow);                                                   \
+    rule["buffers"] = column_names(Rule::kBuffers);                                                   \
+    rules[Rule::kName] = rule;                                                                        \
+  }
+  LTU_FAST_RULES(LTU_FAST_EXPORT_RULE)
+#undef LTU_FAST_EXPORT_RULE
+  m.attr("DTYPE_CODES") = dtypes;
+  m.attr("TABLE_COLUMNS") = table;
+  m.attr("CHUNK_COLUMNS") = chunks;
+  m.attr("AGGREGATOR_KINDS") = kinds;
+  m.attr("MAX_SOLVE_K") = kMaxSolveK;
+  m.attr("ROW_ACTIVE") = kRowActive;
+  m.attr("MAX_BUFFERS") = kMaxBuffers;
+  m.attr("RULES") = rules;
+}
+
+}  // namespace ltu_fast
