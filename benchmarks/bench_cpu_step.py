@@ -22,6 +22,7 @@ import torch
 
 from ltu_fast.aggregators import make_aggregator
 from ltu_fast.backends import cpu
+from ltu_fast.bench.baselines import combine_foreach, gram_loop, pcgrad_two
 from ltu_fast.functional import sgd_step
 from ltu_fast.plan import SegmentPlan
 
@@ -70,17 +71,8 @@ def fused():
 
 
 def torch_pcgrad_grads(g1: list[torch.Tensor], g2: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-layer PCGrad for K = 2 in torch ops, no host sync: (1 - d/|g1|^2) g1 + (1 - d/|g2|^2) g2 if d < 0."""
-    flat1, flat2 = [g.view(-1) for g in g1], [g.view(-1) for g in g2]
-    d = torch.stack([torch.dot(a, b) for a, b in zip(flat1, flat2)])
-    n1 = torch.stack([torch.dot(a, a) for a in flat1])
-    n2 = torch.stack([torch.dot(b, b) for b in flat2])
-    tiny = torch.finfo(d.dtype).tiny
-    c1 = torch.where(d < 0, 1 - d / n1.clamp_min(tiny), torch.ones_like(d))
-    c2 = torch.where(d < 0, 1 - d / n2.clamp_min(tiny), torch.ones_like(d))
-    out = torch._foreach_mul(g1, list(c1.unbind()))
-    torch._foreach_add_(out, torch._foreach_mul(g2, list(c2.unbind())))
-    return out
+    """Per-layer PCGrad for K = 2 in torch ops, no host sync (dots per layer, closed form, foreach combine)."""
+    return combine_foreach([g1, g2], pcgrad_two(gram_loop([g1, g2])))
 
 
 def make_unfused():

@@ -290,18 +290,9 @@ def tune_main(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``ltu-fast [unlearn|tune|sweep|bench] ...``; no subcommand means ``unlearn``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["bench", "adamw"]:  # harmonize + AdamW: fused vs wrapper vs torch (bench_adamw.py)
-        from .bench_adamw import main as adamw_main
-        return adamw_main(argv[2:])
-    if argv and argv[0] == "bench":
-        try:  # written separately; imported only when asked for
-            from .bench import main as bench_main
-        except ModuleNotFoundError as err:
-            if err.name != "ltu_fast.bench":
-                raise
-            print("ltu-fast bench: not available in this build (ltu_fast/bench.py is missing)", file=sys.stderr)
-            return 2
-        return bench_main(argv[1:])
+    if argv and argv[0] == "bench":  # the benchmarks (ltu_fast/bench/), imported only when asked for
+        from .bench import main as bench_main
+        return bench_main(argv[1:]) or 0
     if argv and argv[0] == "tune":
         return tune_main(argv[1:])
     if argv and argv[0] == "sweep":  # retain-access sweep and LTU ablations (ltu_fast/unlearn/sweep.py)

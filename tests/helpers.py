@@ -17,7 +17,7 @@ import torch
 from hypothesis import strategies as st
 
 from ltu_fast.backends import get_backend, resolve_backend
-from ltu_fast.bench import capture_cuda_graph  # noqa: F401 (the GPU tests capture as the bench does)
+from ltu_fast.bench.timing import capture_cuda_graph  # noqa: F401 (the GPU tests capture as the bench does)
 from ltu_fast.functional import tensor_plan
 from ltu_fast.plan import SegmentPlan
 from ltu_fast.rules import SGD, prepare_rows

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ltu_fast import bench_step
+from ltu_fast.bench import training_step as bench_step
 
 
 def test_every_contender_steps_and_reports(monkeypatch, capsys):

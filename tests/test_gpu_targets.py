@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
-from ltu_fast import bench
-from ltu_fast.bench import print_table
+from ltu_fast.bench import optimizer_step as bench
+from ltu_fast.bench import shapes, timing
+from ltu_fast.bench.optimizer_step import print_table
 
 _spec = importlib.util.spec_from_file_location("gpu_targets",
                                                Path(__file__).resolve().parents[1] / "scripts" / "gpu_targets.py")
@@ -44,13 +45,13 @@ def test_targets_from_the_printed_table(capsys):
 
 def test_time_once_times_back_to_back_calls():
     calls = []
-    assert bench.time_once(torch.device("cpu"), lambda: calls.append(1), 5) >= 0
+    assert timing.time_once(torch.device("cpu"), lambda: calls.append(1), 5) >= 0
     assert len(calls) == 5
 
 
 def test_bench_rows_per_rule_and_variant(monkeypatch):
     """SGD: fused rows and the torch baselines; AdamW: fused rows only; graph variants need a GPU."""
-    monkeypatch.setitem(bench.MODELS, "tiny", lambda: [5, 40, 7])
+    monkeypatch.setitem(shapes.PARAMETER_SIZES, "tiny", lambda: [5, 40, 7])
     fused = "cpu" if bench.get_backend("cpu").availability() is None else "reference"
     variants = [fused, f"{fused}+graph", "cuda+graph", "foreach"]
     for rule, expected in (("sgd", [fused, "foreach"]), ("adamw", [fused])):

@@ -144,14 +144,15 @@ def test_cli_errors_name_the_option(tmp_path, capsys):
     assert main(["--quick", "--recipe", "nonsense=1", "--out", str(tmp_path)]) == 2
 
 
-def test_cli_bench_slot_is_lazy(monkeypatch):
-    import sys
-    import types
+@pytest.mark.parametrize(("argv", "module"), [(["--x"], "optimizer_step"), (["step", "--x"], "training_step"),
+                                              (["adamw", "--x"], "adamw")])
+def test_cli_bench_dispatches_each_subcommand(monkeypatch, argv, module):
+    import importlib
 
-    fake = types.ModuleType("ltu_fast.bench")
-    fake.main = lambda argv: 7 if argv == ["--x"] else 1
-    monkeypatch.setitem(sys.modules, "ltu_fast.bench", fake)
-    assert main(["bench", "--x"]) == 7
+    bench = importlib.import_module(f"ltu_fast.bench.{module}")
+    seen = []
+    monkeypatch.setattr(bench, "main", lambda rest: seen.append(rest) or 7)
+    assert main(["bench", *argv]) == 7 and seen == [["--x"]]
 
 
 def test_cli_help_lists_every_method_as_a_choice(capsys):

@@ -259,7 +259,7 @@ def test_grad_scaler_unscales_in_the_harmonization():
 
 
 def test_adamw_benchmark_contenders_run():
-    from ltu_fast.bench_adamw import contenders
+    from ltu_fast.bench.adamw import contenders
 
     steps = contenders([300, 7, 64], 2, torch.device("cpu"))
     assert set(steps) == {"fused", "wrapper", "torch", "copy"}

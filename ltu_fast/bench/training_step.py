@@ -47,8 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .optim import Harmonized, HarmonizedAdamW, HarmonizedOptimizer, HarmonizedSGD
-from .unlearn.models import MLP, ResNet18, SmallCNN
+from ..optim import Harmonized, HarmonizedAdamW, HarmonizedOptimizer, HarmonizedSGD
+from ..unlearn.models import MLP, ResNet18, SmallCNN
+from .baselines import pcgrad_foreach
 
 MOMENTUM = 0.9
 OBJECTIVES = ("forget", "retain")
@@ -94,20 +95,6 @@ CONTENDERS: dict[str, tuple[Factory, str, str]] = {
                                           aggregator="pcgrad"), "adamw-fused", "objectives"),
 }
 PHASES = ("forward", "backward", "optimizer")
-
-
-def _pcgrad_foreach(grads_f: list[torch.Tensor], grads_r: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-layer PCGrad for K = 2 with _foreach ops: dots from norms, closed form, no host sync."""
-    nf = torch.stack(torch._foreach_norm(grads_f)) ** 2
-    nr = torch.stack(torch._foreach_norm(grads_r)) ** 2
-    both = torch.stack(torch._foreach_norm(torch._foreach_add(grads_f, grads_r))) ** 2
-    d = (both - nf - nr) / 2
-    conflict = d < 0
-    a = 1 - torch.where(conflict & (nr > 0), d / nr.clamp_min(1e-30), torch.zeros_like(d))
-    b = 1 - torch.where(conflict & (nf > 0), d / nf.clamp_min(1e-30), torch.zeros_like(d))
-    scaled_f = torch._foreach_mul(grads_f, list(a.unbind()))
-    torch._foreach_add_(scaled_f, torch._foreach_mul(grads_r, list(b.unbind())))
-    return scaled_f
 
 
 class _Contender:
@@ -157,7 +144,7 @@ class _Contender:
             grads = [torch.autograd.grad(loss, self.params) for loss in (loss_f, loss_r)]
             sync()
             t1 = clock()
-            for p, g in zip(self.params, _pcgrad_foreach(*map(list, grads))):
+            for p, g in zip(self.params, pcgrad_foreach([list(g) for g in grads])):
                 p.grad = g
             spent["optimizer"] += clock() - t1
         else:
@@ -216,11 +203,10 @@ class _Contender:
         return held + most
 
 
-def bench_case(name: str, device: torch.device, rounds: int, steps: int | None, contenders: list[str],
-               lr: float = 0.0) -> dict:
-    """Time ``contenders`` on case ``name``: per contender, medians and paired ratios (see module doc)."""
-    factory, shape, classes, batch, default_steps = CASES[name]
-    steps = steps or default_steps
+def _setup(name: str, device: torch.device, contenders: list[str], lr: float) -> tuple[list[_Contender], list[tuple]]:
+    """One copy of the case's model per contender (same initial weights) and the two (forget, retain)
+    batches every contender steps on."""
+    factory, shape, classes, batch, _ = CASES[name]
     torch.manual_seed(0)
     base = factory().to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -228,7 +214,14 @@ def bench_case(name: str, device: torch.device, rounds: int, steps: int | None, 
     gen = torch.Generator(device=device).manual_seed(1)
     data = [(torch.randn(batch, *shape, generator=gen, device=device),
              torch.randint(0, classes, (batch,), generator=gen, device=device)) for _ in range(4)]
-    batches = [(*data[i], *data[2 + i]) for i in range(2)]
+    return runners, [(*data[i], *data[2 + i]) for i in range(2)]
+
+
+def bench_case(name: str, device: torch.device, rounds: int, steps: int | None, contenders: list[str],
+               lr: float = 0.0) -> dict:
+    """Time ``contenders`` on case ``name``: per contender, medians and paired ratios (see module doc)."""
+    steps = steps or CASES[name][4]
+    runners, batches = _setup(name, device, contenders, lr)
     totals: dict[str, list[float]] = {c: [] for c in contenders}
     phases: dict[str, list[dict[str, float]]] = {c: [] for c in contenders}
     for r in range(rounds + 1):
@@ -237,8 +230,9 @@ def bench_case(name: str, device: torch.device, rounds: int, steps: int | None, 
             if r:  # round 0 warms every contender up
                 totals[runner.name].append(total)
                 phases[runner.name].append(split)
-    out = {"case": name, "params_m": sum(p.numel() for p in base.parameters()) / 1e6,
-           "tensors": len(list(base.parameters())), "batch": batch, "steps": steps, "rows": {}}
+    params = list(runners[0].model.parameters())
+    out = {"case": name, "params_m": sum(p.numel() for p in params) / 1e6, "tensors": len(params),
+           "batch": CASES[name][3], "steps": steps, "rows": {}}
     for runner in runners:
         c = runner.name
         own = totals[c]
@@ -270,15 +264,7 @@ def drift(name: str, device: torch.device, steps: int, contenders: list[str], lr
     the bench's batches, then the forward alone of every resulting network is timed (no optimizer
     involved; ``rounds`` rounds of 10 forwards each, interleaved), with the share of exact zeros
     each ReLU produces on the first batch."""
-    factory, shape, classes, batch, _ = CASES[name]
-    torch.manual_seed(0)
-    base = factory().to(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    runners = [_Contender(c, copy.deepcopy(base), sync, lr) for c in contenders]
-    gen = torch.Generator(device=device).manual_seed(1)
-    data = [(torch.randn(batch, *shape, generator=gen, device=device),
-             torch.randint(0, classes, (batch,), generator=gen, device=device)) for _ in range(4)]
-    batches = [(*data[i], *data[2 + i]) for i in range(2)]
+    runners, batches = _setup(name, device, contenders, lr)
     x = batches[0][0]
     for runner in runners:
         runner.block(batches, steps)
@@ -288,10 +274,10 @@ def drift(name: str, device: torch.device, steps: int, contenders: list[str], lr
         for _ in range(rounds):
             for runner in runners:
                 for _ in range(10):
-                    sync()
+                    runner.sync()
                     t0 = time.perf_counter()
                     runner.model(x)
-                    sync()
+                    runner.sync()
                     times[runner.name].append((time.perf_counter() - t0) * 1e3)
     ms = {c: statistics.median(t) for c, t in times.items()}
     return {"case": name, "steps": steps, "lr": lr, "ms": ms, "zeros": zeros,

@@ -1,7 +1,7 @@
 """Benchmark: harmonize (PCGrad, per layer) + AdamW step, fused vs torch-written vs the wrapper.
 
     ltu-fast bench adamw                              # CPU: ResNet-18 shapes, K = 2, fp32
-    python -m ltu_fast.bench_adamw --device cuda --models gpt2_small resnet18 --rounds 30
+    ltu-fast bench adamw --device cuda --models gpt2_small resnet18 --rounds 30
 
 Contenders, on the same gradient rows, in interleaved rounds (A, B, C, copy, A, B, ...; medians):
   fused      ``functional.adamw_step``: one Gram pass, then combine + AdamW in one kernel
@@ -21,13 +21,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .aggregators import PCGrad
-from .backends import resolve_backend
-from .bench import MODELS, _gram_foreach, time_once
-from .functional import adamw_step
-from .optim import Harmonized
-from .plan import SegmentPlan
-from .rules import ADAMW
+from ..aggregators import PCGrad
+from ..backends import resolve_backend
+from ..functional import adamw_step
+from ..optim import Harmonized
+from ..plan import SegmentPlan
+from ..rules import ADAMW
+from .baselines import combine_foreach, gram_foreach
+from .shapes import PARAMETER_SIZES
+from .timing import time_once
 
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2
 
@@ -61,12 +63,7 @@ def contenders(numels: list[int], k: int, device: torch.device) -> dict[str, Cal
     grads = [plan.views(rows[j], [torch.Size([n]) for n in numels]) for j in range(k)]
 
     def torch_written():
-        beta = aggregator(_gram_foreach(grads)).to(rows.dtype)
-        combined = None
-        for j, g in enumerate(grads):
-            scaled = torch._foreach_mul(g, list(beta[:, j].unbind()))
-            combined = scaled if combined is None else torch._foreach_add(combined, scaled)
-        for p, g in zip(torch_params, combined):
+        for p, g in zip(torch_params, combine_foreach(grads, aggregator(gram_foreach(grads)))):
             p.grad = g
         torch_opt.step()
 
@@ -77,7 +74,7 @@ def contenders(numels: list[int], k: int, device: torch.device) -> dict[str, Cal
 
 def run(model: str, k: int, device: torch.device, rounds: int, warmup: int) -> dict[str, float]:
     """Median ms per contender over interleaved rounds."""
-    steps = contenders(MODELS[model](), k, device)
+    steps = contenders(PARAMETER_SIZES[model](), k, device)
     for fn in steps.values():
         for _ in range(warmup):
             fn()
@@ -90,9 +87,9 @@ def run(model: str, k: int, device: torch.device, rounds: int, warmup: int) -> d
 
 def main(argv: list[str] | None = None) -> None:
     cuda = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="ltu-fast bench adamw", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if cuda else "cpu")
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["resnet18"])
+    parser.add_argument("--models", nargs="+", choices=list(PARAMETER_SIZES), default=["resnet18"])
     parser.add_argument("--k", nargs="+", type=int, default=[2])
     parser.add_argument("--rounds", type=int, default=30 if cuda else 15)
     parser.add_argument("--warmup", type=int, default=3)
@@ -105,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     for model in args.models:
         for k in args.k:
             ms = run(model, k, device, args.rounds, args.warmup)
-            print(f"{model:<13}{sum(MODELS[model]()) / 1e6:>8.1f}M{k:>3}{ms['fused']:>10.2f}{ms['wrapper']:>12.2f}"
+            print(f"{model:<13}{sum(PARAMETER_SIZES[model]()) / 1e6:>8.1f}M{k:>3}{ms['fused']:>10.2f}{ms['wrapper']:>12.2f}"
                   f"{ms['torch']:>10.2f}{ms['copy']:>10.2f}{ms['torch'] / ms['fused']:>11.2f}x"
                   f"{ms['fused'] / ms['copy']:>11.2f}x")
             if device.type == "cuda":

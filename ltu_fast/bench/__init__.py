@@ -1,0 +1,31 @@
+"""Benchmarks, one command: ``ltu-fast bench [step|adamw] ...`` (or ``python -m ltu_fast.bench ...``).
+
+    ltu-fast bench           the optimizer step table: fused harmonize + SGD/AdamW per backend against
+                             torch-written per-layer PCGrad, and against the bytes-moved floor
+                             (optimizer_step.py)
+    ltu-fast bench step      the full small-batch training step in blocks of consecutive steps, paired
+                             against plain torch (training_step.py)
+    ltu-fast bench adamw     fused HarmonizedAdamW against Harmonized(AdamW(fused=True)) and a
+                             torch-written PCGrad + AdamW(foreach) (adamw.py)
+
+The torch-written contenders live once, in baselines.py; parameter layouts of common networks in
+shapes.py; timing helpers in timing.py. Measured numbers: benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    """Dispatch to one bench; each module imports torch and the kernels only when asked for."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["step"]:
+        from .training_step import main as run
+        argv = argv[1:]
+    elif argv[:1] == ["adamw"]:
+        from .adamw import main as run
+        argv = argv[1:]
+    else:
+        from .optimizer_step import main as run
+    return run(argv)

@@ -1,0 +1,5 @@
+"""``python -m ltu_fast.bench ...`` is ``ltu-fast bench ...``."""
+
+from . import main
+
+main()
