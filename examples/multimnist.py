@@ -246,8 +246,9 @@ def run_all(jobs: list[tuple[str, int, int, int, float]], args: argparse.Namespa
         runs.setdefault(key, {}).setdefault(name, {})[str(seed)] = result = train(name, seed, data[seed], epochs,
                                                                                   batch, lr)
         path.write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
-        print(f"{key} {name:>12} seed {seed}: val {result['val_mean']:.2f} test left {result['left']:.2f} "
-              f"right {result['right']:.2f} step {result['step_ms']:.1f} ms", flush=True)
+        split = "val_" if args.tune else ""  # tuning shows (and chooses by) validation accuracy only
+        print(f"{key} {name:>12} seed {seed}: {split or 'test_'}acc. left/right {result[split + 'left']:.2f} / "
+              f"{result[split + 'right']:.2f}, step {result['step_ms']:.1f} ms", flush=True)
     return runs
 
 

@@ -74,19 +74,24 @@ def test_multimnist_table_names_runs_at_chance_and_keeps_them_out_of_the_means()
     assert "| 0/3 | – |" in rows["mgda"]
 
 
-def test_multimnist_tuning_uses_validation_and_refuses_the_reported_seeds(tmp_path, monkeypatch):
+def test_multimnist_tuning_chooses_by_validation_and_refuses_the_reported_seeds(tmp_path, monkeypatch):
     import multimnist
 
-    monkeypatch.setattr(multimnist, "GRID", [(1, 32, 1e-3), (1, 32, 1e-2)])
-    tiny = ["--train-pairs", "256", "--val-pairs", "64", "--test-pairs", "16", "--out", str(tmp_path)]
+    def fake_train(name, seed, data, epochs, batch, lr):  # validation prefers lr 1e-3, test prefers 1e-2
+        val, test = (90.0, 50.0) if lr == 1e-3 else (60.0, 95.0)
+        return {"val_left": val, "val_right": val, "val_mean": val, "left": test, "right": test, "mean": test,
+                "step_ms": 1.0, "skipped_steps": 0, "conflict_rate": 0.0}
+
+    monkeypatch.setattr(multimnist, "train", fake_train)
+    monkeypatch.setattr(multimnist, "GRID", [(1, 32, 1e-2), (1, 32, 1e-3), (2, 64, 1e-2)])
+    tiny = ["--train-pairs", "16", "--val-pairs", "16", "--test-pairs", "16", "--out", str(tmp_path)]
     with pytest.raises(SystemExit, match="overlap"):
         multimnist.main(["--tune", "--tune-seeds", "3", *tiny])
-    chosen = multimnist.main(["--tune", "--tune-seeds", "100", *tiny])
+    assert multimnist.main(["--tune", "--tune-seeds", "100", "101", *tiny]) == {"epochs": 1, "batch": 32, "lr": 1e-3}
     stored = json.loads((tmp_path / "tuning.json").read_text())["runs"]
-    score = {lr: sum(stored[f"epochs=1 batch=32 lr={lr:g}"][n]["100"]["val_mean"] for n in ("sum", "pcgrad"))
-             for lr in (1e-3, 1e-2)}
-    assert chosen == {"epochs": 1, "batch": 32, "lr": max(score, key=score.__getitem__)}
-    assert "chosen: epochs 1, batch 32" in (tmp_path / "tuning.md").read_text()
+    assert set(stored["epochs=2 batch=64 lr=0.01"]) == {"sum", "pcgrad"}
+    assert set(stored["epochs=2 batch=64 lr=0.01"]["pcgrad"]) == {"100", "101"}
+    assert "| 1 | 32 | 0.001 | 90.00 | 90.00 | 90.00 |" in (tmp_path / "tuning.md").read_text()
 
 
 def test_unlearn_own_model_from_python_and_from_its_printed_command(tmp_path, capsys):
