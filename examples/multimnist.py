@@ -166,6 +166,18 @@ def paired_interval(diffs: list[float]) -> tuple[float, float]:
     return mean, float(t.ppf(0.975, len(diffs) - 1)) * statistics.stdev(diffs) / len(diffs) ** 0.5
 
 
+def good_runs(runs: dict[str, dict[str, dict[str, Any]]], name: str, seeds: list[int]) -> dict[str, dict[str, Any]]:
+    """The stored runs of ``name`` on ``seeds`` that are not errors (see :func:`failure`), by seed."""
+    stored = runs.get(name, {})
+    return {str(s): stored[str(s)] for s in seeds if str(s) in stored and failure(stored[str(s)]) is None}
+
+
+def diffs_to_sum(runs: dict[str, dict[str, dict[str, Any]]], name: str, seeds: list[int]) -> list[float]:
+    """Per seed, ``name``'s mean test accuracy minus ``sum``'s (same data, same initial weights)."""
+    base = good_runs(runs, "sum", seeds)
+    return [r["mean"] - base[s]["mean"] for s, r in good_runs(runs, name, seeds).items() if s in base]
+
+
 def table(runs: dict[str, dict[str, dict[str, Any]]], aggregators: list[str], seeds: list[int]) -> str:
     """Markdown: per aggregator, mean ± std over seeds of both test accuracies and their mean, the paired
     difference of the mean accuracy to ``sum`` (95% t-interval over seeds), the step time, the errors.
@@ -176,7 +188,6 @@ def table(runs: dict[str, dict[str, dict[str, Any]]], aggregators: list[str], se
     def cell(values: list[float]) -> str:
         return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
 
-    base = {s: r for s, r in runs.get("sum", {}).items() if failure(r) is None}
     header = ("| aggregator | seeds | left acc. | right acc. | mean acc. | Δ mean acc. vs sum (95% CI) "
               "| step (ms, median) | conflicting layers % | errors |")
     lines = [header, "|---" * 9 + "|"]
@@ -185,12 +196,12 @@ def table(runs: dict[str, dict[str, dict[str, Any]]], aggregators: list[str], se
         if not stored:
             continue
         errors = [f"seed {s}: {failure(r)}" for s, r in stored.items() if failure(r) is not None]
-        good = {s: r for s, r in stored.items() if failure(r) is None}
+        good = good_runs(runs, name, seeds)
         if not good:
             lines.append(f"| {name} | 0/{len(stored)} | – | – | – | – | – | – | {'; '.join(errors)} |")
             continue
         cols = [cell([r[k] for r in good.values()]) for k in ("left", "right", "mean")]
-        diffs = [r["mean"] - base[s]["mean"] for s, r in good.items() if s in base]
+        diffs = diffs_to_sum(runs, name, seeds)
         delta = "–" if name == "sum" or not diffs else "{:+.2f} ± {:.2f}".format(*paired_interval(diffs))
         lines.append(f"| {name} | {len(good)}/{len(stored)} | {' | '.join(cols)} | {delta} "
                      f"| {statistics.median(r['step_ms'] for r in good.values()):.1f} "
@@ -200,30 +211,37 @@ def table(runs: dict[str, dict[str, dict[str, Any]]], aggregators: list[str], se
 
 
 def plot(runs: dict[str, dict[str, dict[str, Any]]], aggregators: list[str], seeds: list[int], path: Path) -> None:
-    """Left vs right test accuracy, and mean accuracy vs step time, per aggregator (mean over the seeds
-    that are not errors; bars = one standard deviation)."""
+    """Three panels per aggregator, over the seeds that are not errors: left vs right test accuracy (bars:
+    one standard deviation); the paired difference of the mean accuracy to ``sum`` with its 95% t-interval
+    (the interval decides win, loss or tie); mean accuracy against the median step time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax_time) = plt.subplots(1, 2, figsize=(11, 4.8))
+    fig, (ax, ax_diff, ax_time) = plt.subplots(1, 3, figsize=(16, 5))
     for i, name in enumerate(aggregators):
-        done = [runs[name][str(s)] for s in seeds if str(s) in runs.get(name, {})]
-        done = [r for r in done if failure(r) is None]
+        done = list(good_runs(runs, name, seeds).values())
         if not done:
             continue
-        style = {"fmt": "os^Dv"[i // 10], "capsize": 3, "label": name}
+        style = {"fmt": "os^Dv"[i % 5], "color": plt.get_cmap("tab20")(i % 20), "capsize": 3, "label": name}
         left, right, mean = (np.array([r[k] for r in done]) for k in ("left", "right", "mean"))
         std = (lambda v: v.std(ddof=1)) if len(done) > 1 else (lambda v: 0.0)
         ax.errorbar(left.mean(), right.mean(), xerr=std(left), yerr=std(right), **style)
         ax_time.errorbar(statistics.median(r["step_ms"] for r in done), mean.mean(), yerr=std(mean), **style)
+        diffs = diffs_to_sum(runs, name, seeds)
+        if name != "sum" and diffs:
+            delta, half = paired_interval(diffs)
+            ax_diff.errorbar(delta, -i, xerr=np.nan_to_num(half), **style)
+    ax_diff.axvline(0.0, color="black", lw=0.8)
+    ax_diff.set_yticks([-i for i in range(len(aggregators))], aggregators)
     ax.set_xlabel("left digit: test accuracy (%)")
     ax.set_ylabel("right digit: test accuracy (%)")
+    ax_diff.set_xlabel("mean test accuracy minus sum's, same seed (points; 95% t-interval)")
     ax_time.set_xlabel("training step (ms, median; 1 thread)")
     ax_time.set_ylabel("mean test accuracy (%)")
     fig.suptitle(f"MultiMNIST, HarmonizedAdamW per layer, seeds {seeds}")
-    for a in (ax, ax_time):
+    for a in (ax, ax_diff, ax_time):
         a.grid(alpha=0.3)
     if ax_time.get_legend_handles_labels()[0]:
         ax_time.legend(fontsize=8, loc="best", ncol=2)
@@ -248,8 +266,8 @@ def run_all(jobs: list[tuple[str, int, int, int, float]], args: argparse.Namespa
         runs.setdefault(key, {}).setdefault(name, {})[str(seed)] = result = train(name, seed, data[seed], epochs,
                                                                                   batch, lr)
         path.write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
-        split = "val_" if args.tune else ""  # tuning shows (and chooses by) validation accuracy only
-        print(f"{key} {name:>12} seed {seed}: {split or 'test_'}acc. left/right {result[split + 'left']:.2f} / "
+        split, shown = ("val_", "val.") if args.tune else ("", "test")  # tuning shows validation accuracy only
+        print(f"{key} {name:>12} seed {seed}: {shown} acc. left/right {result[split + 'left']:.2f} / "
               f"{result[split + 'right']:.2f}, step {result['step_ms']:.1f} ms", flush=True)
     return runs
 
