@@ -53,6 +53,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no MIA feedback (num_mia 0)": {"num_mia": 0},
     "second order": {"second_order": True},
     "project instead of pcgrad": {"aggregator": "project"},  # ltu itself is pcgrad (symmetric)
+    "upgrad instead of pcgrad": {"aggregator": "upgrad"},  # torchjd's flagship (issue #16)
+    "mgda instead of pcgrad": {"aggregator": "mgda"},
     "removed class: capped ascent": {"class_target": "ascent"},
     "stop at the target": {"stop_at_target": True},  # the tuner's space holds stop_at_target False
     "mean held-out level (the earlier target)": {"ascent_target": "heldout", "ascent_bound": 0.3},
