@@ -42,10 +42,10 @@ MODES: dict[str, dict[str, Any]] = {"random": {"forget_mode": "random"},
                                     "class": {"forget_mode": "class", "forget_classes": (3,)}}
 UNTOUCHED = "original"  # a row of its own (the original model, no unlearning), not a method: never "best other"
 # The paper's ablations and this design's choices, as LTU keyword overrides of its (tuned) defaults;
-# "ltu" is the default, pcgrad harmonization. "removed class: capped ascent" is identical to "ltu"
-# under random forgetting (no removed class); "stop at the target" and "uniform forget batches"
-# change class-wise forgetting little or not at all (a removed class keeps the gate open; its
-# batches are uniform either way).
+# "ltu" is the default, pcgrad harmonization. "removed class: capped ascent" also changes random
+# forgetting: the matched target's samples to flip are handled as a removed class's. "stop at the
+# target" and "uniform forget batches" change class-wise forgetting little or not at all (a removed
+# class keeps the gate open; its batches are uniform either way).
 ABLATIONS: dict[str, dict[str, Any]] = {
     "ltu": {},
     "no meta step (inner_lr 0)": {"inner_lr": 0.0},
