@@ -145,7 +145,7 @@ def test_cli_errors_name_the_option(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("argv", "module"), [(["--x"], "optimizer_step"), (["step", "--x"], "training_step"),
-                                              (["adamw", "--x"], "adamw")])
+                                              (["adamw", "--x"], "adamw"), (["aggregators", "--x"], "aggregators")])
 def test_cli_bench_dispatches_each_subcommand(monkeypatch, argv, module):
     import importlib
 

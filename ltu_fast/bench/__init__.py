@@ -7,6 +7,9 @@
                              against plain torch (training_step.py)
     ltu-fast bench adamw     fused HarmonizedAdamW against Harmonized(AdamW(fused=True)) and a
                              torch-written PCGrad + AdamW(foreach) (adamw.py)
+    ltu-fast bench aggregators
+                             the fused step per aggregator at K = 2, 4, 8, against PCGrad's and the
+                             floor (aggregators.py)
 
 The torch-written contenders live once, in baselines.py; parameter layouts of common networks in
 shapes.py; timing helpers in timing.py. Measured numbers: benchmarks/RESULTS.md.
@@ -25,6 +28,9 @@ def main(argv: list[str] | None = None) -> int | None:
         argv = argv[1:]
     elif argv[:1] == ["adamw"]:
         from .adamw import main as run
+        argv = argv[1:]
+    elif argv[:1] == ["aggregators"]:
+        from .aggregators import main as run
         argv = argv[1:]
     else:
         from .optimizer_step import main as run

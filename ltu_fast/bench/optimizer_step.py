@@ -38,9 +38,10 @@ FUSED = ("cuda", "triton", "cpu", "reference")
 BASELINES: dict[str, Callable] = {"loop": loop_step, "foreach": foreach_step, "compile": loop_step}
 
 
-def _fused_step(rule: str, rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, backend) -> Callable[[], object]:
-    """One fused step of ``rule`` on fresh state buffers (per-layer PCGrad)."""
-    device, aggregator = rows.device, PCGrad()
+def fused_step(rule: str, rows: torch.Tensor, plan: SegmentPlan, param: torch.Tensor, backend,
+               aggregator: Callable | None = None) -> Callable[[], object]:
+    """One fused step of ``rule`` on fresh state buffers (per-layer, PCGrad unless ``aggregator``)."""
+    device, aggregator = rows.device, aggregator or PCGrad()
     if rule == "sgd":
         momentum = torch.zeros(plan.total, device=device)
         hyper = torch.tensor([[LR, 0.0, MOMENTUM, 0.0, 0.0, 0.0]], device=device)
@@ -61,7 +62,7 @@ def _variant_step(variant: str, rule: str, rows, plan, param, grads, device, row
         if (backend.availability() is not None or not backend.supports(device, row_dtype, torch.float32)
                 or (graphed and device.type != "cuda")):
             return None
-        step = _fused_step(rule, rows, plan, param, backend)
+        step = fused_step(rule, rows, plan, param, backend)
         return capture_cuda_graph(step, warmup=3).replay if graphed else step
     if name not in BASELINES or graphed:
         raise ValueError(f"unknown variant {variant!r}")
