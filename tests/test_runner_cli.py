@@ -263,6 +263,7 @@ def test_prefetch_trains_every_reference_once_and_bitwise_as_a_sequential_run(tm
     prefetch_references(configs, jobs=2)
     cached = sorted(p.name.split("-")[0] for p in (tmp_path / "par").glob("*.pt"))
     assert cached == ["original"] * 2 + ["retrain"] * 4  # one original per seed serves both settings
+    assert not list((tmp_path / "par").glob("*.tmp"))  # every write finished (one writer per model)
     for config in configs:
         for seed in config.seeds:
             args = (config.split_config(), config.model, config.recipe, seed)

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -216,7 +217,8 @@ def train_cached(role: str, factory: Callable[[], nn.Module], data: Split, recip
     train_model(model, data, recipe, seed, device, desc=role, progress=progress, report=report)
     seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # one per writer
     torch.save({"state_dict": model.state_dict(), "seconds": seconds, "key_parts": key_parts, **report}, tmp)
-    os.replace(tmp, path)  # atomic: an interrupted save never leaves a half-written model
+    os.replace(tmp, path)  # atomic: an interrupted save never leaves a half-written model; two writers
+    # of one key (deterministic training: the same bits) both succeed
     return model, seconds, False
