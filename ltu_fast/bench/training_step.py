@@ -13,6 +13,10 @@ One step = forward of a forget and a retain batch, then the update, per contende
   h-adamw      ``HarmonizedAdamW``, PCGrad                                          (vs adamw)
   adamw-fused  one backward per loss into ``.grad``, ``torch.optim.AdamW(fused=True)``
   wrapped      ``Harmonized(AdamW(fused=True))``, PCGrad                       (vs adamw-fused)
+  upgrad       ``HarmonizedSGD`` with UPGrad (its solve runs in torch)                (vs sgd)
+  jd-upgrad, jd-pcgrad   torchjd (where installed): ``autojac.backward`` of both losses, then
+               ``jac_to_grad`` per parameter with its own aggregator (per-layer grouping), the same
+               SGD                                                                    (vs sgd)
 
 Each contender steps its own copy of one model (same initial weights) on the same batches, in
 blocks of ``--steps`` consecutive steps (as a training loop runs: the state one step leaves is
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import importlib.util
 import os
 import statistics
 import sys
@@ -93,7 +98,13 @@ CONTENDERS: dict[str, tuple[Factory, str, str]] = {
     "adamw-fused": (lambda ps, lr: torch.optim.AdamW(ps, lr=lr, fused=True), "adamw-fused", "backward"),
     "wrapped": (lambda ps, lr: Harmonized(torch.optim.AdamW(ps, lr=lr, fused=True), objectives=OBJECTIVES,
                                           aggregator="pcgrad"), "adamw-fused", "objectives"),
+    "upgrad": (lambda ps, lr: HarmonizedSGD(ps, lr=lr, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="upgrad"),
+               "sgd", "objectives"),
 }
+if importlib.util.find_spec("torchjd") is not None:  # torchjd's per-layer path, where it is installed
+    for _name, _agg in (("jd-upgrad", "UPGrad"), ("jd-pcgrad", "PCGrad")):
+        CONTENDERS[_name] = (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=MOMENTUM, foreach=True), "sgd",
+                             f"torchjd:{_agg}")
 PHASES = ("forward", "backward", "optimizer")
 
 
@@ -106,6 +117,10 @@ class _Contender:
         self.params = list(model.parameters())
         self.opt = factory(self.params, lr)
         self.phase_s = dict.fromkeys(PHASES, 0.0)
+        if self.mode.startswith("torchjd:"):  # one aggregator per parameter: torchjd's per-layer grouping
+            from torchjd import aggregation
+
+            self.per_param = {p: getattr(aggregation, self.mode.split(":")[1])() for p in self.params}
 
     def step(self, xf, yf, xr, yr) -> None:
         """One training step, adding each phase's seconds to :attr:`phase_s`."""
@@ -140,7 +155,16 @@ class _Contender:
                 spent["backward"] += t2 - t1
             return
         t0 = clock()
-        if self.mode == "foreach":
+        if self.mode.startswith("torchjd:"):  # the Jacobian of both losses, then each layer's aggregation
+            from torchjd import autojac
+
+            autojac.backward([loss_f, loss_r])
+            sync()
+            t1 = clock()
+            for p in self.params:
+                autojac.jac_to_grad([p], self.per_param[p])
+            spent["optimizer"] += clock() - t1
+        elif self.mode == "foreach":
             grads = [torch.autograd.grad(loss, self.params) for loss in (loss_f, loss_r)]
             sync()
             t1 = clock()
