@@ -25,8 +25,8 @@ runs, but the network stays the same for all contenders. With a real learning ra
 drift apart, and a network's own speed depends on its weights (ATen's CPU max-pool branches on
 the data: the unlearning CNN trained by plain SGD on the bench's batches loses most of its
 second-layer units to ReLU and runs its forward ~15% faster than the same CNN trained by
-PCGrad, with no optimizer in the process; docs/core.md), which would be charged to the optimizer. A round runs one block per contender, the order rotating from round to
-round, so load from other processes hits all alike; round 0 is warm-up. Columns: the median over
+PCGrad, with no optimizer in the process; docs/core.md), which would be charged to the optimizer.
+A round runs one block per contender, the order rotating from round to round, so load from other processes hits all alike; round 0 is warm-up. Columns: the median over
 rounds of ms per step; "x base" the median over rounds of the block's time over its baseline's
 block in the same round (paired: slow drifts of the load cancel), with the interquartile range
 of that ratio; the median split of a step into forward, backward (the ``backward()`` calls) and
@@ -59,6 +59,7 @@ from .baselines import pcgrad_foreach
 MOMENTUM = 0.9
 OBJECTIVES = ("forget", "retain")
 
+
 @contextlib.contextmanager
 def _quiet_native_stderr() -> Iterator[None]:
     """Mute file descriptor 2 (some torch builds' profiler prints two lines per start and stop there)."""
@@ -82,29 +83,32 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int, int, int]]
 
 # name -> (optimizer factory (params, lr), baseline the paired ratio divides by, how the step computes gradients)
 Factory = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
+
+
+def _sgd(ps: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(ps, lr=lr, momentum=MOMENTUM, foreach=True)
+
+
+def _harmonized_sgd(aggregator: str) -> Factory:
+    return lambda ps, lr: HarmonizedSGD(ps, lr=lr, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator=aggregator)
+
+
 CONTENDERS: dict[str, tuple[Factory, str, str]] = {
-    "sgd": (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=MOMENTUM, foreach=True), "sgd", "backward"),
-    "summed": (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=MOMENTUM, foreach=True), "sgd", "summed"),
-    "pcgrad": (lambda ps, lr: HarmonizedSGD(ps, lr=lr, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="pcgrad"),
-               "sgd", "objectives"),
-    "project": (lambda ps, lr: HarmonizedSGD(ps, lr=lr, momentum=MOMENTUM, objectives=OBJECTIVES,
-                                             aggregator="project"), "sgd", "objectives"),
-    "sum": (lambda ps, lr: HarmonizedSGD(ps, lr=lr, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="sum"),
-            "sgd", "objectives"),
-    "foreach": (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=MOMENTUM, foreach=True), "sgd", "foreach"),
+    "sgd": (_sgd, "sgd", "backward"),
+    "summed": (_sgd, "sgd", "summed"),
+    **{name: (_harmonized_sgd(name), "sgd", "objectives") for name in ("pcgrad", "project", "sum")},
+    "foreach": (_sgd, "sgd", "foreach"),
     "adamw": (lambda ps, lr: torch.optim.AdamW(ps, lr=lr, foreach=True), "adamw", "backward"),
     "h-adamw": (lambda ps, lr: HarmonizedAdamW(ps, lr=lr, objectives=OBJECTIVES, aggregator="pcgrad"),
                 "adamw", "objectives"),
     "adamw-fused": (lambda ps, lr: torch.optim.AdamW(ps, lr=lr, fused=True), "adamw-fused", "backward"),
     "wrapped": (lambda ps, lr: Harmonized(torch.optim.AdamW(ps, lr=lr, fused=True), objectives=OBJECTIVES,
                                           aggregator="pcgrad"), "adamw-fused", "objectives"),
-    "upgrad": (lambda ps, lr: HarmonizedSGD(ps, lr=lr, momentum=MOMENTUM, objectives=OBJECTIVES, aggregator="upgrad"),
-               "sgd", "objectives"),
+    "upgrad": (_harmonized_sgd("upgrad"), "sgd", "objectives"),
 }
 if importlib.util.find_spec("torchjd") is not None:  # torchjd's per-layer path, where it is installed
-    for _name, _agg in (("jd-upgrad", "UPGrad"), ("jd-pcgrad", "PCGrad")):
-        CONTENDERS[_name] = (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=MOMENTUM, foreach=True), "sgd",
-                             f"torchjd:{_agg}")
+    CONTENDERS["jd-upgrad"] = (_sgd, "sgd", "torchjd:UPGrad")
+    CONTENDERS["jd-pcgrad"] = (_sgd, "sgd", "torchjd:PCGrad")
 PHASES = ("forward", "backward", "optimizer")
 
 
