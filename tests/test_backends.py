@@ -60,13 +60,18 @@ def test_backend_large_segment(name, device):
     assert_backend_matches_reference(name, plan, *_inputs(plan, 2, 7, torch.float32, device))
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", BACKEND_NAMES)
-def test_backend_is_bitwise_repeatable(name, device):
+def _three_rows(name: str, device: str):
+    """A backend (or a skip), a three-tensor plan on ``device``, three float32 rows and coefficients."""
     backend = _backend_or_skip(name, device, torch.float32)
     plan = SegmentPlan.build([5000, 7, 3000], [0, 1, 0])
     rows, beta, *_ = _inputs(plan, 3, 3, torch.float32, device)
-    plan = plan.to(device)
+    return backend, plan.to(device), rows, beta
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_backend_is_bitwise_repeatable(name, device):
+    backend, plan, rows, beta = _three_rows(name, device)
     assert torch.equal(backend.gram(rows, plan), backend.gram(rows, plan))
     assert torch.equal(backend.combine(rows, beta, plan), backend.combine(rows, beta, plan))
 
@@ -75,10 +80,7 @@ def test_backend_is_bitwise_repeatable(name, device):
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_combine_into_a_given_row(name, device):
     """``out=``: the same values written into the caller's buffer, its padding left as it was (zero)."""
-    backend = _backend_or_skip(name, device, torch.float32)
-    plan = SegmentPlan.build([5000, 7, 3000], [0, 1, 0])
-    rows, beta, *_ = _inputs(plan, 3, 3, torch.float32, device)
-    plan = plan.to(device)
+    backend, plan, rows, beta = _three_rows(name, device)
     out = torch.zeros(plan.total, device=device)
     assert backend.combine(rows, beta, plan, out=out) is out
     assert torch.equal(out, backend.combine(rows, beta, plan))
