@@ -1,4 +1,4 @@
-"""Benchmarks, one command: ``ltu-fast bench [step|adamw] ...`` (or ``python -m ltu_fast.bench ...``).
+"""Benchmarks, one command: ``ltu-fast bench [step|adamw|aggregators] ...`` (or ``python -m ltu_fast.bench ...``).
 
     ltu-fast bench           the optimizer step table: fused harmonize + SGD/AdamW per backend against
                              torch-written per-layer PCGrad, and against the bytes-moved floor
@@ -17,21 +17,16 @@ shapes.py; timing helpers in timing.py. Measured numbers: benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+import importlib
 import sys
+
+SUBCOMMANDS = {"step": "training_step", "adamw": "adamw", "aggregators": "aggregators"}  # -> module
 
 
 def main(argv: list[str] | None = None) -> int | None:
     """Dispatch to one bench; each module imports torch and the kernels only when asked for."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["step"]:
-        from .training_step import main as run
-        argv = argv[1:]
-    elif argv[:1] == ["adamw"]:
-        from .adamw import main as run
-        argv = argv[1:]
-    elif argv[:1] == ["aggregators"]:
-        from .aggregators import main as run
-        argv = argv[1:]
-    else:
-        from .optimizer_step import main as run
-    return run(argv)
+    module = "optimizer_step"
+    if argv and argv[0] in SUBCOMMANDS:
+        module, argv = SUBCOMMANDS[argv[0]], argv[1:]
+    return importlib.import_module(f".{module}", __name__).main(argv)
