@@ -13,9 +13,14 @@ from functools import cache
 
 import torch
 
-__all__ = ["DEFAULT_SWEEPS", "pseudo_inverse", "symmetric_eigen"]
+__all__ = ["COMPILED_EPS", "DEFAULT_SWEEPS", "pseudo_inverse", "symmetric_eigen"]
 
 DEFAULT_SWEEPS = 10  # measured: off-diagonal below 1e-14 of the matrix after at most 7 sweeps for K <= 8
+# The eps of the rank cuts (``K eps max|lambda|``) in the compiled solves: the Gram they read is float32,
+# so theirs is this reference run on that float32 Gram (``torch.finfo(gram.dtype).eps``; on a float64
+# Gram the reference cuts at float64's eps and differs only where an eigenvalue lies between the two
+# cuts, i.e. below the float32 Gram's own rounding).
+COMPILED_EPS = torch.finfo(torch.float32).eps
 
 
 @cache

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ._eigen import DEFAULT_SWEEPS, symmetric_eigen
-from .base import Aggregator, as_preference, check_iterations, check_preference, preference
+from ._eigen import COMPILED_EPS, DEFAULT_SWEEPS, symmetric_eigen
+from .base import SOLVER_KINDS, Aggregator, SolverSpec, as_preference, check_iterations, check_preference, preference
 
 __all__ = ["AlignedMTL"]
 
@@ -52,6 +52,12 @@ class AlignedMTL(Aggregator):
         balance = (vectors * (scale.clamp_min(0).sqrt() * inv_sqrt)[..., None, :]) @ vectors.transpose(-1, -2)
         w = (balance @ p[:, None])[..., 0]
         return torch.where(rank > 0, w, p).to(gram.dtype)
+
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        # ints: (sweeps, index of scale_mode in SCALE_MODES); floats: (eps of the rank cut,); preference: p
+        k = num_objectives
+        return SolverSpec(SOLVER_KINDS["aligned_mtl"], ints=(self.sweeps, SCALE_MODES.index(self.scale_mode)),
+                          floats=(COMPILED_EPS,), preference=self.pref_vector or (1.0 / k,) * k)
 
     def __repr__(self) -> str:
         return f"AlignedMTL(pref_vector={self.pref_vector}, scale_mode={self.scale_mode!r}, sweeps={self.sweeps})"

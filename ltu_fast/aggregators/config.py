@@ -6,10 +6,12 @@ from collections.abc import Sequence
 
 import torch
 
-from ._eigen import DEFAULT_SWEEPS, pseudo_inverse, symmetric_eigen
-from .base import Aggregator, as_preference, check_iterations, check_preference, preference
+from ._eigen import COMPILED_EPS, DEFAULT_SWEEPS, pseudo_inverse, symmetric_eigen
+from .base import SOLVER_KINDS, Aggregator, SolverSpec, as_preference, check_iterations, check_preference, preference
 
 __all__ = ["ConFIG"]
+
+MIN_LENGTH = 1e-12  # floor of |u| in the normalisation (absolute, as torchjd)
 
 
 class ConFIG(Aggregator):
@@ -42,10 +44,15 @@ class ConFIG(Aggregator):
         values, vectors = symmetric_eigen(cosine, self.sweeps)
         c = (pseudo_inverse(values, vectors, k * torch.finfo(gram.dtype).eps) @ p[:, None])[..., 0]
         length2 = (c * (cosine @ c[..., None])[..., 0]).sum(-1, keepdim=True)
-        denominator = length2.clamp_min(0).sqrt().clamp_min(1e-12) ** 2
+        denominator = length2.clamp_min(0).sqrt().clamp_min(MIN_LENGTH) ** 2
         coef = inv * c
         along = (g @ coef[..., None])[..., 0].sum(-1, keepdim=True)
         return (coef * along / denominator).to(gram.dtype)
+
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        # ints: (sweeps,); floats: (eps of the rank cut, MIN_LENGTH); preference: p
+        return SolverSpec(SOLVER_KINDS["config"], ints=(self.sweeps,), floats=(COMPILED_EPS, MIN_LENGTH),
+                          preference=self.pref_vector or (1.0,) * num_objectives)
 
     def __repr__(self) -> str:
         return f"ConFIG(pref_vector={self.pref_vector}, sweeps={self.sweeps})"

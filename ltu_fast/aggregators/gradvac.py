@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .pcgrad import _MASK32, fixed_visit_orders, pcgrad_visit_orders
+from .base import SOLVER_KINDS, SolverSpec
 from .stateful import StatefulAggregator, StateSpec
 
 __all__ = ["GradVac"]
@@ -69,6 +70,16 @@ class GradVac(StatefulAggregator):
                 row.index_copy_(1, j, ((1 - self.beta) * hat + self.beta * phi)[:, None].to(row.dtype))
             beta = beta + c
         return beta.to(gram.dtype)
+
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        # ints: (random order, seed's low 32 bits), as PCGrad's; floats: (beta, eps)
+        return SolverSpec(SOLVER_KINDS["gradvac"], ints=(int(self.order == "random"), int(self.seed) & _MASK32),
+                          floats=(self.beta, self.eps))
+
+    def solver_tensors(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step counter and the targets viewed ``[L, K * K]`` (row i of a segment at ``i * K``)."""
+        state = self.state(gram)
+        return state["step"], state["targets"].view(gram.shape[0], -1)
 
     def __repr__(self) -> str:
         return f"GradVac(beta={self.beta}, eps={self.eps}, order={self.order!r}, seed={self.seed})"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ._eigen import DEFAULT_SWEEPS, pseudo_inverse, symmetric_eigen
-from .base import Aggregator, check_iterations
+from ._eigen import COMPILED_EPS, DEFAULT_SWEEPS, pseudo_inverse, symmetric_eigen
+from .base import SOLVER_KINDS, Aggregator, SolverSpec, check_iterations
 
 __all__ = ["IMTLG"]
+
+SMALL_SUM = 1e-12  # below this |sum(v)| the weights are 0 (absolute, as torchjd)
 
 
 class IMTLG(Aggregator):
@@ -30,8 +32,12 @@ class IMTLG(Aggregator):
         pinv = pseudo_inverse(values, vectors, k * torch.finfo(gram.dtype).eps)
         v = (pinv @ g.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()[..., None])[..., 0]
         total = v.sum(-1, keepdim=True)
-        small = total.abs() < 1e-12
+        small = total.abs() < SMALL_SUM
         return torch.where(small, 0.0, v / torch.where(small, 1.0, total)).to(gram.dtype)
+
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        # ints: (sweeps,); floats: (eps of the rank cut, SMALL_SUM)
+        return SolverSpec(SOLVER_KINDS["imtl_g"], ints=(self.sweeps,), floats=(COMPILED_EPS, SMALL_SUM))
 
     def __repr__(self) -> str:
         return f"IMTLG(sweeps={self.sweeps})"
