@@ -71,7 +71,8 @@ def solve_kernel(gram_ptr, num_segments, I0, I1, I2, I3, floats_ptr, counter_ptr
         beta = SEGMENT(g, ks, step, I0, I1, I2, I3, floats_ptr, agg_state_ptr, ls, lmask, K, KP) * w[None, :]
         bad += tl.sum(tl.sum(tl.where(m3 & (raw - raw != 0.0), 1, 0), axis=2), axis=1)
         m2 = lmask[:, None] & kmask[None, :]
-        bad += tl.sum(tl.where(m2 & (beta - beta != 0.0), 1, 0), axis=1)
+        stored = beta.to(tl.float32)  # as stored: a double beyond float32 is inf
+        bad += tl.sum(tl.where(m2 & (stored - stored != 0.0), 1, 0), axis=1)
         if HAS_SCALE:
             beta = beta / tl.load(grad_scale_ptr).to(tl.float64)
         tl.store(beta_ptr + ls.to(tl.int64)[:, None] * K + ks[None, :], beta.to(tl.float32), mask=m2)

@@ -68,10 +68,12 @@ def _device_state(agg, gram: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _both(backend_name: str, device: str, grams, make, weights, grad_scale, found_inf, hyper, ready):
-    """Run the compiled solver and the torch path (float64) on a fresh aggregator each, step after
-    step (``grams``), from the same counter (7) and state."""
+    """Run the compiled solver and the torch path (float64; on the float32 Gram where the rank cut is the
+    Gram's eps, ``gram_eps_cut``) on a fresh aggregator each, step after step (``grams``), from the same
+    counter (7) and state."""
     results = []
-    for backend, dtype in ((get_backend(backend_name), torch.float32), (REFERENCE, torch.float64)):
+    reference_dtype = torch.float32 if make().gram_eps_cut else torch.float64  # float64 math either way
+    for backend, dtype in ((get_backend(backend_name), torch.float32), (REFERENCE, reference_dtype)):
         agg = make()
         counter, _ = agg.solver_tensors(grams[0].to(device, dtype))
         if counter is not None:

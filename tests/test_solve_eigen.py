@@ -67,9 +67,10 @@ def test_compiled_solve_matches_the_reference_on_degenerate_grams(backend_name, 
         gram = _gram(case, k, segments, seed + step).to(device)
         beta, flag = solve(gram, compiled, backend)
         w_beta, w_flag = solve(gram, reference, REFERENCE)
-        assert flag.item() == 0.0 == w_flag.item()
-        tolerance = 1e-5 * w_beta.abs().amax().item() + 1e-7
-        torch.testing.assert_close(beta.cpu(), w_beta.cpu(), rtol=1e-5, atol=tolerance)
+        assert flag.item() == w_flag.item()  # GradVac on parallel gradients may overflow float32: both skip
+        finite = w_beta[w_beta.isfinite()]
+        tolerance = 1e-5 * (finite.abs().amax().item() if finite.numel() else 0.0) + 1e-7
+        torch.testing.assert_close(beta.cpu(), w_beta.cpu(), rtol=1e-5, atol=tolerance, equal_nan=True)
         for t, w_t in zip(compiled.solver_tensors(gram), reference.solver_tensors(gram)):
             if t is not None:
                 torch.testing.assert_close(t.cpu(), w_t.cpu(), rtol=1e-6, atol=1e-9)

@@ -26,4 +26,4 @@ def segment(g, ks, step, I0, I1, I2, I3, floats_ptr, state_ptr, ls, lmask, K: tl
     scale = tl.where(I1 == 1, median, tl.where(I1 == 2, mean, tl.min(ascending, axis=1)))
     root = tl.sqrt(tl.where(scale < 0.0, 0.0, scale))
     factor = tl.where(keep, root[:, None] * (1.0 / tl.sqrt(tl.where(keep, values, 1.0))), 0.0)
-    return tl.where((rank > 0)[:, None], eigen_apply(vectors, factor, p), p + values * 0.0)
+    return tl.where((rank > 0)[:, None], eigen_apply(vectors, factor, p), p + tl.zeros_like(values))

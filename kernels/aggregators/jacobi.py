@@ -43,7 +43,7 @@ def symmetric_eigen(matrix, ks, sweeps, K: tl.constexpr):
     of K - 1 (K even) or K (K odd) rounds."""
     n: tl.constexpr = K + K % 2
     a = matrix
-    v = tl.where((ks[:, None] == ks[None, :]) & (ks[:, None] < K), 1.0, 0.0)[None, :, :] + matrix * 0.0
+    v = tl.where((ks[:, None] == ks[None, :]) & (ks[:, None] < K), 1.0, 0.0)[None, :, :] + tl.zeros_like(matrix)
     if K > 1:
         for _ in range(sweeps):
             for round in range(n - 1):

@@ -22,6 +22,7 @@ class AlignedMTL(Aggregator):
     is kept. Eigen-decomposition by batched Jacobi sweeps (:mod:`._eigen`)."""
 
     name = "aligned_mtl"
+    gram_eps_cut = True  # see _eigen.COMPILED_EPS
 
     def __init__(self, pref_vector: Sequence[float] | torch.Tensor | None = None, scale_mode: str = "min",
                  sweeps: int = DEFAULT_SWEEPS):

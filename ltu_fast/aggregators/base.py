@@ -67,6 +67,9 @@ class Aggregator:
     # True: coefficients(s^2 G) == coefficients(G), so a loss scale may stay in the Gram it sees.
     # False (absolute thresholds, or weights that scale with the gradients): it sees G / s^2.
     scale_invariant = True
+    # True: a rank cut at K eps of the Gram's dtype (a pseudo-inverse); the compiled solves read float32
+    # Grams and cut at float32's eps, as the reference does on them (tests/test_solve.py compares so).
+    gram_eps_cut = False
 
     def __call__(self, gram: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         if gram.dim() != 3 or gram.shape[1] != gram.shape[2]:

@@ -24,6 +24,7 @@ class ConFIG(Aggregator):
     ``max(K, P) eps``; from the Gram only, nearly dependent unit gradients may be cut differently)."""
 
     name = "config"
+    gram_eps_cut = True  # see _eigen.COMPILED_EPS
     scale_invariant = False  # the 1e-12 floor of the normalisation is absolute
 
     def __init__(self, pref_vector: Sequence[float] | torch.Tensor | None = None, sweeps: int = DEFAULT_SWEEPS):

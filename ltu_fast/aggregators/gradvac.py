@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .pcgrad import _MASK32, fixed_visit_orders, pcgrad_visit_orders
 from .base import SOLVER_KINDS, SolverSpec
+from .pcgrad import _MASK32, fixed_visit_orders, pcgrad_visit_orders
 from .stateful import StatefulAggregator, StateSpec
 
 __all__ = ["GradVac"]

@@ -19,6 +19,7 @@ class IMTLG(Aggregator):
     dtype), from batched Jacobi sweeps (:mod:`._eigen`)."""
 
     name = "imtl_g"
+    gram_eps_cut = True  # see _eigen.COMPILED_EPS
     scale_invariant = False  # the 1e-12 threshold is absolute
 
     def __init__(self, sweeps: int = DEFAULT_SWEEPS):

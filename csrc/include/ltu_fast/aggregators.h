@@ -4,6 +4,10 @@
 // AGGREGATOR_KINDS export (checked against Python by tests/test_codes.py) expand it.
 #pragma once
 
+#include "ltu_fast/aggregators/aligned_mtl.h"
+#include "ltu_fast/aggregators/config.h"
+#include "ltu_fast/aggregators/gradvac.h"
+#include "ltu_fast/aggregators/imtl_g.h"
 #include "ltu_fast/aggregators/mgda_frank_wolfe.h"
 #include "ltu_fast/aggregators/pcgrad.h"
 #include "ltu_fast/aggregators/project.h"
@@ -13,7 +17,11 @@
   X(0, sum)                     \
   X(1, pcgrad)                  \
   X(2, project)                 \
-  X(3, mgda_frank_wolfe)
+  X(3, mgda_frank_wolfe)        \
+  X(8, imtl_g)                  \
+  X(9, aligned_mtl)             \
+  X(10, config)                 \
+  X(11, gradvac)
 
 namespace ltu_fast {
 

@@ -40,7 +40,7 @@ LTU_HD bool solve_segment(const float* gram, const float* weights, const SolveSp
   }
   for (int a = 0; a < k; ++a) {
     if (weights) beta[a] *= weights[a];
-    ok = ok && is_finite(beta[a]);
+    ok = ok && is_finite(static_cast<float>(beta[a]));  // as stored: a double beyond float32 is inf
   }
   return ok;
 }
