@@ -51,9 +51,8 @@ def symmetric_eigen(matrix, ks, sweeps, K: tl.constexpr):
                     # circle method: player 0 stays, the others rotate one place per round
                     x = tl.where(slot == 0, 0, 1 + (slot - 1 - round + (n - 1)) % (n - 1))
                     y = 1 + (n - 2 - slot - round + (n - 1)) % (n - 1)  # position n - 1 - slot >= 1
-                    p, q = tl.minimum(x, y), tl.maximum(x, y)
-                    if q < K:  # the bye of an odd K
-                        a, v = _rotate(a, v, ks, p, q)
+                    # an odd K's bye pairs p with the padding column q = K: a[p, K] = 0, no rotation
+                    a, v = _rotate(a, v, ks, tl.minimum(x, y), tl.maximum(x, y))
     return diagonal(a, ks), v
 
 
