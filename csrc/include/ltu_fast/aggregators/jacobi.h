@@ -26,12 +26,15 @@ LTU_HD bool jacobi_pair(int k, int round, int slot, int* p, int* q) {
 }
 
 // One rotation zeroing a[p][q]: A <- R^T A R, V <- V R, with R the identity but for
-// R_pp = R_qq = c, R_pq = s, R_qp = -s (none when a[p][q] = 0). A stays symmetric by construction.
+// R_pp = R_qq = c, R_pq = s, R_qp = -s (the identity, skipped, when a[p][q] = 0 or
+// negligible against a_qq - a_pp: converged pairs cost a division, no subnormal arithmetic). A stays
+// symmetric by construction.
 LTU_HD void jacobi_rotate(Gram& a, Gram& v, int k, int p, int q) {
   const double app = a[p][p], aqq = a[q][q], apq = a[p][q];
-  const bool rotate = apq != 0.0;
-  const double tau = (aqq - app) / (2.0 * (rotate ? apq : 1.0));
-  const double t = rotate ? (tau >= 0.0 ? 1.0 : -1.0) / (fabs(tau) + sqrt(1.0 + tau * tau)) : 0.0;
+  if (apq == 0.0) return;
+  const double tau = (aqq - app) / (2.0 * apq);
+  const double t = (tau >= 0.0 ? 1.0 : -1.0) / (fabs(tau) + sqrt(1.0 + tau * tau));
+  if (t == 0.0) return;  // |tau| > 1e154 (tau^2 = inf): the identity rotation, as in the reference
   const double c = 1.0 / sqrt(1.0 + t * t), s = t * c;
   for (int m = 0; m < k; ++m) {
     if (m != p && m != q) {
