@@ -26,6 +26,8 @@ MATRICES = [j for kind in torchjd_inputs().values() for j in kind if j.shape[0] 
 def test_qp_solves_match_the_reference_on_torchjd_matrices(backend_name, device, name):
     backend = get_backend(backend_name)
     served = [j for j in MATRICES if j.shape[0] <= getattr(backend, "MAX_SOLVE_K", 8)]
+    if backend_name == "triton" and device == "cpu":  # the interpreter: seconds per solve, K <= 3 of each kind
+        served = [j for j in served if j.shape[0] <= 3]
     assert served
     for j in served:
         gram = (j @ j.T).float()[None]
