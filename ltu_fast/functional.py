@@ -72,7 +72,10 @@ def coefficients(
     An incoming ``found_inf`` (e.g. GradScaler's) is OR-ed in.
     """
     weights, grad_scale, found_inf = _solve_inputs(gram, weights, grad_scale, found_inf)
-    beta = aggregator(_seen(gram, aggregator, grad_scale), weights)
+    seen = gram
+    if grad_scale is not None and not aggregator.scale_invariant:
+        seen = gram / grad_scale.to(gram).reshape(()) ** 2
+    beta = aggregator(seen, weights)
     bad = ~(torch.isfinite(gram).all() & torch.isfinite(beta).all())
     if grad_scale is not None:
         beta = beta / grad_scale.to(beta)
@@ -187,8 +190,10 @@ def solve(
     if (compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32
             and (tensor_rows is None or tensor_rows.dtype == torch.float32)):
         counter, state = aggregator.solver_tensors(gram)
-        return compiled(_seen(gram, aggregator, grad_scale), spec, counter, state, _f32(weights), _f32(grad_scale),
-                        _f32(found_inf), skipped, **epilogue)
+        if grad_scale is not None and not aggregator.scale_invariant:
+            gram = gram / grad_scale.reshape(()) ** 2  # as coefficients(): it sees the unscaled Gram
+        return compiled(gram, spec, counter, state, _f32(weights), _f32(grad_scale), _f32(found_inf), skipped,
+                        **epilogue)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
     if rule is not None:
         active = flag.eq(0).expand(tensors.num_tensors)
@@ -198,13 +203,6 @@ def solve(
     if skipped is not None:
         skipped += flag.to(skipped.dtype)
     return beta, flag
-
-
-def _seen(gram: torch.Tensor, aggregator: Aggregator, grad_scale: torch.Tensor | None) -> torch.Tensor:
-    """The Gram the aggregator solves on: ``G / scale^2`` when it is not scale-invariant, else ``G``."""
-    if grad_scale is None or aggregator.scale_invariant:
-        return gram
-    return gram / grad_scale.to(gram).reshape(()) ** 2
 
 
 def _solve_inputs(gram: torch.Tensor, weights: torch.Tensor | None, grad_scale: torch.Tensor | None,

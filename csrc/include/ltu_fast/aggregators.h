@@ -5,19 +5,27 @@
 #pragma once
 
 #include "ltu_fast/aggregators/aligned_mtl.h"
+#include "ltu_fast/aggregators/cagrad.h"
 #include "ltu_fast/aggregators/config.h"
+#include "ltu_fast/aggregators/dualproj.h"
 #include "ltu_fast/aggregators/gradvac.h"
 #include "ltu_fast/aggregators/imtl_g.h"
+#include "ltu_fast/aggregators/mgda.h"
 #include "ltu_fast/aggregators/mgda_frank_wolfe.h"
 #include "ltu_fast/aggregators/pcgrad.h"
 #include "ltu_fast/aggregators/project.h"
 #include "ltu_fast/aggregators/sum.h"
+#include "ltu_fast/aggregators/upgrad.h"
 
 #define LTU_FAST_AGGREGATORS(X) \
   X(0, sum)                     \
   X(1, pcgrad)                  \
   X(2, project)                 \
   X(3, mgda_frank_wolfe)        \
+  X(4, mgda)                    \
+  X(5, upgrad)                  \
+  X(6, dualproj)                \
+  X(7, cagrad)                  \
   X(8, imtl_g)                  \
   X(9, aligned_mtl)             \
   X(10, config)                 \
