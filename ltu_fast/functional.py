@@ -180,7 +180,7 @@ def solve(
     active and writes ``tensor_rows [T, R]`` (``active`` first) from ``group_hyper [G, C]``.
     """
     weights, grad_scale, found_inf = _solve_inputs(gram, weights, grad_scale, found_inf)
-    spec = aggregator.solver_spec()
+    spec = aggregator.solver_spec(gram.shape[-1])
     compiled = getattr(backend, "solve", None)
     max_k = getattr(backend, "MAX_SOLVE_K", MAX_SOLVE_K)
     epilogue = {}
@@ -189,8 +189,9 @@ def solve(
                     "touched": _f32(touched), "tensor_rows": tensor_rows}
     if (compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32
             and (tensor_rows is None or tensor_rows.dtype == torch.float32)):
-        return compiled(gram, spec, aggregator.step_counter(gram.device), _f32(weights), _f32(grad_scale),
-                        _f32(found_inf), skipped, **epilogue)
+        counter, state = aggregator.solver_tensors(gram)
+        return compiled(gram, spec, counter, state, _f32(weights), _f32(grad_scale), _f32(found_inf), skipped,
+                        **epilogue)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
     if rule is not None:
         active = flag.eq(0).expand(tensors.num_tensors)

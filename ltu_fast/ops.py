@@ -107,20 +107,21 @@ def _(acc, x, alpha, alpha_tensor, backend):
     return None
 
 
-@torch.library.custom_op("ltu_fast::solve", mutates_args=("counter", "skipped", "tensor_state", "tensor_rows"))
-def solve(gram: torch.Tensor, kind: int, protect: int, iterations: int, random_order: bool, seed: int,
-          counter: torch.Tensor | None, weights: torch.Tensor | None, grad_scale: torch.Tensor | None,
-          found_inf: torch.Tensor | None, skipped: torch.Tensor | None, rule: int, tensors: torch.Tensor | None,
-          group_hyper: torch.Tensor | None, tensor_state: torch.Tensor | None, touched: torch.Tensor | None,
-          tensor_rows: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+@torch.library.custom_op("ltu_fast::solve",
+                         mutates_args=("counter", "aggregator_state", "skipped", "tensor_state", "tensor_rows"))
+def solve(gram: torch.Tensor, kind: int, ints: list[int], floats: list[float], preference: list[float],
+          counter: torch.Tensor | None, aggregator_state: torch.Tensor | None, weights: torch.Tensor | None,
+          grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None, skipped: torch.Tensor | None, rule: int,
+          tensors: torch.Tensor | None, group_hyper: torch.Tensor | None, tensor_state: torch.Tensor | None,
+          touched: torch.Tensor | None, tensor_rows: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     impl = resolve_backend(backend, gram.device, torch.float32)
-    return impl.solve(gram, SolverSpec(kind, protect, iterations, random_order, seed), counter, weights, grad_scale,
-                      found_inf, skipped, None if rule < 0 else RULES[rule], tensors, group_hyper, tensor_state,
-                      touched, tensor_rows)
+    return impl.solve(gram, SolverSpec(kind, tuple(ints), tuple(floats), tuple(preference)), counter, aggregator_state,
+                      weights, grad_scale, found_inf, skipped, None if rule < 0 else RULES[rule], tensors, group_hyper,
+                      tensor_state, touched, tensor_rows)
 
 
 @solve.register_fake
-def _(gram, kind, protect, iterations, random_order, seed, counter, weights, grad_scale, found_inf, skipped, rule,
+def _(gram, kind, ints, floats, preference, counter, aggregator_state, weights, grad_scale, found_inf, skipped, rule,
       tensors, group_hyper, tensor_state, touched, tensor_rows, backend):
     return gram.new_empty(gram.shape[:2], dtype=torch.float32), gram.new_empty((1,), dtype=torch.float32)
 
@@ -154,10 +155,11 @@ class OpBackend:
         torch.ops.ltu_fast.apply(rule.code, rows, beta, plan_handle(plan), param, list(buffers), table, found_inf,
                                  self.name)
 
-    def solve(self, gram, spec, counter, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
+    def solve(self, gram, spec, counter, state, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
               group_hyper=None, tensor_state=None, touched=None, tensor_rows=None):
-        return torch.ops.ltu_fast.solve(gram, spec.kind, spec.protect, spec.iterations, spec.random_order, spec.seed,
-                                        counter, weights, grad_scale, found_inf, skipped,
+        return torch.ops.ltu_fast.solve(gram, spec.kind, [int(i) for i in spec.ints], [float(f) for f in spec.floats],
+                                        [float(p) for p in spec.preference], counter, state, weights, grad_scale,
+                                        found_inf, skipped,
                                         -1 if rule is None else rule.code, tensors, group_hyper, tensor_state,
                                         touched, tensor_rows, self.name)
 

@@ -8,6 +8,7 @@ Other engineers' backend tests call :func:`assert_backend_matches_reference`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from ltu_fast.aggregators import AGGREGATORS, MGDA, PCGrad, Project
 from ltu_fast.backends import get_backend, resolve_backend
 from ltu_fast.bench.timing import capture_cuda_graph  # noqa: F401 (the GPU tests capture as the bench does)
 from ltu_fast.functional import tensor_plan
@@ -312,3 +314,24 @@ def backward_objectives(opt, losses: Iterable[torch.Tensor], k: int | None = Non
     for j, loss in enumerate(itertools.islice(losses, k)):
         with opt.objective(j):
             loss.backward()
+
+
+# Configurations beyond each registered class's defaults (``make(k, seed)``).
+COMPILED_VARIANTS = {
+    "pcgrad_random": lambda k, seed: PCGrad("random", seed=seed),
+    "project": lambda k, seed: Project(protect=seed % k),
+    "mgda_frank_wolfe": lambda k, seed: MGDA(iterations=16, method="frank_wolfe"),
+}
+
+
+def _default(cls, k: int, seed: int):
+    return cls()
+
+
+def compiled_aggregators() -> dict:
+    """name -> ``make(k, seed)`` for every registered aggregator (and variant) whose ``solver_spec`` is
+    not None: the compiled solve's test registry (an aggregator joins it by returning a spec)."""
+    cases = {name: functools.partial(_default, cls) for name, cls in AGGREGATORS.items()}
+    cases.update(COMPILED_VARIANTS)
+    return {name: make for name, make in sorted(cases.items()) if make(3, 0).solver_spec(3) is not None}
+

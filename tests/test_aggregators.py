@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from jd_matrices import torchjd_inputs
 
 from ltu_fast import MGDA, HarmonizedSGD, PCGrad, Project, harmonize_rows, make_aggregator
-from ltu_fast.aggregators import AGGREGATORS
+from ltu_fast.aggregators import AGGREGATORS, SOLVER_KINDS
 from ltu_fast.functional import coefficients
 
 SEEDS = st.integers(0, 2**16)
@@ -252,7 +252,8 @@ def test_registered_under_its_name_and_exported(name):
     cls = AGGREGATORS[name]
     assert cls.name == name and isinstance(make_aggregator(name), cls)
     assert getattr(ltu_fast, cls.__name__) is cls
-    assert cls().solver_spec() is None or name in ("sum", "pcgrad", "project")  # the rest run in torch for now
+    spec = cls().solver_spec(3)
+    assert spec is None or spec.kind == SOLVER_KINDS[name]  # a compiled solve is named as its aggregator
 
 
 @pytest.mark.parametrize("name", ["nash_mtl", "fairgrad"])

@@ -35,9 +35,10 @@ PYTHON = {
     "DTYPE_CODES": {str(d).removeprefix("torch."): code for d, code in DTYPE_CODES.items()},
     "TABLE_COLUMNS": {name: i for i, name in enumerate(TABLE_COLUMNS)},
     "CHUNK_COLUMNS": {name: i for i, name in enumerate(CHUNK_COLUMNS)},
-    "AGGREGATOR_KINDS": {"sum": aggregators.SOLVER_SUM, "pcgrad": aggregators.SOLVER_PCGRAD,
-                         "project": aggregators.SOLVER_PROJECT, "mgda": aggregators.SOLVER_MGDA},
     "MAX_SOLVE_K": aggregators.MAX_SOLVE_K,
+    "SPEC_INTS": aggregators.SPEC_INTS,
+    "SPEC_FLOATS": aggregators.SPEC_FLOATS,
+    "SPEC_PREFERENCE": aggregators.SPEC_PREFERENCE,
     "MAX_BUFFERS": MAX_BUFFERS,
     "ROW_ACTIVE": rules.ROW_ACTIVE,
     "RULES": {rule.name: {"code": code, "group_columns": rule.group_columns, "tensor_state": rule.tensor_state,
@@ -68,13 +69,57 @@ def test_triton_kernels_read_the_same_layouts():
     triton_backend._load_kernels()
     chunks, solve, apply = (importlib.import_module(f"ltu_fast.kernels.{m}") for m in ("chunks", "solve", "apply"))
     assert chunks.CHUNK_COLUMNS == CHUNK_COLUMNS and solve.TABLE_COLUMNS == TABLE_COLUMNS
-    assert {k: getattr(solve, k.upper()) for k in PYTHON["AGGREGATOR_KINDS"]} == PYTHON["AGGREGATOR_KINDS"]
+    assert importlib.import_module("ltu_fast.kernels.aggregators.common").PREFERENCE == aggregators.SPEC_PREFERENCE
     assert [a for a in apply.apply_kernel.arg_names if a.startswith("b") and a.endswith("_ptr") and a != "beta_ptr"] \
         == [f"b{i}_ptr" for i in range(MAX_BUFFERS)]
     for rule in rules.RULES.values():
         module = triton_backend._rule_kernels(rule.name)
         assert (module.GROUP, module.STATE, module.ROW, module.BUFFERS) == \
             (rule.group_columns, rule.tensor_state, rule.row_columns, rule.buffers), rule.name
+
+
+def _compiled_kinds() -> dict[str, int]:
+    """Every kind a registered aggregator's ``solver_spec`` can name (MGDA: both methods)."""
+    specs = [cls().solver_spec(3) for cls in aggregators.AGGREGATORS.values()]
+    specs.append(aggregators.MGDA(method="frank_wolfe").solver_spec(3))
+    names = {code: name for name, code in aggregators.SOLVER_KINDS.items()}
+    return {names[s.kind]: s.kind for s in specs if s is not None}
+
+
+@pytest.mark.skipif(not MODULES, reason="no compiled module is built")
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_compiled_modules_number_the_aggregators_as_python(module):
+    """The C++ list (aggregators.h) holds a function for every kind Python's specs name, under the
+    same code, and no kind Python does not know."""
+    exported = module.AGGREGATOR_KINDS
+    assert exported.items() <= aggregators.SOLVER_KINDS.items(), exported
+    assert _compiled_kinds().items() <= exported.items(), (_compiled_kinds(), exported)
+
+
+def test_triton_has_a_function_for_every_compiled_kind():
+    pytest.importorskip("triton")
+    from ltu_fast.backends import triton as triton_backend
+
+    triton_backend._load_kernels()
+    for code in _compiled_kinds().values():
+        assert callable(triton_backend._aggregator_kernel(code))
+    with pytest.raises(ValueError, match="no compiled aggregator for kind 99"):
+        triton_backend._aggregator_kernel(99)
+
+
+@pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the C++ extension is not built")
+def test_an_unknown_kind_or_too_many_slots_is_refused_before_any_kernel():
+    from ltu_fast import _C
+
+    args = {"gram": 0, "num_segments": 1, "k": 2, "counter": 0, "aggregator_state": 0, "state_width": 0, "weights": 0,
+            "grad_scale": 0, "found_inf": 0, "beta": 0, "flag": 0, "skipped": 0, "rule": -1, "tensors": 0,
+            "num_tensors": 0, "group_f32": 0, "group_f64": 0, "state": 0, "touched": 0, "rows": 0}
+    with pytest.raises(ValueError, match="unknown aggregator kind 99"):
+        _C.solve(kind=99, ints=[], floats=[], **args)
+    with pytest.raises(ValueError, match="int / 0 float slots"):
+        _C.solve(kind=0, ints=[0] * 5, floats=[], **args)
+    with pytest.raises(ValueError, match="k = 9 outside"):
+        _C.solve(kind=0, ints=[], floats=[], **{**args, "k": 9})
 
 
 def test_every_backend_that_runs_here_knows_every_rule():

@@ -202,7 +202,7 @@ class _RecordingSolver:
     def __init__(self):
         self.seen = {}
 
-    def solve(self, gram, spec, counter, weights, grad_scale, found_inf, *rest, **kwargs):
+    def solve(self, gram, spec, counter, state, weights, grad_scale, found_inf, *rest, **kwargs):
         self.seen = {"weights": weights, "grad_scale": grad_scale, "found_inf": found_inf}
         return gram.new_zeros(gram.shape[:2]), gram.new_zeros(1)
 

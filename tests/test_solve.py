@@ -1,19 +1,23 @@
 """The compiled coefficient solvers (``backend.solve``) against the torch aggregators in float64.
 
 Every backend with a ``solve`` (cpu; triton in its interpreter or on a GPU; cuda on a GPU) must
-give the coefficients, the skip flag and the update rule's bookkeeping (SGD's here; every rule in
-test_prepare.py) of ``functional.solve``'s torch path, which defines the semantics, for every
-aggregator, K = 1..8, weights, a loss scale and an incoming overflow flag.
+give the coefficients, the skip flag, the aggregator's counter and state, and the update rule's
+bookkeeping (SGD's here; every rule in test_prepare.py) of ``functional.solve``'s torch path, which
+defines the semantics, for every registered aggregator with a compiled spec (and the variants in
+``VARIANTS``), K = 1..8, rank-deficient Grams, weights, a loss scale and an incoming overflow flag,
+over several consecutive steps. An aggregator's ``solver_spec`` returning a spec is its registration
+here: nothing in this file names it.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import compiled_aggregators
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ltu_fast.aggregators import MGDA, PCGrad, Project, Sum
+from ltu_fast.aggregators import PCGrad
 from ltu_fast.backends import available_backends, get_backend
 from ltu_fast.functional import solve
 from ltu_fast.plan import SegmentPlan
@@ -33,53 +37,76 @@ SOLVERS = _solvers()
 REFERENCE = get_backend("reference")
 
 
-def _gram(k: int, segments: int, seed: int, zero: int, scale: float) -> torch.Tensor:
+def _gram(k: int, segments: int, seed: int, zero: int, scale: float, rank: int = 0) -> torch.Tensor:
+    """Random PSD Grams of K gradients in ``rank`` dimensions (0: 3 + K, full rank)."""
     gen = torch.Generator().manual_seed(seed)
-    g = torch.randn(segments, k, 3 + k, generator=gen, dtype=torch.float64) * scale
+    g = torch.randn(segments, k, rank or 3 + k, generator=gen, dtype=torch.float64) * scale
     if 0 <= zero < k:
         g[:, zero] = 0.0  # an objective that does not touch these segments
     return (g @ g.transpose(1, 2)).to(torch.float32)
 
 
-def _aggregator(kind: str, k: int, protect: int, seed: int):
-    return {"sum": Sum(), "pcgrad": PCGrad(), "pcgrad_random": PCGrad("random", seed=seed),
-            "project": Project(protect=protect % k), "mgda": MGDA(iterations=16, method="frank_wolfe")}[kind]
+CASES = compiled_aggregators()
 
 
-def _both(backend_name: str, device: str, gram, make, weights, grad_scale, found_inf, hyper, ready):
-    """Run the compiled solver and the torch path (float64) on equal copies of every state tensor;
-    SGD's bookkeeping for one tensor per row of ``hyper`` (``ready`` its history bits)."""
-    results = []
+def _run(backend, device, dtype, gram, agg, weights, grad_scale, found_inf, hyper, ready):
+    """One solve with SGD's bookkeeping for one tensor per row of ``hyper`` (``ready``: its history bits)."""
     tensors = SegmentPlan.build([1] * len(ready), groups=range(len(ready))).to(device)
+    r = ready.clone().to(device).reshape(-1, 1)
+    rows = torch.full((len(ready), len(SGD.row_columns)), -1.0, device=device)
+    skipped = torch.zeros(1, dtype=torch.int64, device=device)
+    beta, flag = solve(gram.to(device, dtype), agg, backend, None if weights is None else weights.to(device),
+                       None if grad_scale is None else grad_scale.to(device),
+                       None if found_inf is None else found_inf.to(device), skipped=skipped, rule=SGD,
+                       tensors=tensors, group_hyper=hyper.to(device), tensor_state=r, tensor_rows=rows)
+    return beta.double().cpu(), flag.cpu(), r.cpu(), rows.cpu(), skipped.cpu()
+
+
+def _device_state(agg, gram: torch.Tensor) -> list[torch.Tensor]:
+    """The aggregator's counter and state after a step, as float64 CPU copies."""
+    return [t.detach().double().cpu().clone() for t in agg.solver_tensors(gram) if t is not None]
+
+
+def _both(backend_name: str, device: str, grams, make, weights, grad_scale, found_inf, hyper, ready):
+    """Run the compiled solver and the torch path (float64) on a fresh aggregator each, step after
+    step (``grams``), from the same counter (7) and state."""
+    results = []
     for backend, dtype in ((get_backend(backend_name), torch.float32), (REFERENCE, torch.float64)):
         agg = make()
-        r = ready.clone().to(device).reshape(-1, 1)
-        rows = torch.full((len(ready), len(SGD.row_columns)), -1.0, device=device)
-        skipped = torch.zeros(1, dtype=torch.int64, device=device)
-        counter = agg.step_counter(torch.device(device))
+        counter, _ = agg.solver_tensors(grams[0].to(device, dtype))
         if counter is not None:
             counter.fill_(7)
-        beta, flag = solve(gram.to(device, dtype), agg, backend,
-                           None if weights is None else weights.to(device),
-                           None if grad_scale is None else grad_scale.to(device),
-                           None if found_inf is None else found_inf.to(device), skipped=skipped, rule=SGD,
-                           tensors=tensors, group_hyper=hyper.to(device), tensor_state=r, tensor_rows=rows)
-        results.append((beta.double().cpu(), flag.cpu(), r.cpu(), rows.cpu(), skipped.cpu(),
-                        None if counter is None else counter.cpu()))
+        steps = []
+        for gram in grams:
+            out = _run(backend, device, dtype, gram, agg, weights, grad_scale, found_inf, hyper, ready)
+            steps.append((*out, _device_state(agg, gram.to(device, dtype))))
+        results.append(steps)
     return results
+
+
+def _assert_min_norm_equal(beta, w_beta, gram, weights, grad_scale, k, segments, scale):
+    """Frank-Wolfe may break an argmin near-tie the other way in float32; both must reach the same
+    min-norm value of the weighted Gram (the quantity MGDA defines) on the simplex."""
+    w = torch.ones(k, dtype=torch.float64) if weights is None else weights.double()
+    g = gram.double() * w[:, None] * w[None, :]
+    alpha, w_alpha = (b * (1 if grad_scale is None else 1024.0) / w for b in (beta, w_beta))
+    torch.testing.assert_close(alpha.sum(1), torch.ones(segments, dtype=torch.float64))
+    assert (alpha >= -1e-6).all()
+    value, w_value = (torch.einsum("li,lij,lj->l", a, g, a) for a in (alpha, w_alpha))
+    torch.testing.assert_close(value, w_value, rtol=2e-3, atol=1e-6 * scale ** 2)
 
 
 @pytest.mark.skipif(not SOLVERS, reason="no compiled backend with a solver is available")
 @pytest.mark.parametrize("backend_name,device", SOLVERS)
-@given(kind=st.sampled_from(["sum", "pcgrad", "pcgrad_random", "project", "mgda"]), k=st.integers(1, 8),
-       segments=st.integers(1, 6), seed=st.integers(0, 2**16), zero=st.integers(-1, 8),
-       scale=st.sampled_from([1e-3, 1.0, 1e3]), weighted=st.booleans(), scaled=st.booleans(),
-       incoming=st.sampled_from([None, 0.0, 1.0]))
-def test_solver_matches_torch_aggregators(backend_name, device, kind, k, segments, seed, zero, scale, weighted,
+@pytest.mark.parametrize("case", sorted(CASES))
+@given(k=st.integers(1, 8), segments=st.integers(1, 6), seed=st.integers(0, 2**16), zero=st.integers(-1, 8),
+       rank=st.integers(0, 8), scale=st.sampled_from([1e-3, 1.0, 1e3]), weighted=st.booleans(),
+       scaled=st.booleans(), incoming=st.sampled_from([None, 0.0, 1.0]))
+def test_solver_matches_torch_aggregators(backend_name, device, case, k, segments, seed, zero, rank, scale, weighted,
                                           scaled, incoming):
     if k > getattr(get_backend(backend_name), "MAX_SOLVE_K", 8):
         k = 1 + k % 4  # beyond its limit a backend runs the torch path: nothing of its own to test
-    gram = _gram(k, segments, seed, zero, scale)
+    grams = [_gram(k, segments, seed + step, zero, scale, rank) for step in range(3)]
     gen = torch.Generator().manual_seed(seed + 1)
     weights = torch.rand(k, generator=gen) + 0.25 if weighted else None
     grad_scale = torch.tensor([1024.0]) if scaled else None
@@ -87,25 +114,20 @@ def test_solver_matches_torch_aggregators(backend_name, device, kind, k, segment
     hyper = torch.zeros(3, len(SGD.group_columns))
     hyper[:, SGD.group_columns.index("momentum")] = torch.tensor([0.9, 0.0, 0.5])
     ready = torch.tensor([0.0, 0.0, 1.0])
-    got, want = _both(backend_name, device, gram, lambda: _aggregator(kind, k, zero + 1, seed), weights,
-                      grad_scale, found_inf, hyper, ready)
-    beta, flag, r, rows, skipped, counter = got
-    w_beta, w_flag, w_r, w_rows, w_skipped, w_counter = want
-    if kind == "mgda" and k > 2:
-        # Frank-Wolfe may break an argmin near-tie the other way in float32; both must reach the
-        # same min-norm value of the weighted Gram (the quantity MGDA defines) on the simplex
-        w = torch.ones(k, dtype=torch.float64) if weights is None else weights.double()
-        g = gram.double() * w[:, None] * w[None, :]
-        alpha, w_alpha = (b * (1 if grad_scale is None else 1024.0) / w for b in (beta, w_beta))
-        torch.testing.assert_close(alpha.sum(1), torch.ones(segments, dtype=torch.float64))
-        assert (alpha >= -1e-6).all()
-        value, w_value = (torch.einsum("li,lij,lj->l", a, g, a) for a in (alpha, w_alpha))
-        torch.testing.assert_close(value, w_value, rtol=2e-3, atol=1e-6 * scale ** 2)
-    else:
-        torch.testing.assert_close(beta, w_beta, rtol=1e-5, atol=1e-6)
-    assert torch.equal(flag, w_flag.float())
-    assert torch.equal(r, w_r.float()) and torch.equal(rows, w_rows) and torch.equal(skipped, w_skipped)
-    assert (counter is None) == (w_counter is None) and (counter is None or torch.equal(counter, w_counter))
+    got, want = _both(backend_name, device, grams, lambda: CASES[case](k, seed), weights, grad_scale, found_inf,
+                      hyper, ready)
+    for gram, step, w_step in zip(grams, got, want):
+        beta, flag, r, rows, skipped, state = step
+        w_beta, w_flag, w_r, w_rows, w_skipped, w_state = w_step
+        if case == "mgda_frank_wolfe" and k > 2:
+            _assert_min_norm_equal(beta, w_beta, gram, weights, grad_scale, k, segments, scale)
+        else:
+            torch.testing.assert_close(beta, w_beta, rtol=1e-5, atol=1e-6)
+        assert torch.equal(flag, w_flag.float())
+        assert torch.equal(r, w_r.float()) and torch.equal(rows, w_rows) and torch.equal(skipped, w_skipped)
+        assert len(state) == len(w_state)
+        for t, w_t in zip(state, w_state):
+            torch.testing.assert_close(t, w_t, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.skipif(not SOLVERS, reason="no compiled backend with a solver is available")
@@ -116,7 +138,7 @@ def test_solver_flags_non_finite_statistics_and_skips_bookkeeping(backend_name, 
     gram[2, 1, 1] = bad
     hyper = torch.zeros(1, len(SGD.group_columns))
     hyper[0, SGD.group_columns.index("momentum")] = 0.9
-    got, want = _both(backend_name, device, gram, PCGrad, None, None, None, hyper, torch.zeros(1))
+    (got,), (want,) = _both(backend_name, device, [gram], PCGrad, None, None, None, hyper, torch.zeros(1))
     assert got[1].item() == 1.0 == want[1].item()
     assert got[2].item() == 0.0 and got[4].item() == 1  # ready untouched, the skip counted
 

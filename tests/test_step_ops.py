@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import compiled_aggregators
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ltu_fast import HarmonizedAdamW, HarmonizedLion, HarmonizedSGD
-from ltu_fast.aggregators import MGDA, PCGrad, Project, Sum
 from ltu_fast.backends import available_backends
 
 MAX_OPS = 6  # with or without torch's "grad is None" rule (skip_untouched): the solve does its bookkeeping
@@ -52,8 +52,7 @@ def _model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
 
 
-AGGREGATORS = {"sum": Sum, "pcgrad": PCGrad, "pcgrad_random": lambda: PCGrad("random", seed=1),
-               "project": Project, "mgda": lambda: MGDA(method="frank_wolfe")}
+AGGREGATORS = compiled_aggregators()  # every aggregator with a compiled solve (K <= 4: Triton's limit)
 
 
 @pytest.mark.skipif(available_backends()["cpu"] is not None, reason="the C++ extension is not built")
@@ -64,7 +63,7 @@ AGGREGATORS = {"sum": Sum, "pcgrad": PCGrad, "pcgrad_random": lambda: PCGrad("ra
 def test_step_dispatches_at_most_a_handful_of_ops(aggregator, k, rule, skip_untouched):
     torch.manual_seed(0)
     model = _model()
-    opt = RULES[rule](model.parameters(), objectives=k, aggregator=AGGREGATORS[aggregator](), backend="cpu",
+    opt = RULES[rule](model.parameters(), objectives=k, aggregator=AGGREGATORS[aggregator](k, 1), backend="cpu",
                       weights=[1.0] * k, skip_untouched=skip_untouched)
     x = torch.randn(5, 8)
     for step in range(2):  # the second step runs with every cache warm
@@ -138,7 +137,7 @@ def test_step_launches_at_most_four_kernels(backend, aggregator, k, rule, skip_u
 
     torch.manual_seed(0)
     model = _model().cuda()
-    opt = RULES[rule](model.parameters(), objectives=k, aggregator=AGGREGATORS[aggregator](), backend=backend,
+    opt = RULES[rule](model.parameters(), objectives=k, aggregator=AGGREGATORS[aggregator](k, 1), backend=backend,
                       skip_untouched=skip_untouched)
     x = torch.randn(5, 8, device="cuda")
     def launches(region) -> list[str]:

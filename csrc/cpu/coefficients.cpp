@@ -2,26 +2,27 @@
 // per-tensor bookkeeping (prepare), in one call.
 #include "coefficients.h"
 
-#include "ltu_fast/solve_math.h"
+#include "ltu_fast/solve_segment.h"
 
 namespace ltu_fast::cpu {
 
 void solve(const SolveArgs& a) {
   const uint64_t step = a.counter ? static_cast<uint64_t>(*a.counter) : 0;
-  const SolveSpec spec{a.kind, static_cast<int>(a.k), a.protect, a.iterations, a.random_order, a.seed};
+  const int64_t k = a.spec.k;
   const float scale = a.grad_scale ? *a.grad_scale : 1.0f;
   bool ok = true;
   double beta[kMaxSolveK];
   for (int64_t s = 0; s < a.num_segments; ++s) {  // tiny: L segments of K <= 8, no threads
-    ok = solve_segment(a.gram + s * a.k * a.k, a.weights, spec, step, beta) && ok;
-    for (int64_t j = 0; j < a.k; ++j) a.beta[s * a.k + j] = float(a.grad_scale ? beta[j] / scale : beta[j]);
+    double* state = a.aggregator_state ? a.aggregator_state + s * a.state_width : nullptr;
+    ok = solve_segment(a.gram + s * k * k, a.weights, a.spec, step, state, beta) && ok;
+    for (int64_t j = 0; j < k; ++j) a.beta[s * k + j] = float(a.grad_scale ? beta[j] / scale : beta[j]);
   }
   const bool skip = !ok || (a.found_inf_in && *a.found_inf_in != 0.0f);
   *a.flag = skip ? 1.0f : 0.0f;
   if (a.rule.rule >= 0)
     for (int64_t t = 0; t < a.rule.num_tensors; ++t) prepare_tensor(a.rule, t, skip);
   if (a.skipped) *a.skipped += skip;
-  if (a.counter && a.random_order) *a.counter += 1;
+  if (a.counter) *a.counter += 1;
 }
 
 }  // namespace ltu_fast::cpu

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "ltu_fast/aggregators/common.h"
 #include "ltu_fast/rules.h"
 
 namespace ltu_fast::cpu {
@@ -10,11 +11,11 @@ namespace ltu_fast::cpu {
 // Every pointer but gram, beta and flag may be null (not used); rule.rule < 0: no update rule.
 struct SolveArgs {
   const float* gram;  // [L, k, k]
-  int64_t num_segments, k;
-  int kind, protect, iterations;
-  bool random_order;
-  uint32_t seed;
-  int64_t* counter;            // [1] pcgrad step counter (read, then advanced when random_order)
+  int64_t num_segments;
+  SolveSpec spec;              // the aggregator's kind, k and slots (checked by the binding)
+  int64_t* counter;            // [1] the aggregator's step counter (read, then advanced by one)
+  double* aggregator_state;    // [L, state_width] the aggregator's per-segment state, updated in place
+  int64_t state_width;
   const float* weights;        // [k]
   const float* grad_scale;     // [1] divided out of beta
   const float* found_inf_in;   // [1] OR-ed into the flag

@@ -1,13 +1,14 @@
-// The coefficient solve in one single-block kernel: a thread per segment runs solve_math.h, the
-// block ANDs the finiteness, then the update rule's per-tensor rows (a thread per tensor runs its
-// prepare), the skip flag, skip count and PCGrad's step counter are written on the device.
+// The coefficient solve in one single-block kernel: a thread per segment runs solve_segment.h (the
+// aggregator's function and its state row), the block ANDs the finiteness, then the update rule's
+// per-tensor rows (a thread per tensor runs its prepare), the skip flag, skip count and the
+// aggregator's step counter are written on the device.
 // Capturable: no host sync, fixed launch shape.
 #include <stdexcept>
 #include <string>
 
 #include "common.cuh"
 #include "ltu_fast/rules.h"
-#include "ltu_fast/solve_math.h"
+#include "ltu_fast/solve_segment.h"
 #include "solve.h"
 
 namespace ltu_fast {
@@ -19,7 +20,8 @@ constexpr int kSolveThreads = 256;
 __global__ void __launch_bounds__(kSolveThreads) solve_kernel(SolveArgs a) {
   const auto* counter = reinterpret_cast<int64_t*>(a.counter);
   const uint64_t step = counter ? static_cast<uint64_t>(*counter) : 0;
-  const SolveSpec spec{a.kind, a.k, a.protect, a.iterations, a.random_order, a.seed};
+  const int k = a.spec.k;
+  auto* aggregator_state = reinterpret_cast<double*>(a.aggregator_state);
   const auto* gram = reinterpret_cast<const float*>(a.gram);
   const auto* weights = reinterpret_cast<const float*>(a.weights);
   const auto* grad_scale = reinterpret_cast<const float*>(a.grad_scale);
@@ -27,8 +29,9 @@ __global__ void __launch_bounds__(kSolveThreads) solve_kernel(SolveArgs a) {
   bool ok = true;
   for (int64_t s = threadIdx.x; s < a.num_segments; s += kSolveThreads) {
     double b[kMaxSolveK];
-    ok = solve_segment(gram + s * a.k * a.k, weights, spec, step, b) && ok;
-    for (int j = 0; j < a.k; ++j) beta[s * a.k + j] = float(grad_scale ? b[j] / *grad_scale : b[j]);
+    double* state = aggregator_state ? aggregator_state + s * a.state_width : nullptr;
+    ok = solve_segment(gram + s * k * k, weights, a.spec, step, state, b) && ok;
+    for (int j = 0; j < k; ++j) beta[s * k + j] = float(grad_scale ? b[j] / *grad_scale : b[j]);
   }
   const bool all_ok = __syncthreads_and(ok);  // also orders every read of the counter before its update
   const auto* found_inf_in = reinterpret_cast<const float*>(a.found_inf_in);
@@ -43,7 +46,7 @@ __global__ void __launch_bounds__(kSolveThreads) solve_kernel(SolveArgs a) {
   if (threadIdx.x == 0) {
     *reinterpret_cast<float*>(a.flag) = skip ? 1.0f : 0.0f;
     if (a.skipped) *reinterpret_cast<int64_t*>(a.skipped) += skip;
-    if (counter && a.random_order) *reinterpret_cast<int64_t*>(a.counter) += 1;
+    if (counter) *reinterpret_cast<int64_t*>(a.counter) += 1;
   }
 }
 

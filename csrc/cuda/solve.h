@@ -3,17 +3,18 @@
 
 #include <cstdint>
 
+#include "ltu_fast/aggregators/common.h"
+
 namespace ltu_fast {
 namespace cuda {
 
 struct SolveArgs {                // device addresses; 0 = absent (every one but gram, beta, flag)
   uintptr_t gram = 0;             // float [L, k, k]
   int64_t num_segments = 0;
-  int k = 0;                      // 1..8
-  int kind = 0, protect = 0, iterations = 0;
-  bool random_order = false;
-  uint32_t seed = 0;
-  uintptr_t counter = 0;          // int64 [1] pcgrad step counter, advanced when random_order
+  SolveSpec spec{};               // the aggregator's kind, k (1..8) and slots (checked by the binding)
+  uintptr_t counter = 0;          // int64 [1] the aggregator's step counter, advanced by one
+  uintptr_t aggregator_state = 0; // double [L, state_width] the aggregator's per-segment state, in place
+  int64_t state_width = 0;
   uintptr_t weights = 0;          // float [k]
   uintptr_t grad_scale = 0;       // float [1]
   uintptr_t found_inf_in = 0;     // float [1]

@@ -12,10 +12,10 @@ from __future__ import annotations
 from .aligned_mtl import AlignedMTL
 from .base import (
     MAX_SOLVE_K,
-    SOLVER_MGDA,
-    SOLVER_PCGRAD,
-    SOLVER_PROJECT,
-    SOLVER_SUM,
+    SOLVER_KINDS,
+    SPEC_FLOATS,
+    SPEC_INTS,
+    SPEC_PREFERENCE,
     Aggregator,
     SolverSpec,
     as_weights,
@@ -35,8 +35,8 @@ from .stateful import StatefulAggregator
 from .sum import Sum
 from .upgrad import UPGrad
 
-__all__ = ["AGGREGATORS", "IMTLG", "MAX_SOLVE_K", "MGDA", "SOLVER_MGDA", "SOLVER_PCGRAD", "SOLVER_PROJECT",
-           "SOLVER_SUM", "Aggregator", "AlignedMTL", "CAGrad", "ConFIG", "DualProj", "FairGrad", "GradVac", "NashMTL",
+__all__ = ["AGGREGATORS", "IMTLG", "MAX_SOLVE_K", "MGDA", "SOLVER_KINDS", "SPEC_FLOATS", "SPEC_INTS",
+           "SPEC_PREFERENCE", "Aggregator", "AlignedMTL", "CAGrad", "ConFIG", "DualProj", "FairGrad", "GradVac", "NashMTL",
            "PCGrad", "Project", "SolverSpec", "StatefulAggregator", "Sum", "UPGrad", "as_weights", "make_aggregator",
            "pcgrad_visit_orders", "safe_ratio"]
 

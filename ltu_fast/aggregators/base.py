@@ -18,22 +18,40 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["MAX_SOLVE_K", "SOLVER_MGDA", "SOLVER_PCGRAD", "SOLVER_PROJECT", "SOLVER_SUM", "Aggregator",
+__all__ = ["MAX_SOLVE_K", "SOLVER_KINDS", "SPEC_FLOATS", "SPEC_INTS", "SPEC_PREFERENCE", "Aggregator",
            "SolverSpec", "as_preference", "as_weights", "check_iterations", "check_preference", "preference", "safe_ratio", "trace_normalized"]
 
-# Aggregator kinds of the compiled solvers (csrc/include/ltu_fast/solve_math.h, kernels/solve.py).
-SOLVER_SUM, SOLVER_PCGRAD, SOLVER_PROJECT, SOLVER_MGDA = range(4)
+# Kinds of the compiled solves, one per aggregator function (csrc/include/ltu_fast/aggregators.h,
+# kernels/aggregators/<name>.py; tests/test_codes.py holds every language to this table).
+SOLVER_KINDS: dict[str, int] = {
+    "sum": 0, "pcgrad": 1, "project": 2, "mgda_frank_wolfe": 3, "mgda": 4, "upgrad": 5, "dualproj": 6, "cagrad": 7,
+    "imtl_g": 8, "aligned_mtl": 9, "config": 10, "gradvac": 11, "nash_mtl": 12, "fairgrad": 13,
+}
 MAX_SOLVE_K = 8  # the compiled solvers handle K <= 8; beyond, every backend runs the torch aggregators
+SPEC_INTS, SPEC_FLOATS, SPEC_PREFERENCE = 4, 12, 4  # slots; floats[SPEC_PREFERENCE:][:K] hold a preference
 
 
 class SolverSpec(NamedTuple):
-    """What a compiled backend needs to reproduce an aggregator: plain integers, no tensors."""
+    """What a compiled solve needs to reproduce an aggregator: its kind and plain numbers, no tensors.
+
+    ``ints`` (at most ``SPEC_INTS``, int64) and ``floats`` (at most ``SPEC_PREFERENCE``, float64) are
+    the aggregator's parameters in the order its compiled function reads them (each aggregator's
+    file says which slot is what); ``preference`` (K values) follows in the float slots.
+    """
 
     kind: int
-    protect: int = 0
-    iterations: int = 0
-    random_order: bool = False
-    seed: int = 0
+    ints: tuple[int, ...] = ()
+    floats: tuple[float, ...] = ()
+    preference: tuple[float, ...] = ()
+
+    def slots(self) -> tuple[list[int], list[float]]:
+        """The int and float slots as the compiled solves take them (floats padded before the preference)."""
+        if len(self.ints) > SPEC_INTS or len(self.floats) > SPEC_PREFERENCE \
+                or len(self.preference) > SPEC_FLOATS - SPEC_PREFERENCE:
+            raise ValueError(f"SolverSpec: too many slots ({len(self.ints)} ints, {len(self.floats)} floats, "
+                             f"{len(self.preference)} preference values)")
+        floats = [float(f) for f in self.floats] + [0.0] * (SPEC_PREFERENCE - len(self.floats))
+        return [int(i) for i in self.ints], floats + [float(p) for p in self.preference]
 
 
 def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -61,9 +79,16 @@ class Aggregator:
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def solver_spec(self) -> SolverSpec | None:
-        """The compiled solvers' description of this aggregator; None (a custom subclass): torch only."""
+    def solver_spec(self, num_objectives: int) -> SolverSpec | None:
+        """The compiled solves' description of this aggregator for K objectives; None (a custom
+        subclass, or a configuration no compiled function implements): the torch reference runs."""
         return None
+
+    def solver_tensors(self, gram: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(counter, state)`` a compiled solve reads and advances for this Gram batch: the int64 [1]
+        step counter (advanced by one per solve) and the float64 ``[L, S]`` per-segment state (updated
+        in place), each None when the aggregator has none."""
+        return self.step_counter(gram.device), None
 
     def step_counter(self, device: torch.device) -> torch.Tensor | None:
         """int64 [1] device counter a compiled solver reads and advances, or None (stateless)."""

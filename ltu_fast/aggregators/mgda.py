@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._qp import default_iterations, simplex_minimize
-from .base import SOLVER_MGDA, Aggregator, SolverSpec, check_iterations, safe_ratio, trace_normalized
+from .base import SOLVER_KINDS, Aggregator, SolverSpec, check_iterations, safe_ratio, trace_normalized
 
 __all__ = ["MGDA"]
 
@@ -65,11 +65,11 @@ class MGDA(Aggregator):
             alpha = (1 - gamma[:, None]) * alpha + gamma[:, None] * target
         return alpha
 
-    def solver_spec(self) -> SolverSpec | None:
+    def solver_spec(self, num_objectives: int) -> SolverSpec | None:
         """Frank-Wolfe only: the compiled solvers do not implement the active-set method yet."""
         if self.method != "frank_wolfe":
             return None
-        return SolverSpec(SOLVER_MGDA, iterations=self.iterations or 64)
+        return SolverSpec(SOLVER_KINDS["mgda_frank_wolfe"], ints=(self.iterations or 64,))  # ints: (iterations,)
 
     def __repr__(self) -> str:
         return f"MGDA(iterations={self.iterations}, method={self.method!r})"

@@ -6,7 +6,7 @@ from functools import cache
 
 import torch
 
-from .base import SOLVER_PCGRAD, Aggregator, SolverSpec, safe_ratio
+from .base import SOLVER_KINDS, Aggregator, SolverSpec, safe_ratio
 
 __all__ = ["PCGrad", "fixed_visit_orders", "pcgrad_visit_orders"]
 
@@ -15,7 +15,7 @@ _MASK32 = 0xFFFFFFFF
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """solve_math.h's ``mix32`` on int64 tensors holding 32-bit values (products stay below 2^63)."""
+    """``mix32`` of csrc/include/ltu_fast/aggregators/visit_order.h on int64 tensors holding 32-bit values (products stay below 2^63)."""
     x = x ^ (x >> 16)
     x = (x * 0x7FEB352D) & _MASK32
     x = x ^ (x >> 15)
@@ -76,8 +76,9 @@ class PCGrad(Aggregator):
             self._counter = self._counter.to(device)
         return self._counter
 
-    def solver_spec(self) -> SolverSpec:
-        return SolverSpec(SOLVER_PCGRAD, random_order=self.order == "random", seed=int(self.seed) & _MASK32)
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        # ints: (random order, seed's low 32 bits); the counter is step_counter's (random order only)
+        return SolverSpec(SOLVER_KINDS["pcgrad"], ints=(int(self.order == "random"), int(self.seed) & _MASK32))
 
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
         num_segments, k = gram.shape[:2]

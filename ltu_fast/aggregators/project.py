@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import SOLVER_PROJECT, Aggregator, SolverSpec, safe_ratio
+from .base import SOLVER_KINDS, Aggregator, SolverSpec, safe_ratio
 
 __all__ = ["Project"]
 
@@ -33,8 +33,8 @@ class Project(Aggregator):
         beta[:, r] -= steps.sum(-1)
         return beta
 
-    def solver_spec(self) -> SolverSpec:
-        return SolverSpec(SOLVER_PROJECT, protect=self.protect)
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        return SolverSpec(SOLVER_KINDS["project"], ints=(self.protect,))  # ints: (protected objective,)
 
     def __repr__(self) -> str:
         return f"Project(protect={self.protect})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import SOLVER_SUM, Aggregator, SolverSpec
+from .base import SOLVER_KINDS, Aggregator, SolverSpec
 
 __all__ = ["Sum"]
 
@@ -17,5 +17,5 @@ class Sum(Aggregator):
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
         return torch.ones(gram.shape[:2], dtype=gram.dtype, device=gram.device)
 
-    def solver_spec(self) -> SolverSpec:
-        return SolverSpec(SOLVER_SUM)
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        return SolverSpec(SOLVER_KINDS["sum"])

@@ -21,14 +21,15 @@ torch's back):
     (the reference backend runs exactly that; the compiled ones the same math per language).
     ``param``, ``buffers`` and ``table`` are float32 (float64 for float64 parameters).
     If ``found_inf[0] != 0`` nothing is written (read on the device: no host sync).
-``solve(gram[L, K, K], spec, counter, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
+``solve(gram[L, K, K], spec, counter, state, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
 group_hyper=None, tensor_state=None, touched=None, tensor_rows=None)``
     Optional (the reference has none: ``functional.solve`` runs the torch aggregators, which are
     the semantics). Coefficients ``beta [L, K]`` float32 and the skip flag ``[1]`` of the
     aggregator described by ``spec`` (:class:`~ltu_fast.aggregators.SolverSpec`; K up to the
     module's ``MAX_SOLVE_K``, default 8), in one call: objective ``weights [K]``, ``grad_scale [1]``
-    divided out, ``found_inf [1]`` OR-ed in, PCGrad's ``counter [1]`` (int64) read then advanced,
-    ``skipped [1]`` (int64) += flag. Then, with ``rule``, its epilogue per tensor ``t`` of
+    divided out, ``found_inf [1]`` OR-ed in, the aggregator's ``counter [1]`` (int64) read then
+    advanced by one and its per-segment ``state [L, S]`` (float64, contiguous) updated in place
+    (both from :meth:`~ltu_fast.aggregators.Aggregator.solver_tensors`), ``skipped [1]`` (int64) += flag. Then, with ``rule``, its epilogue per tensor ``t`` of
     ``tensors`` (a ``SegmentPlan.table [T, 4]``): ``active = touched[t] != 0 and not flag``
     (``touched [T]`` float32, None: every tensor), ``rule.prepare`` on the tensor's row of
     ``group_hyper [G, C]`` (float32 or float64) advancing ``tensor_state [T, S]`` (float32) in place,
@@ -48,7 +49,8 @@ import torch
 from ..plan import SegmentPlan
 from ..rules import UpdateRule
 
-__all__ = ["DTYPE_CODES", "MAX_BUFFERS", "Backend", "buffer_addresses", "combine_out", "solve_buffers"]
+__all__ = ["DTYPE_CODES", "MAX_BUFFERS", "Backend", "buffer_addresses", "check_solver_state", "combine_out",
+           "solve_buffers"]
 
 # Codes of the element dtypes the compiled kernels take (csrc/include/ltu_fast/codes.h DType).
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
@@ -100,6 +102,17 @@ def combine_out(rows: torch.Tensor, plan: SegmentPlan, out: torch.Tensor | None)
 def buffer_addresses(buffers: Sequence[torch.Tensor]) -> list[int]:
     """A rule's buffers as the ``MAX_BUFFERS`` addresses the compiled apply takes (0: absent)."""
     return [t.data_ptr() if t.numel() else 0 for t in buffers] + [0] * (MAX_BUFFERS - len(buffers))
+
+
+def check_solver_state(state: torch.Tensor | None, num_segments: int) -> None:
+    """An aggregator's per-segment state as the compiled solves read it: float64 ``[L, S]``, contiguous,
+    on the Gram's device (a wrong one would be read out of bounds, never reported)."""
+    if state is None:
+        return
+    if state.dtype != torch.float64 or state.dim() != 2 or state.shape[0] != num_segments \
+            or not state.is_contiguous():
+        raise ValueError(f"aggregator state: expected a contiguous float64 [{num_segments}, S] tensor, got "
+                         f"{state.dtype} {tuple(state.shape)} (contiguous: {state.is_contiguous()})")
 
 
 def solve_buffers(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ import torch
 from ..aggregators import SolverSpec
 from ..plan import SegmentPlan
 from ..rules import UpdateRule
-from .base import DTYPE_CODES, buffer_addresses, combine_out
+from .base import DTYPE_CODES, buffer_addresses, check_solver_state, combine_out
 
 name = "cpu"
 
@@ -132,8 +132,8 @@ def _address(arg: str, t: torch.Tensor | None, shape: tuple[int, ...], dtype: to
     return t.data_ptr()
 
 
-def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, weights: torch.Tensor | None,
-          grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None, skipped: torch.Tensor | None,
+def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, state: torch.Tensor | None,
+          weights: torch.Tensor | None, grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None, skipped: torch.Tensor | None,
           rule: UpdateRule | None = None, tensors: torch.Tensor | None = None, group_hyper: torch.Tensor | None = None,
           tensor_state: torch.Tensor | None = None, touched: torch.Tensor | None = None,
           tensor_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,8 +155,12 @@ def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, we
                     "rows": _address("tensor_rows", tensor_rows, (t, len(rule.row_columns)), torch.float32)}
     beta = torch.empty(num_segments, k, dtype=torch.float32)
     flag = torch.empty(1, dtype=torch.float32)
-    _C.solve(gram.data_ptr(), num_segments, k, spec.kind, spec.protect, spec.iterations, spec.random_order,
-             spec.seed, _address("counter", counter, (1,), torch.int64), _address("weights", weights, (k,), torch.float32),
+    ints, floats = spec.slots()
+    check_solver_state(state, num_segments)
+    width = 0 if state is None else state.shape[-1]
+    _C.solve(gram.data_ptr(), num_segments, k, spec.kind, ints, floats, _address("counter", counter, (1,), torch.int64),
+             _address("state", state, (num_segments, width), torch.float64), width,
+             _address("weights", weights, (k,), torch.float32),
              _address("grad_scale", grad_scale, (1,), torch.float32),
              _address("found_inf", found_inf, (1,), torch.float32), beta.data_ptr(), flag.data_ptr(),
              _address("skipped", skipped, (1,), torch.int64), **epilogue)

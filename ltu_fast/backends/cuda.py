@@ -14,7 +14,7 @@ import torch
 from ..plan import SegmentPlan
 from ..rules import UpdateRule
 from . import reference
-from .base import DTYPE_CODES, buffer_addresses, combine_out, solve_buffers
+from .base import DTYPE_CODES, buffer_addresses, check_solver_state, combine_out, solve_buffers
 from .layout import check_axpy, kernel_plan, vector_pack
 
 name = "cuda"
@@ -119,15 +119,17 @@ def _address(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-def solve(gram, spec, counter, weights, grad_scale, found_inf, skipped, rule=None, tensors=None, group_hyper=None,
-          tensor_state=None, touched=None, tensor_rows=None):
+def solve(gram, spec, counter, state, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
+          group_hyper=None, tensor_state=None, touched=None, tensor_rows=None):
     """One single-block kernel: coefficients, skip flag and the rule's per-tensor rows (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
     gram, beta, flag = solve_buffers(gram)
     f64 = group_hyper is not None and group_hyper.dtype == torch.float64
-    _C_cuda.solve(gram=gram.data_ptr(), num_segments=num_segments, k=k, kind=spec.kind, protect=spec.protect,
-                  iterations=spec.iterations, random_order=spec.random_order, seed=spec.seed,
-                  counter=_address(counter), weights=_address(weights), grad_scale=_address(grad_scale),
+    ints, floats = spec.slots()
+    check_solver_state(state, num_segments)
+    _C_cuda.solve(gram=gram.data_ptr(), num_segments=num_segments, k=k, kind=spec.kind, ints=ints, floats=floats,
+                  counter=_address(counter), aggregator_state=_address(state),
+                  state_width=0 if state is None else state.shape[-1], weights=_address(weights), grad_scale=_address(grad_scale),
                   found_inf=_address(found_inf), beta=beta.data_ptr(), flag=flag.data_ptr(), skipped=_address(skipped),
                   rule=-1 if rule is None else rule.code, tensors=_address(tensors),
                   num_tensors=0 if tensors is None else tensors.shape[0],

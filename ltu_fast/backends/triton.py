@@ -19,10 +19,11 @@ from types import ModuleType, SimpleNamespace
 
 import torch
 
+from ..aggregators import SOLVER_KINDS, SPEC_INTS
 from ..plan import SegmentPlan
 from ..rules import UpdateRule
 from . import reference
-from .base import MAX_BUFFERS, combine_out, solve_buffers
+from .base import MAX_BUFFERS, check_solver_state, combine_out, solve_buffers
 from .layout import check_axpy, kernel_plan, vector_pack
 
 name = "triton"
@@ -147,31 +148,57 @@ def apply(rule: UpdateRule, rows: torch.Tensor, beta: torch.Tensor, plan: Segmen
             BLOCK=BLOCK, ALIGN=vector_pack(plan, CHUNK, rows, param, *buffers))
 
 
-MAX_SOLVE_K = 4  # the solve unrolls K^3 steps: larger K compiles for minutes, so it runs in torch
+MAX_SOLVE_K = 4  # K^2 unrolled steps in PCGrad (K^3 ops): larger K compiles for minutes, so it runs in torch
 SOLVE_BLOCK_L = 64  # segments per iteration of the single solve program
 SOLVE_BLOCK_T = 64  # tensors per iteration of its update-rule epilogue
+_KIND_NAMES = {code: name for name, code in SOLVER_KINDS.items()}
 
 
-def solve(gram, spec, counter, weights, grad_scale, found_inf, skipped, rule=None, tensors=None, group_hyper=None,
-          tensor_state=None, touched=None, tensor_rows=None):
+@functools.cache
+def _aggregator_kernel(kind: int):
+    """The ``segment`` function of ``kernels/aggregators/<name>.py`` for a kind: an unknown kind, or one
+    without a Triton module, is an error here, before anything is launched."""
+    name = _KIND_NAMES.get(kind)
+    try:
+        module = importlib.import_module(f"ltu_fast.kernels.aggregators.{name}") if name else None
+    except ModuleNotFoundError:
+        module = None
+    if module is None:
+        raise ValueError(f"triton backend: no compiled aggregator for kind {kind} ({name or 'unknown'})")
+    return module.segment
+
+
+@functools.lru_cache(maxsize=64)
+def _spec_floats(floats: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """The spec's float slots as the float64 tensor the kernel reads (Triton passes Python floats as
+    float32), made once per spec and device, so a CUDA graph replays the same address."""
+    return torch.tensor(floats, dtype=torch.float64, device=device)
+
+
+def solve(gram, spec, counter, state, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
+          group_hyper=None, tensor_state=None, touched=None, tensor_rows=None):
     """One single-program launch: coefficients, skip flag and the rule's per-tensor rows (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
+    kernels = _kernels()  # registers the kernels package its aggregator modules are imported from
+    segment = _aggregator_kernel(spec.kind)
+    ints, floats = spec.slots()
+    check_solver_state(state, num_segments)
     gram, beta, flag = solve_buffers(gram)
-    random = spec.random_order and counter is not None
     epilogue = {"PREPARE": None, "C": 0, "S": 0, "R": 0}
     if rule is not None:
         epilogue = {"PREPARE": _rule_kernels(rule.name).prepare, "C": len(rule.group_columns),
                     "S": len(rule.tensor_state), "R": len(rule.row_columns)}
     with _on_device(gram):
-        _kernels().solve[(1,)](
-            gram, num_segments, spec.protect, spec.iterations, spec.seed, counter if random else gram,
+        kernels.solve[(1,)](
+            gram, num_segments, *(ints + [0] * (SPEC_INTS - len(ints))), _spec_floats(tuple(floats), gram.device),
+            gram if counter is None else counter, gram if state is None else state,
             gram if weights is None else weights, gram if grad_scale is None else grad_scale,
             gram if found_inf is None else found_inf, beta, flag, gram if skipped is None else skipped,
             gram if tensors is None else tensors, 0 if tensors is None else tensors.shape[0],
             gram if group_hyper is None else group_hyper,
             gram if tensor_state is None or tensor_state.numel() == 0 else tensor_state,
             gram if touched is None else touched, gram if tensor_rows is None else tensor_rows,
-            K=k, KP=_padded(k), KIND=spec.kind, RANDOM=random, HAS_WEIGHTS=weights is not None,
+            K=k, KP=_padded(k), SEGMENT=segment, HAS_COUNTER=counter is not None, HAS_WEIGHTS=weights is not None,
             HAS_SCALE=grad_scale is not None, HAS_FOUND_INF=found_inf is not None, HAS_SKIPPED=skipped is not None,
             HAS_TOUCHED=touched is not None, BLOCK_L=SOLVE_BLOCK_L, BLOCK_T=SOLVE_BLOCK_T, **epilogue)
     return beta, flag

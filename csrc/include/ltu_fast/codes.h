@@ -1,7 +1,7 @@
 // The integer codes and table layouts every language shares, defined once for C++ and CUDA.
 //
 // Python keeps its own copies where it builds the tables (ltu_fast/backends/base.py DTYPE_CODES,
-// ltu_fast/plan.py TABLE_* and CHUNK_*, ltu_fast/aggregators SOLVER_*), the Triton kernels theirs
+// ltu_fast/plan.py TABLE_* and CHUNK_*, ltu_fast/aggregators SOLVER_KINDS and SPEC_*), the Triton kernels theirs
 // (kernels/chunks.py, kernels/solve.py); both pybind modules export these values and
 // tests/test_codes.py fails if any copy disagrees.
 #pragma once
@@ -28,8 +28,7 @@ enum TableColumn : int { kTableOffset = 0, kTableNumel, kTableSegment, kTableGro
 // plan from functional.tensor_plan is the tensor's index: the row of its update rule's table.
 enum ChunkColumn : int { kChunkStart = 0, kChunkLength, kChunkSegment, kChunkGroup, kChunkColumns };
 
-// ltu_fast.aggregators.SOLVER_* kinds of the compiled coefficient solve.
-enum AggregatorKind : int { kSum = 0, kPCGrad = 1, kProject = 2, kMGDA = 3 };
+// Aggregator kinds of the compiled coefficient solve: ltu_fast/aggregators.h (LTU_FAST_AGGREGATORS).
 constexpr int kMaxSolveK = 8;  // larger K runs the torch aggregators (Python: MAX_SOLVE_K)
 
 }  // namespace ltu_fast

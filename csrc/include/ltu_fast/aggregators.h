@@ -1,0 +1,28 @@
+// The aggregators the compiled solves know: one header each in aggregators/ and one line each in
+// LTU_FAST_AGGREGATORS (kind code, name; the code is ltu_fast.aggregators.SOLVER_KINDS[name]).
+// The driver's switch (solve_segment.h), the host-side check of a kind and both pybind modules'
+// AGGREGATOR_KINDS export (checked against Python by tests/test_codes.py) expand it.
+#pragma once
+
+#include "ltu_fast/aggregators/mgda_frank_wolfe.h"
+#include "ltu_fast/aggregators/pcgrad.h"
+#include "ltu_fast/aggregators/project.h"
+#include "ltu_fast/aggregators/sum.h"
+
+#define LTU_FAST_AGGREGATORS(X) \
+  X(0, sum)                     \
+  X(1, pcgrad)                  \
+  X(2, project)                 \
+  X(3, mgda_frank_wolfe)
+
+namespace ltu_fast {
+
+// Whether `kind` names a compiled aggregator (checked on the host before a kernel dispatches on it).
+inline bool known_aggregator(int kind) {
+#define LTU_FAST_KNOWN_AGGREGATOR(code, name) if (kind == code) return true;
+  LTU_FAST_AGGREGATORS(LTU_FAST_KNOWN_AGGREGATOR)
+#undef LTU_FAST_KNOWN_AGGREGATOR
+  return false;
+}
+
+}  // namespace ltu_fast
