@@ -4,7 +4,9 @@
 // AGGREGATOR_KINDS export (checked against Python by tests/test_codes.py) expand it.
 #pragma once
 
+#include "ltu_fast/aggregators/fairgrad.h"
 #include "ltu_fast/aggregators/mgda_frank_wolfe.h"
+#include "ltu_fast/aggregators/nash_mtl.h"
 #include "ltu_fast/aggregators/pcgrad.h"
 #include "ltu_fast/aggregators/project.h"
 #include "ltu_fast/aggregators/sum.h"
@@ -13,7 +15,9 @@
   X(0, sum)                     \
   X(1, pcgrad)                  \
   X(2, project)                 \
-  X(3, mgda_frank_wolfe)
+  X(3, mgda_frank_wolfe)        \
+  X(12, nash_mtl)               \
+  X(13, fairgrad)
 
 namespace ltu_fast {
 

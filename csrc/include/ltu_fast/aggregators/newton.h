@@ -3,8 +3,9 @@
 // point, ridge, trip counts, halvings, Armijo constant and decrement switch, so the compiled solve agrees
 // with the float64 torch reference to rounding. Two shortcuts leave every result bit unchanged:
 // the halvings are tried in order and the search stops at the first accepted one (the torch code
-// evaluates all and takes the first), and a phase stops once a step leaves w unchanged (every later
-// step of that phase then repeats it exactly).
+// evaluates all and takes the first), and a phase stops once its iterates repeat: a step is a fixed
+// function of w, so once w_{n+1} equals w_n (or w_{n-1}, the last-bit two-cycle converged iterates
+// usually settle in) the rest of the phase is known, down to which of the two it ends on.
 // Exponents torch special-cases (2, 3, 0.5, -0.5, -1, -2) take its formulas, the others pow().
 // The K <= 8 Cholesky here mirrors LAPACK's potf2 on failure too (torch.linalg.cholesky_ex); qp.h
 // may carry another small Cholesky solve: to be shared at merge.
@@ -87,8 +88,8 @@ LTU_HD void newton_matvec(const Gram& g, int k, const double* x, double* y) {
   }
 }
 
-// One damped Newton step on f(w) = w^T g w / 2 - barrier(w) (_newton_step); false when w is unchanged.
-LTU_HD bool newton_step(const Gram& g, int k, double p, double* w) {
+// One damped Newton step on f(w) = w^T g w / 2 - barrier(w) (_newton_step).
+LTU_HD void newton_step(const Gram& g, int k, double p, double* w) {
   double gw[kMaxSolveK], grad[kMaxSolveK], d[kMaxSolveK], gd[kMaxSolveK], trial[kMaxSolveK];
   Gram h, l;
   newton_matvec(g, k, w, gw);
@@ -128,13 +129,28 @@ LTU_HD bool newton_step(const Gram& g, int k, double p, double* w) {
       }
     }
   }
-  bool moved = false;
-  for (int i = 0; i < k; ++i) {
-    const double next = w[i] + t * d[i];
-    moved = moved || !(next == w[i]);
-    w[i] = next;
+  for (int i = 0; i < k; ++i) w[i] += t * d[i];
+}
+
+// `count` Newton steps from w, stopping early once the iterates repeat (see the top of this file).
+LTU_HD void newton_phase(const Gram& g, int k, double p, int64_t count, double* w) {
+  double older[kMaxSolveK], current[kMaxSolveK];
+  for (int i = 0; i < k; ++i) older[i] = w[i];
+  for (int64_t it = 0; it < count; ++it) {
+    for (int i = 0; i < k; ++i) current[i] = w[i];
+    newton_step(g, k, p, w);
+    bool fixed = true, cycle = true;
+    for (int i = 0; i < k; ++i) {
+      fixed = fixed && w[i] == current[i];
+      cycle = cycle && w[i] == older[i];
+    }
+    if (fixed || cycle) {
+      if ((count - it - 1) % 2 == 1)  // an odd number of steps left ends on the other iterate
+        for (int i = 0; i < k; ++i) w[i] = current[i];
+      return;
+    }
+    for (int i = 0; i < k; ++i) older[i] = current[i];
   }
-  return moved;
 }
 
 // w > 0 with G w = w^(-p) for the PSD gram (power_equation); 0 where G_ii = 0.
@@ -160,11 +176,9 @@ LTU_HD void power_equation(const Gram& gram, int k, double p, int64_t iterations
   }
   const double factor = curvature > 0.0 ? torch_pow(pull / curvature, 1.0 / (1.0 + p)) : 1.0;
   for (int i = 0; i < k; ++i) w[i] *= factor;
-  for (int64_t it = 0; it < iterations && newton_step(ridged, k, p, w); ++it) {
-  }
+  newton_phase(ridged, k, p, iterations, w);
   for (int i = 0; i < k; ++i) exact[i] = w[i];
-  for (int it = 0; it < kNewtonPolish && newton_step(g, k, p, exact); ++it) {
-  }
+  newton_phase(g, k, p, kNewtonPolish, exact);
   double share = -INFINITY;
   for (int i = 0; i < k; ++i) {
     const double v = kNewtonRidge * g[i][i] * torch_pow(w[i], 1.0 + p);
