@@ -190,6 +190,8 @@ def solve(
     if (compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32
             and (tensor_rows is None or tensor_rows.dtype == torch.float32)):
         counter, state = aggregator.solver_tensors(gram)
+        if grad_scale is not None and not aggregator.scale_invariant:
+            gram = gram / grad_scale.reshape(()) ** 2  # as coefficients(): it sees the unscaled Gram
         return compiled(gram, spec, counter, state, _f32(weights), _f32(grad_scale), _f32(found_inf), skipped,
                         **epilogue)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
