@@ -81,32 +81,36 @@ def cases() -> dict[str, tuple]:
     return {**out, **solve_cases()}
 
 
+# The coefficient solve per aggregator: name -> (kind module, K, update rule of the epilogue, touched flags,
+# counter). PCGrad's unrolled random order at the largest K Triton serves; the iterative solvers at K = 4;
+# the epilogues of SGD (float32 group table, untouched tensors), AdamW (float64, libdevice pow) and Lion.
+SOLVE_CASES = {
+    "pcgrad_random/4": ("pcgrad", 4, "sgd", True, True),
+    "mgda_frank_wolfe/3": ("mgda_frank_wolfe", 3, "adamw", False, False),
+    "sum/2": ("sum", 2, "lion", True, False),
+}
+
+
 def solve_cases() -> dict[str, tuple]:
-    """The coefficient solve at its two costliest shapes: PCGrad's unrolled random order at the
-    largest K it serves, and MGDA's Frank-Wolfe loop (the interpreter accepts code ptxas would not);
-    with SGD's epilogue (a float32 group table, untouched tensors) in one, AdamW's (float64, libdevice
-    pow) in the other, and Lion's (no per-tensor state) on its own."""
+    """``solve/<case>`` for every entry of :data:`SOLVE_CASES` (the interpreter accepts code ptxas would not)."""
     solve = _load("solve")
     pointers = {name: "*fp32" for name in ("gram_ptr", "weights_ptr", "grad_scale_ptr", "found_inf_ptr", "beta_ptr",
                                            "flag_ptr", "group_ptr", "state_ptr", "touched_ptr", "rows_ptr")}
-    signature = {**pointers, "counter_ptr": "*i64", "skipped_ptr": "*i64", "tensors_ptr": "*i64",
-                 "num_segments": "i32", "protect": "i32", "iterations": "i32", "seed": "i64", "num_tensors": "i32"}
+    signature = {**pointers, "floats_ptr": "*fp64", "agg_state_ptr": "*fp64", "counter_ptr": "*i64",
+                 "skipped_ptr": "*i64", "tensors_ptr": "*i64", "num_segments": "i32", "I0": "i32", "I1": "i64",
+                 "I2": "i32", "I3": "i32", "num_tensors": "i32"}
     signature = {name: signature[name] for name in solve.solve_kernel.arg_names if name in signature}
     every = {"HAS_WEIGHTS": True, "HAS_SCALE": True, "HAS_FOUND_INF": True, "HAS_SKIPPED": True, "BLOCK_L": 64,
              "BLOCK_T": 64}
-
-    def epilogue(name: str, touched: bool) -> dict:
-        rule = _load(f"rules.{name}")
-        return {"PREPARE": rule.prepare, "C": len(rule.GROUP), "S": len(rule.STATE), "R": len(rule.ROW),
-                "HAS_TOUCHED": touched}
-
-    return {"solve/pcgrad_random/4": (solve.solve_kernel, signature, {"K": 4, "KP": 4, "KIND": solve.PCGRAD,
-                                                                      "RANDOM": True, **epilogue("sgd", True), **every}),
-            "solve/mgda/3": (solve.solve_kernel, {**signature, "group_ptr": "*fp64"},
-                             {"K": 3, "KP": 4, "KIND": solve.MGDA, "RANDOM": False, **epilogue("adamw", False),
-                              **every}),
-            "solve/sum/2": (solve.solve_kernel, {**signature, "group_ptr": "*fp64"},
-                            {"K": 2, "KP": 2, "KIND": solve.SUM, "RANDOM": False, **epilogue("lion", True), **every})}
+    out = {}
+    for case, (kind, k, rule_name, touched, counter) in SOLVE_CASES.items():
+        rule = _load(f"rules.{rule_name}")
+        group = "*fp64" if rule_name == "adamw" else "*fp32"
+        constants = {"K": k, "KP": 1 << (k - 1).bit_length(), "SEGMENT": _load(f"aggregators.{kind}").segment,
+                     "HAS_COUNTER": counter, "PREPARE": rule.prepare, "C": len(rule.GROUP), "S": len(rule.STATE),
+                     "R": len(rule.ROW), "HAS_TOUCHED": touched, **every}
+        out[f"solve/{case}"] = (solve.solve_kernel, {**signature, "group_ptr": group}, constants)
+    return out
 
 
 def main() -> None:

@@ -115,9 +115,12 @@ def test_axpy_full_blocks_are_128_bits(ptx, dtype):
     assert {"ld.v4.b32", "st.v4.b32"} <= ops, ops
 
 
-@pytest.mark.parametrize("case", ["solve/pcgrad_random/4", "solve/mgda/3", "solve/sum/2"])
-def test_solve_compiles_and_writes_its_outputs(ptx, case):
-    """The single-program coefficient solve builds for sm_90 and stores beta, the flag, the rule's
-    per-tensor rows and state (SGD, AdamW with libdevice's float64 pow, Lion)."""
-    ops = {op for op, _ in GLOBAL.findall(ptx[case])}
-    assert ops == {"ld", "st"}, ops
+def test_every_solve_compiles_and_writes_its_outputs(ptx):
+    """The single-program coefficient solve builds for sm_90 with each aggregator of ptx_sm90.SOLVE_CASES
+    and stores beta, the flag, the rule's per-tensor rows and state (SGD, AdamW with libdevice's
+    float64 pow, Lion)."""
+    cases = [name for name in ptx if name.startswith("solve/")]
+    assert cases
+    for case in cases:
+        ops = {op for op, _ in GLOBAL.findall(ptx[case])}
+        assert ops == {"ld", "st"}, (case, ops)

@@ -47,7 +47,7 @@ def diagonal(g, ks):
 @triton.jit
 def ones(g, ks, K: tl.constexpr):
     """1 in the K valid columns, 0 in the padding: ``[BLOCK_L, KP]``."""
-    return tl.where((ks < K)[None, :], 1.0, 0.0) + tl.sum(g, axis=2) * 0.0
+    return tl.where((ks < K)[None, :], 1.0, 0.0) + tl.zeros_like(tl.sum(g, axis=2))  # no NaN from g
 
 
 @triton.jit

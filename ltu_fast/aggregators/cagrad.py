@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._qp import default_iterations, simplex_minimize
-from .base import Aggregator, check_iterations, trace_normalized
+from .base import SOLVER_KINDS, Aggregator, SolverSpec, check_iterations, trace_normalized
 
 __all__ = ["CAGrad"]
 
@@ -40,6 +40,12 @@ class CAGrad(Aggregator):
         away = norm >= self.norm_eps
         coef = 1.0 / k + radius[..., None] / torch.where(away, norm, 1.0) * w
         return torch.where(away, coef, 0.0).to(gram.dtype)
+
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        """The compiled solve (``aggregators/cagrad.h``): ints ``(iterations,)`` (None resolved for K),
+        floats ``(c, norm_eps)``."""
+        return SolverSpec(SOLVER_KINDS["cagrad"], ints=(self.iterations or default_iterations(num_objectives),),
+                          floats=(self.c, self.norm_eps))
 
     def __repr__(self) -> str:
         return f"CAGrad(c={self.c}, norm_eps={self.norm_eps}, iterations={self.iterations})"

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from ._qp import check_projection, default_iterations, dual_cone_weights, regularized
-from .base import Aggregator, as_preference, check_preference, preference
+from .base import SOLVER_KINDS, Aggregator, SolverSpec, as_preference, check_preference, preference
 
 __all__ = ["DualConeAggregator"]
 
@@ -38,6 +38,13 @@ class DualConeAggregator(Aggregator):
         q_matrix = regularized(g, self.norm_eps, self.reg_eps)
         v = dual_cone_weights(q_matrix, u.expand(g.shape[0], *u.shape), self.iterations or default_iterations(k))
         return v.sum(1).to(gram.dtype)
+
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        """The compiled solve (``aggregators/<name>.h``, ``kernels/aggregators/<name>.py``): ints
+        ``(iterations,)`` (None resolved for K), floats ``(norm_eps, reg_eps)``, the preference ``p``."""
+        k = num_objectives
+        return SolverSpec(SOLVER_KINDS[self.name], ints=(self.iterations or default_iterations(k),),
+                          floats=(self.norm_eps, self.reg_eps), preference=self.pref_vector or (1.0 / k,) * k)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(pref_vector={self.pref_vector}, norm_eps={self.norm_eps}, "

@@ -18,9 +18,9 @@ class MGDA(Aggregator):
 
     ``method="active_set"`` (default): exact, by the active-set method of :mod:`._qp` on
     ``G / trace(G)`` with ``iterations`` trips (default ``2 K + 4``; it meets torchjd's KKT test at
-    K = 2 ... 50), run in torch on every backend for now. ``method="frank_wolfe"``: the previous
-    solver, kept bit for bit because the compiled backends implement it: closed form for K = 2,
-    ``iterations`` (default 64) Frank-Wolfe steps with exact line search for K > 2 (approximate).
+    K = 2 ... 50), compiled in ``aggregators/mgda.h`` and ``kernels/aggregators/mgda.py``.
+    ``method="frank_wolfe"``: the previous solver, kept bit for bit (compiled too): closed form for
+    K = 2, ``iterations`` (default 64) Frank-Wolfe steps with exact line search for K > 2 (approximate).
     Nothing syncs in either.
     """
 
@@ -65,11 +65,11 @@ class MGDA(Aggregator):
             alpha = (1 - gamma[:, None]) * alpha + gamma[:, None] * target
         return alpha
 
-    def solver_spec(self, num_objectives: int) -> SolverSpec | None:
-        """Frank-Wolfe only: the compiled solvers do not implement the active-set method yet."""
-        if self.method != "frank_wolfe":
-            return None
-        return SolverSpec(SOLVER_KINDS["mgda_frank_wolfe"], ints=(self.iterations or 64,))  # ints: (iterations,)
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        """ints: ``(iterations,)``, resolved for K (Frank-Wolfe: 64; active set: ``2 K + 4``)."""
+        if self.method == "frank_wolfe":
+            return SolverSpec(SOLVER_KINDS["mgda_frank_wolfe"], ints=(self.iterations or 64,))
+        return SolverSpec(SOLVER_KINDS["mgda"], ints=(self.iterations or default_iterations(num_objectives),))
 
     def __repr__(self) -> str:
         return f"MGDA(iterations={self.iterations}, method={self.method!r})"

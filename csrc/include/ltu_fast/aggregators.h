@@ -4,18 +4,26 @@
 // AGGREGATOR_KINDS export (checked against Python by tests/test_codes.py) expand it.
 #pragma once
 
+#include "ltu_fast/aggregators/cagrad.h"
+#include "ltu_fast/aggregators/dualproj.h"
 #include "ltu_fast/aggregators/fairgrad.h"
+#include "ltu_fast/aggregators/mgda.h"
 #include "ltu_fast/aggregators/mgda_frank_wolfe.h"
 #include "ltu_fast/aggregators/nash_mtl.h"
 #include "ltu_fast/aggregators/pcgrad.h"
 #include "ltu_fast/aggregators/project.h"
 #include "ltu_fast/aggregators/sum.h"
+#include "ltu_fast/aggregators/upgrad.h"
 
 #define LTU_FAST_AGGREGATORS(X) \
   X(0, sum)                     \
   X(1, pcgrad)                  \
   X(2, project)                 \
   X(3, mgda_frank_wolfe)        \
+  X(4, mgda)                    \
+  X(5, upgrad)                  \
+  X(6, dualproj)                \
+  X(7, cagrad)                  \
   X(12, nash_mtl)               \
   X(13, fairgrad)
 
