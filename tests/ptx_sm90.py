@@ -88,6 +88,8 @@ SOLVE_CASES = {
     "pcgrad_random/4": ("pcgrad", 4, "sgd", True, True),
     "mgda_frank_wolfe/3": ("mgda_frank_wolfe", 3, "adamw", False, False),
     "sum/2": ("sum", 2, "lion", True, False),
+    "nash_mtl/4": ("nash_mtl", 4, "sgd", False, True),
+    "fairgrad/4": ("fairgrad", 4, "sgd", False, False),
 }
 
 

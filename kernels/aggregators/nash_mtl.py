@@ -5,6 +5,7 @@ import triton
 import triton.language as tl
 
 from .newton import power_equation
+from .qp import matvec
 
 
 @triton.jit
@@ -17,7 +18,7 @@ def segment(g, ks, step, I0, I1, I2, I3, floats_ptr, state_ptr, ls, lmask, K: tl
         alpha = tl.load(at, mask=rows, other=0.0)
     tl.store(at, alpha, mask=rows)
     max_norm = tl.load(floats_ptr)
-    squared = tl.sum(alpha * tl.sum(g * alpha[:, None, :], axis=2), axis=1)
+    squared = tl.sum(alpha * matvec(g, alpha), axis=1)
     norm = tl.sqrt(tl.where(squared < 0.0, 0.0, squared))
     clip = (norm > max_norm) & (norm * 0.0 + max_norm > 0.0)
     return tl.where(clip[:, None], alpha * (max_norm / tl.where(clip, norm, 1.0))[:, None], alpha)

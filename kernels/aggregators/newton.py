@@ -2,7 +2,8 @@
 
 Semantics: ``ltu_fast/aggregators/_newton.py``; the same steps as ``csrc/include/ltu_fast/aggregators/newton.h``
 (whose comments say why): start point, ridge, trip counts, halvings and their first accepted step, the
-decrement switch, the solvable test, zero-gradient objectives as identity rows, Cholesky as LAPACK's potf2.
+decrement switch, the solvable test, zero-gradient objectives as identity rows; the Cholesky solve is
+``qp.py``'s (LAPACK's potf2 on a failed pivot too) on the whole system.
 The padding columns (``>= K``) are identity rows with ``w = 1`` and a zero gradient, left out of every
 sum. Both exact early stops of the C++ code (the first accepted halving; a phase once its iterates
 repeat) are ``while`` loops here, so a block does the work its slowest segment needs.
@@ -12,7 +13,8 @@ import triton
 import triton.language as tl
 
 from ..rules.adamw import _pow
-from .common import column, diagonal, entry
+from .common import diagonal
+from .qp import cholesky_solve, masked_cholesky, matvec
 
 RIDGE = tl.constexpr(1e-10)  # _newton.RIDGE
 SHARE = tl.constexpr(1e-2)  # _newton.SHARE
@@ -47,62 +49,27 @@ def _barrier(w, p, valid, ONE: tl.constexpr):
 
 
 @triton.jit
-def cholesky(a, ks, K: tl.constexpr):
-    """Lower factor of each ``a`` tile, column by column; a segment whose pivot is not positive keeps
-    it on the diagonal and stops there (the later columns stay ``a``'s), as torch's cholesky_ex."""
-    rows, cols = ks[None, :, None], ks[None, None, :]
-    lower = tl.where(cols <= rows, a, 0.0)
-    diag = diagonal(a, ks)
-    going = tl.sum(tl.zeros_like(diag), axis=1) == 0.0  # [BLOCK_L] True
-    for j in range(K):
-        lj = tl.where(ks[None, :] < j, tl.sum(tl.where(rows == j, lower, 0.0), axis=1), 0.0)  # row j, m < j
-        ajj = entry(diag, ks, j) - tl.sum(lj * lj, axis=1)
-        ok = going & (ajj > 0.0)
-        root = tl.sqrt(tl.where(ok, ajj, 1.0))
-        below = (column(a, ks, j) - tl.sum(lower * lj[:, None, :], axis=2)) / root[:, None]
-        value = tl.where(ks[None, :] == j, tl.where(ok, root, ajj)[:, None], below)
-        write = going[:, None, None] & (cols == j) & ((rows == j) | (ok[:, None, None] & (rows > j)))
-        lower = tl.where(write, value[:, :, None], lower)
-        going = ok
-    return lower
-
-
-@triton.jit
-def cholesky_solve(lower, b, ks, K: tl.constexpr):
-    """x with ``L L^T x = b`` per segment (forward, then backward substitution)."""
-    x = tl.zeros_like(b)
-    for i in range(K):
-        li = tl.sum(tl.where(ks[None, :, None] == i, lower, 0.0), axis=1)  # row i
-        v = entry(b, ks, i) - tl.sum(tl.where(ks[None, :] < i, li * x, 0.0), axis=1)
-        x = tl.where(ks[None, :] == i, (v / entry(li, ks, i))[:, None], x)
-    for r in range(K):
-        i = K - 1 - r
-        ci = column(lower, ks, i)  # column i: L^T's row i
-        v = entry(x, ks, i) - tl.sum(tl.where(ks[None, :] > i, ci * x, 0.0), axis=1)
-        x = tl.where(ks[None, :] == i, (v / entry(ci, ks, i))[:, None], x)
-    return x
-
-
-@triton.jit
 def _newton_step(g, w, p, valid, ks, K: tl.constexpr, ONE: tl.constexpr):
     """One damped Newton step on ``f(w) = w^T g w / 2 - barrier(w)``."""
-    gw = tl.sum(g * w[:, None, :], axis=2)
+    gw = matvec(g, w)
     if ONE:
         grad = gw - 1.0 / w
         curve = 1.0 / (w * w)
     else:
         grad = gw - torch_pow(w, -p)
         curve = p * torch_pow(w, -p - 1.0)
-    grad = tl.where(valid, grad, 0.0)
+    free = valid & (tl.zeros_like(w) == 0.0)  # [BLOCK_L, KP]: the whole system
+    grad = tl.where(free, grad, 0.0)
     eye = ks[None, :, None] == ks[None, None, :]
-    d = -cholesky_solve(cholesky(g + tl.where(eye, curve[:, :, None], 0.0), ks, K), grad, ks, K)
+    low = masked_cholesky(g + tl.where(eye, curve[:, :, None], 0.0), free, ks, K)
+    d = -cholesky_solve(low, grad, free, ks, K)
     decrement = -tl.sum(grad * d, axis=1)
     shrinking = d < 0.0
     boundary = tl.min(tl.where(shrinking, w / tl.where(shrinking, -d, 1.0), float("inf")), axis=1)
     t0 = tl.minimum(0.99 * boundary, 1.0)
     wgw = tl.sum(tl.where(valid, w * gw, 0.0), axis=1)
     dgw = tl.sum(tl.where(valid, d * gw, 0.0), axis=1)
-    dgd = tl.sum(tl.where(valid, d * tl.sum(g * d[:, None, :], axis=2), 0.0), axis=1)
+    dgd = tl.sum(tl.where(valid, d * matvec(g, d), 0.0), axis=1)
     f0 = 0.5 * wgw - _barrier(w, p, valid, ONE)
     quadratic = decrement <= 1e-8 * (1.0 + tl.abs(f0))
     t = tl.where(quadratic, t0, 0.0)
@@ -153,7 +120,7 @@ def power_equation(gram, ks, p, iterations, K: tl.constexpr, ONE: tl.constexpr):
         w = 1.0 / tl.sqrt(diag)
     else:
         w = torch_pow(diag, -1.0 / (1.0 + p))
-    curvature = tl.sum(tl.where(valid, w * tl.sum(g * w[:, None, :], axis=2), 0.0), axis=1)
+    curvature = tl.sum(tl.where(valid, w * matvec(g, w), 0.0), axis=1)
     if ONE:
         pull = tl.sum(tl.where(valid, 1.0, 0.0) + 0.0 * w, axis=1)
         factor = tl.sqrt(pull / tl.where(curvature > 0.0, curvature, 1.0))

@@ -22,7 +22,7 @@ LTU_HD void nash_mtl_segment(const SolveSpec& s, const Gram& g, uint64_t step, d
   const double max_norm = s.floats[0];
   if (max_norm > 0.0) {
     double gb[kMaxSolveK];
-    newton_matvec(g, k, beta, gb);
+    qp_matvec(g, beta, k, gb);
     double squared = 0.0;
     for (int i = 0; i < k; ++i) squared += beta[i] * gb[i];
     const double norm = sqrt(squared < 0.0 ? 0.0 : squared);

@@ -6,14 +6,14 @@
 // evaluates all and takes the first), and a phase stops once its iterates repeat: a step is a fixed
 // function of w, so once w_{n+1} equals w_n (or w_{n-1}, the last-bit two-cycle converged iterates
 // usually settle in) the rest of the phase is known, down to which of the two it ends on.
-// Exponents torch special-cases (2, 3, 0.5, -0.5, -1, -2) take its formulas, the others pow().
-// The K <= 8 Cholesky here mirrors LAPACK's potf2 on failure too (torch.linalg.cholesky_ex); qp.h
-// may carry another small Cholesky solve: to be shared at merge.
+// Exponents torch special-cases (2, 3, 0.5, -0.5, -1, -2) take its formulas, the others pow(). The
+// Cholesky solve is qp.h's (LAPACK potf2 on a failed pivot too, as torch.linalg.cholesky_ex), on all of F.
 #pragma once
 
-#include <math.h>
+#include <cmath>
 
 #include "ltu_fast/aggregators/common.h"
+#include "ltu_fast/aggregators/qp.h"
 
 namespace ltu_fast {
 
@@ -46,63 +46,24 @@ LTU_HD double newton_barrier(const double* w, int k, double p) {
   return total;
 }
 
-// Lower Cholesky factor l of a (LAPACK potf2, column by column). On a non-positive (or NaN) pivot it
-// stores that pivot and stops, the columns after it left as a's lower triangle, as cholesky_ex returns.
-LTU_HD void newton_cholesky(const Gram& a, int k, Gram& l) {
-  for (int i = 0; i < k; ++i)
-    for (int j = 0; j < k; ++j) l[i][j] = j <= i ? a[i][j] : 0.0;
-  for (int j = 0; j < k; ++j) {
-    double ajj = a[j][j];
-    for (int m = 0; m < j; ++m) ajj -= l[j][m] * l[j][m];
-    if (!(ajj > 0.0)) {
-      l[j][j] = ajj;
-      return;
-    }
-    l[j][j] = sqrt(ajj);
-    for (int i = j + 1; i < k; ++i) {
-      double v = a[i][j];
-      for (int m = 0; m < j; ++m) v -= l[i][m] * l[j][m];
-      l[i][j] = v / l[j][j];
-    }
-  }
-}
-
-// x with l l^T x = b (torch.cholesky_solve).
-LTU_HD void newton_cholesky_solve(const Gram& l, int k, const double* b, double* x) {
-  for (int i = 0; i < k; ++i) {
-    double v = b[i];
-    for (int m = 0; m < i; ++m) v -= l[i][m] * x[m];
-    x[i] = v / l[i][i];
-  }
-  for (int i = k - 1; i >= 0; --i) {
-    double v = x[i];
-    for (int m = i + 1; m < k; ++m) v -= l[m][i] * x[m];
-    x[i] = v / l[i][i];
-  }
-}
-
-LTU_HD void newton_matvec(const Gram& g, int k, const double* x, double* y) {
-  for (int i = 0; i < k; ++i) {
-    y[i] = 0.0;
-    for (int j = 0; j < k; ++j) y[i] += g[i][j] * x[j];
-  }
-}
-
 // One damped Newton step on f(w) = w^T g w / 2 - barrier(w) (_newton_step).
 LTU_HD void newton_step(const Gram& g, int k, double p, double* w) {
   double gw[kMaxSolveK], grad[kMaxSolveK], d[kMaxSolveK], gd[kMaxSolveK], trial[kMaxSolveK];
   Gram h, l;
-  newton_matvec(g, k, w, gw);
+  bool every[kMaxSolveK];  // qp's free set: the whole system
+  qp_matvec(g, w, k, gw);
   for (int i = 0; i < k; ++i) {
+    every[i] = true;
     grad[i] = gw[i] - torch_pow(w[i], -p);
     for (int j = 0; j < k; ++j) h[i][j] = g[i][j];
     h[i][i] += p * torch_pow(w[i], -p - 1.0);
   }
-  newton_cholesky(h, k, l);
-  newton_cholesky_solve(l, k, grad, d);
+  qp_masked_cholesky(h, every, k, l);
+  for (int i = 0; i < k; ++i) d[i] = grad[i];
+  qp_cholesky_solve(l, every, k, d);
   double decrement = 0.0, boundary = INFINITY, wgw = 0.0, dgw = 0.0, dgd = 0.0;
   for (int i = 0; i < k; ++i) d[i] = -d[i];
-  newton_matvec(g, k, d, gd);
+  qp_matvec(g, d, k, gd);
   for (int i = 0; i < k; ++i) {
     decrement -= grad[i] * d[i];
     const double reach = d[i] < 0.0 ? w[i] / -d[i] : INFINITY;
@@ -168,7 +129,7 @@ LTU_HD void power_equation(const Gram& gram, int k, double p, int64_t iterations
     ridged[i][i] += kNewtonRidge * g[i][i];
     w[i] = torch_pow(g[i][i], -1.0 / (1.0 + p));
   }
-  newton_matvec(g, k, w, gw);
+  qp_matvec(g, w, k, gw);
   double curvature = 0.0, pull = 0.0;
   for (int i = 0; i < k; ++i) {
     curvature += w[i] * gw[i];
