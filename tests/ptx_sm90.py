@@ -88,8 +88,10 @@ SOLVE_CASES = {
     "pcgrad_random/4": ("pcgrad", 4, "sgd", True, True),
     "mgda_frank_wolfe/3": ("mgda_frank_wolfe", 3, "adamw", False, False),
     "sum/2": ("sum", 2, "lion", True, False),
+    "upgrad/4": ("upgrad", 4, "sgd", True, False),  # the active-set QP (mgda, dualproj, cagrad share it)
     "imtl_g/4": ("imtl_g", 4, "sgd", True, False),  # the Jacobi sweeps (aligned_mtl, config share them)
     "gradvac/4": ("gradvac", 4, "sgd", True, True),  # per-segment state and the hashed visit order
+    "nash_mtl/4": ("nash_mtl", 4, "sgd", False, True),  # damped Newton (fairgrad shares it), state
 }
 
 

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ._newton import DEFAULT_NEWTON_ITERATIONS, power_equation
-from .base import Aggregator, check_iterations
+from .base import SOLVER_KINDS, Aggregator, SolverSpec, check_iterations
 
 __all__ = ["FairGrad"]
 
@@ -27,6 +27,10 @@ class FairGrad(Aggregator):
             raise ValueError(f"alpha must be finite and >= 0 (the problem is not convex below), got {alpha}")
         check_iterations(iterations)
         self.alpha, self.iterations = float(alpha), iterations
+
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        # ints: (Newton iterations,); floats: (alpha,) (csrc/include/ltu_fast/aggregators/fairgrad.h)
+        return SolverSpec(SOLVER_KINDS["fairgrad"], ints=(self.iterations,), floats=(self.alpha,))
 
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
         k = gram.shape[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._newton import DEFAULT_NEWTON_ITERATIONS, power_equation
-from .base import check_iterations
+from .base import SOLVER_KINDS, SolverSpec, check_iterations
 from .stateful import StatefulAggregator, StateSpec
 
 __all__ = ["NashMTL"]
@@ -36,6 +36,16 @@ class NashMTL(StatefulAggregator):
 
     def state_spec(self, num_segments: int, num_objectives: int) -> StateSpec:
         return {"weights": ((num_segments, num_objectives), torch.float64, 1.0), "step": ((1,), torch.int64, 0)}
+
+    def solver_spec(self, num_objectives: int) -> SolverSpec:
+        # ints: (update_weights_every, Newton iterations); floats: (max_norm,) (csrc/include/ltu_fast/aggregators/nash_mtl.h)
+        return SolverSpec(SOLVER_KINDS["nash_mtl"], ints=(self.update_weights_every, self.iterations),
+                          floats=(self.max_norm,))
+
+    def solver_tensors(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step counter and the last solved weights ``[L, K]`` (the state a compiled solve advances)."""
+        state = self.state(gram)
+        return state["step"], state["weights"]
 
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
         state = self.state(gram)

@@ -8,10 +8,12 @@
 #include "ltu_fast/aggregators/cagrad.h"
 #include "ltu_fast/aggregators/config.h"
 #include "ltu_fast/aggregators/dualproj.h"
+#include "ltu_fast/aggregators/fairgrad.h"
 #include "ltu_fast/aggregators/gradvac.h"
 #include "ltu_fast/aggregators/imtl_g.h"
 #include "ltu_fast/aggregators/mgda.h"
 #include "ltu_fast/aggregators/mgda_frank_wolfe.h"
+#include "ltu_fast/aggregators/nash_mtl.h"
 #include "ltu_fast/aggregators/pcgrad.h"
 #include "ltu_fast/aggregators/project.h"
 #include "ltu_fast/aggregators/sum.h"
@@ -29,7 +31,9 @@
   X(8, imtl_g)                  \
   X(9, aligned_mtl)             \
   X(10, config)                 \
-  X(11, gradvac)
+  X(11, gradvac)                \
+  X(12, nash_mtl)               \
+  X(13, fairgrad)
 
 namespace ltu_fast {
 
