@@ -101,7 +101,9 @@ def _assert_min_norm_equal(beta, w_beta, gram, weights, grad_scale, k, segments,
 # Coefficients that are not unique when the gradients are linearly dependent (rank < K): the
 # simplex problems of MGDA and CAGrad (the combined gradient is); their faces are then singular up
 # to rounding, so float32 inputs may take either of the optimal faces.
-NOT_UNIQUE = ("mgda", "cagrad")
+# Coefficients not unique on a rank-deficient Gram (only J^T beta is): the simplex solvers' faces, and
+# the Newton solvers' bounded limit where the equation has no solution.
+NOT_UNIQUE = ("mgda", "cagrad", "nash_mtl", "fairgrad")
 
 
 def _assert_same_direction(beta, w_beta, gram):
@@ -158,6 +160,12 @@ def _check_case(backend_name, device, case, k, segments, seed, zero, rank, scale
     for gram, step, w_step in zip(grams, got, want):
         beta, flag, r, rows, skipped, state = step
         w_beta, w_flag, w_r, w_rows, w_skipped, w_state = w_step
+        if w_beta.abs().max() > torch.finfo(torch.float32).max:
+            # weights a float32 step cannot hold (Nash-MTL / FairGrad on a Gram that float32 rounding made
+            # indefinite: the equation runs off): the compiled solve skips the step, as the reference does
+            # on a float32 Gram; bookkeeping diverges from the float64 run from here on
+            assert flag.item() == 1.0
+            return
         if case == "mgda_frank_wolfe" and k > 2:
             _assert_min_norm_equal(beta, w_beta, gram, weights, grad_scale, k, segments, scale)
         elif case in NOT_UNIQUE and 0 < rank < k:
