@@ -45,7 +45,7 @@ def _prepare_rows(ts, tm, skip, tensors_ptr, group_ptr, state_ptr, touched_ptr, 
 def solve_kernel(gram_ptr, num_segments, I0, I1, I2, I3, floats_ptr, counter_ptr, agg_state_ptr, weights_ptr,
                  grad_scale_ptr, found_inf_ptr, beta_ptr, flag_ptr, skipped_ptr, tensors_ptr, num_tensors, group_ptr,
                  state_ptr, touched_ptr, rows_ptr, K: tl.constexpr, KP: tl.constexpr, SEGMENT: tl.constexpr,
-                 HAS_COUNTER: tl.constexpr, HAS_WEIGHTS: tl.constexpr, HAS_SCALE: tl.constexpr,
+                 HAS_COUNTER: tl.constexpr, HAS_WEIGHTS: tl.constexpr, HAS_SCALE: tl.constexpr, UNSCALE: tl.constexpr,
                  HAS_FOUND_INF: tl.constexpr, HAS_SKIPPED: tl.constexpr, PREPARE: tl.constexpr, C: tl.constexpr,
                  S: tl.constexpr, R: tl.constexpr, HAS_TOUCHED: tl.constexpr, BLOCK_L: tl.constexpr,
                  BLOCK_T: tl.constexpr):
@@ -67,7 +67,11 @@ def solve_kernel(gram_ptr, num_segments, I0, I1, I2, I3, floats_ptr, counter_ptr
         m3 = lmask[:, None, None] & tile[None, :, :]
         raw = tl.load(gram_ptr + ls.to(tl.int64)[:, None, None] * (K * K) + ks[None, :, None] * K + ks[None, None, :],
                       mask=m3, other=0.0).to(tl.float64)
-        g = raw * w[None, :, None] * w[None, None, :]
+        if UNSCALE:  # an aggregator that is not scale invariant sees G / grad_scale^2
+            scale = tl.load(grad_scale_ptr).to(tl.float64)
+            g = raw / (scale * scale) * w[None, :, None] * w[None, None, :]
+        else:
+            g = raw * w[None, :, None] * w[None, None, :]
         beta = SEGMENT(g, ks, step, I0, I1, I2, I3, floats_ptr, agg_state_ptr, ls, lmask, K, KP) * w[None, :]
         bad += tl.sum(tl.sum(tl.where(m3 & (raw - raw != 0.0), 1, 0), axis=2), axis=1)
         m2 = lmask[:, None] & kmask[None, :]

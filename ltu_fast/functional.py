@@ -190,10 +190,9 @@ def solve(
     if (compiled is not None and spec is not None and gram.shape[-1] <= max_k and gram.dtype == torch.float32
             and (tensor_rows is None or tensor_rows.dtype == torch.float32)):
         counter, state = aggregator.solver_tensors(gram)
-        if grad_scale is not None and not aggregator.scale_invariant:
-            gram = gram / grad_scale.reshape(()) ** 2  # as coefficients(): it sees the unscaled Gram
+        # as coefficients(): an aggregator that is not scale invariant sees G / grad_scale^2 (in the kernel)
         return compiled(gram, spec, counter, state, _f32(weights), _f32(grad_scale), _f32(found_inf), skipped,
-                        **epilogue)
+                        **epilogue, unscale_gram=grad_scale is not None and not aggregator.scale_invariant)
     beta, flag = coefficients(gram, aggregator, weights, grad_scale, found_inf)
     if rule is not None:
         active = flag.eq(0).expand(tensors.num_tensors)

@@ -113,16 +113,17 @@ def solve(gram: torch.Tensor, kind: int, ints: list[int], floats: list[float], p
           counter: torch.Tensor | None, aggregator_state: torch.Tensor | None, weights: torch.Tensor | None,
           grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None, skipped: torch.Tensor | None, rule: int,
           tensors: torch.Tensor | None, group_hyper: torch.Tensor | None, tensor_state: torch.Tensor | None,
-          touched: torch.Tensor | None, tensor_rows: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+          touched: torch.Tensor | None, tensor_rows: torch.Tensor | None, unscale_gram: bool,
+          backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     impl = resolve_backend(backend, gram.device, torch.float32)
     return impl.solve(gram, SolverSpec(kind, tuple(ints), tuple(floats), tuple(preference)), counter, aggregator_state,
                       weights, grad_scale, found_inf, skipped, None if rule < 0 else RULES[rule], tensors, group_hyper,
-                      tensor_state, touched, tensor_rows)
+                      tensor_state, touched, tensor_rows, unscale_gram)
 
 
 @solve.register_fake
 def _(gram, kind, ints, floats, preference, counter, aggregator_state, weights, grad_scale, found_inf, skipped, rule,
-      tensors, group_hyper, tensor_state, touched, tensor_rows, backend):
+      tensors, group_hyper, tensor_state, touched, tensor_rows, unscale_gram, backend):
     return gram.new_empty(gram.shape[:2], dtype=torch.float32), gram.new_empty((1,), dtype=torch.float32)
 
 
@@ -156,12 +157,11 @@ class OpBackend:
                                  self.name)
 
     def solve(self, gram, spec, counter, state, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
-              group_hyper=None, tensor_state=None, touched=None, tensor_rows=None):
+              group_hyper=None, tensor_state=None, touched=None, tensor_rows=None, unscale_gram=False):
         return torch.ops.ltu_fast.solve(gram, spec.kind, [int(i) for i in spec.ints], [float(f) for f in spec.floats],
                                         [float(p) for p in spec.preference], counter, state, weights, grad_scale,
-                                        found_inf, skipped,
-                                        -1 if rule is None else rule.code, tensors, group_hyper, tensor_state,
-                                        touched, tensor_rows, self.name)
+                                        found_inf, skipped, -1 if rule is None else rule.code, tensors, group_hyper,
+                                        tensor_state, touched, tensor_rows, bool(unscale_gram), self.name)
 
     def axpy(self, acc: torch.Tensor, x: torch.Tensor, alpha: float | torch.Tensor) -> None:
         if isinstance(alpha, torch.Tensor):

@@ -104,7 +104,7 @@ def solve_cases() -> dict[str, tuple]:
                  "skipped_ptr": "*i64", "tensors_ptr": "*i64", "num_segments": "i32", "I0": "i32", "I1": "i64",
                  "I2": "i32", "I3": "i32", "num_tensors": "i32"}
     signature = {name: signature[name] for name in solve.solve_kernel.arg_names if name in signature}
-    every = {"HAS_WEIGHTS": True, "HAS_SCALE": True, "HAS_FOUND_INF": True, "HAS_SKIPPED": True, "BLOCK_L": 64,
+    every = {"HAS_WEIGHTS": True, "HAS_SCALE": True, "UNSCALE": True, "HAS_FOUND_INF": True, "HAS_SKIPPED": True, "BLOCK_L": 64,
              "BLOCK_T": 64}
     out = {}
     for case, (kind, k, rule_name, touched, counter) in SOLVE_CASES.items():

@@ -112,7 +112,7 @@ def test_an_unknown_kind_or_too_many_slots_is_refused_before_any_kernel():
     from ltu_fast import _C
 
     args = {"gram": 0, "num_segments": 1, "k": 2, "counter": 0, "aggregator_state": 0, "state_width": 0, "weights": 0,
-            "grad_scale": 0, "found_inf": 0, "beta": 0, "flag": 0, "skipped": 0, "rule": -1, "tensors": 0,
+            "grad_scale": 0, "unscale_gram": False, "found_inf": 0, "beta": 0, "flag": 0, "skipped": 0, "rule": -1, "tensors": 0,
             "num_tensors": 0, "group_f32": 0, "group_f64": 0, "state": 0, "touched": 0, "rows": 0}
     with pytest.raises(ValueError, match="unknown aggregator kind 99"):
         _C.solve(kind=99, ints=[], floats=[], **args)

@@ -81,7 +81,7 @@ PYBIND11_MODULE(_C, m) {
       "solve",
       [](int64_t gram, int64_t num_segments, int64_t k, int kind, const std::vector<int64_t>& ints,
          const std::vector<double>& floats, int64_t counter, int64_t aggregator_state, int64_t state_width,
-         int64_t weights, int64_t grad_scale, int64_t found_inf_in, int64_t beta, int64_t flag, int64_t skipped,
+         int64_t weights, int64_t grad_scale, bool unscale_gram, int64_t found_inf_in, int64_t beta, int64_t flag, int64_t skipped,
          int rule, int64_t tensors, int64_t num_tensors, int64_t group_f32, int64_t group_f64, int64_t state,
          int64_t touched, int64_t rows) {
         if (rule >= 0 && !ltu_fast::known_rule(rule))
@@ -90,7 +90,7 @@ PYBIND11_MODULE(_C, m) {
         py::gil_scoped_release release;
         solve(SolveArgs{ptr<const float>(gram), num_segments, spec, ptr<int64_t>(counter),
                         ptr<double>(aggregator_state), state_width, ptr<const float>(weights),
-                        ptr<const float>(grad_scale), ptr<const float>(found_inf_in), ptr<float>(beta),
+                        ptr<const float>(grad_scale), unscale_gram, ptr<const float>(found_inf_in), ptr<float>(beta),
                         ptr<float>(flag), ptr<int64_t>(skipped),
                         ltu_fast::PrepareArgs{rule, ptr<const int64_t>(tensors), num_tensors,
                                               ptr<const float>(group_f32), ptr<const double>(group_f64),
@@ -100,7 +100,7 @@ PYBIND11_MODULE(_C, m) {
       "0 = null pointer",
       py::arg("gram"), py::arg("num_segments"), py::arg("k"), py::arg("kind"), py::arg("ints"), py::arg("floats"),
       py::arg("counter"), py::arg("aggregator_state"), py::arg("state_width"), py::arg("weights"),
-      py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("skipped"),
-      py::arg("rule"), py::arg("tensors"), py::arg("num_tensors"), py::arg("group_f32"), py::arg("group_f64"),
-      py::arg("state"), py::arg("touched"), py::arg("rows"));
+      py::arg("grad_scale"), py::arg("unscale_gram"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"),
+      py::arg("skipped"), py::arg("rule"), py::arg("tensors"), py::arg("num_tensors"), py::arg("group_f32"),
+      py::arg("group_f64"), py::arg("state"), py::arg("touched"), py::arg("rows"));
 }

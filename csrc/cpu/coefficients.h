@@ -18,6 +18,7 @@ struct SolveArgs {
   int64_t state_width;
   const float* weights;        // [k]
   const float* grad_scale;     // [1] divided out of beta
+  bool unscale_gram;           // the aggregator sees G / grad_scale^2 (it is not scale invariant)
   const float* found_inf_in;   // [1] OR-ed into the flag
   float* beta;                 // [L, k]
   float* flag;                 // [1] 1: a statistic or coefficient was not finite, skip the step

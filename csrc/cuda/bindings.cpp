@@ -64,7 +64,8 @@ PYBIND11_MODULE(_C_cuda, m) {
      py::arg("alpha"), py::arg("device"), py::arg("stream"));
   m.def("solve", [](uintptr_t gram, int64_t num_segments, int k, int kind, const std::vector<int64_t>& ints,
                     const std::vector<double>& floats, uintptr_t counter, uintptr_t aggregator_state,
-                    int64_t state_width, uintptr_t weights, uintptr_t grad_scale, uintptr_t found_inf, uintptr_t beta,
+                    int64_t state_width, uintptr_t weights, uintptr_t grad_scale, bool unscale_gram,
+                    uintptr_t found_inf, uintptr_t beta,
                     uintptr_t flag, uintptr_t skipped, int rule, uintptr_t tensors, int64_t num_tensors,
                     uintptr_t group_f32, uintptr_t group_f64, uintptr_t state, uintptr_t touched, uintptr_t rows,
                     int device, uintptr_t stream) {
@@ -72,16 +73,17 @@ PYBIND11_MODULE(_C_cuda, m) {
     a.gram = gram; a.num_segments = num_segments;
     a.spec = ltu_fast::make_spec("ltu_fast._C_cuda", kind, k, ints, floats);
     a.counter = counter; a.aggregator_state = aggregator_state; a.state_width = state_width;
-    a.weights = weights; a.grad_scale = grad_scale; a.found_inf_in = found_inf;
+    a.weights = weights; a.grad_scale = grad_scale; a.unscale_gram = unscale_gram; a.found_inf_in = found_inf;
     a.beta = beta; a.flag = flag; a.skipped = skipped; a.rule = rule; a.tensors = tensors;
     a.num_tensors = num_tensors; a.group_f32 = group_f32; a.group_f64 = group_f64; a.state = state;
     a.touched = touched; a.rows = rows; a.device = device; a.stream = stream;
     solve(a);
   }, py::arg("gram"), py::arg("num_segments"), py::arg("k"), py::arg("kind"), py::arg("ints"), py::arg("floats"),
      py::arg("counter"), py::arg("aggregator_state"), py::arg("state_width"), py::arg("weights"),
-     py::arg("grad_scale"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"), py::arg("skipped"),
-     py::arg("rule"), py::arg("tensors"), py::arg("num_tensors"), py::arg("group_f32"), py::arg("group_f64"),
-     py::arg("state"), py::arg("touched"), py::arg("rows"), py::arg("device"), py::arg("stream"));
+     py::arg("grad_scale"), py::arg("unscale_gram"), py::arg("found_inf"), py::arg("beta"), py::arg("flag"),
+     py::arg("skipped"), py::arg("rule"), py::arg("tensors"), py::arg("num_tensors"), py::arg("group_f32"),
+     py::arg("group_f64"), py::arg("state"), py::arg("touched"), py::arg("rows"), py::arg("device"),
+     py::arg("stream"));
   m.def("versions", [] {
     int driver = 0, runtime = 0;
     versions(&driver, &runtime);

@@ -26,11 +26,12 @@ __global__ void __launch_bounds__(kSolveThreads) solve_kernel(SolveArgs a) {
   const auto* weights = reinterpret_cast<const float*>(a.weights);
   const auto* grad_scale = reinterpret_cast<const float*>(a.grad_scale);
   auto* beta = reinterpret_cast<float*>(a.beta);
+  const double divisor = grad_scale && a.unscale_gram ? double(*grad_scale) * double(*grad_scale) : 1.0;
   bool ok = true;
   for (int64_t s = threadIdx.x; s < a.num_segments; s += kSolveThreads) {
     double b[kMaxSolveK];
     double* state = aggregator_state ? aggregator_state + s * a.state_width : nullptr;
-    ok = solve_segment(gram + s * k * k, weights, a.spec, step, state, b) && ok;
+    ok = solve_segment(gram + s * k * k, weights, divisor, a.spec, step, state, b) && ok;
     for (int j = 0; j < k; ++j) beta[s * k + j] = float(grad_scale ? b[j] / *grad_scale : b[j]);
   }
   const bool all_ok = __syncthreads_and(ok);  // also orders every read of the counter before its update

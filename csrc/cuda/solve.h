@@ -17,6 +17,7 @@ struct SolveArgs {                // device addresses; 0 = absent (every one but
   int64_t state_width = 0;
   uintptr_t weights = 0;          // float [k]
   uintptr_t grad_scale = 0;       // float [1]
+  bool unscale_gram = false;      // the aggregator sees G / grad_scale^2 (it is not scale invariant)
   uintptr_t found_inf_in = 0;     // float [1]
   uintptr_t beta = 0;             // float [L, k]
   uintptr_t flag = 0;             // float [1]

@@ -136,7 +136,7 @@ def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, st
           weights: torch.Tensor | None, grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None, skipped: torch.Tensor | None,
           rule: UpdateRule | None = None, tensors: torch.Tensor | None = None, group_hyper: torch.Tensor | None = None,
           tensor_state: torch.Tensor | None = None, touched: torch.Tensor | None = None,
-          tensor_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+          tensor_rows: torch.Tensor | None = None, unscale_gram: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     _available()
     _check_cpu("gram", gram)
     num_segments, k = gram.shape[0], gram.shape[-1]
@@ -161,7 +161,7 @@ def solve(gram: torch.Tensor, spec: SolverSpec, counter: torch.Tensor | None, st
     _C.solve(gram.data_ptr(), num_segments, k, spec.kind, ints, floats, _address("counter", counter, (1,), torch.int64),
              _address("state", state, (num_segments, width), torch.float64), width,
              _address("weights", weights, (k,), torch.float32),
-             _address("grad_scale", grad_scale, (1,), torch.float32),
+             _address("grad_scale", grad_scale, (1,), torch.float32), bool(unscale_gram),
              _address("found_inf", found_inf, (1,), torch.float32), beta.data_ptr(), flag.data_ptr(),
              _address("skipped", skipped, (1,), torch.int64), **epilogue)
     return beta, flag

@@ -120,7 +120,7 @@ def _address(t: torch.Tensor | None) -> int:
 
 
 def solve(gram, spec, counter, state, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
-          group_hyper=None, tensor_state=None, touched=None, tensor_rows=None):
+          group_hyper=None, tensor_state=None, touched=None, tensor_rows=None, unscale_gram=False):
     """One single-block kernel: coefficients, skip flag and the rule's per-tensor rows (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
     gram, beta, flag = solve_buffers(gram)
@@ -129,7 +129,7 @@ def solve(gram, spec, counter, state, weights, grad_scale, found_inf, skipped, r
     check_solver_state(state, num_segments)
     _C_cuda.solve(gram=gram.data_ptr(), num_segments=num_segments, k=k, kind=spec.kind, ints=ints, floats=floats,
                   counter=_address(counter), aggregator_state=_address(state),
-                  state_width=0 if state is None else state.shape[-1], weights=_address(weights), grad_scale=_address(grad_scale),
+                  state_width=0 if state is None else state.shape[-1], weights=_address(weights), grad_scale=_address(grad_scale), unscale_gram=bool(unscale_gram),
                   found_inf=_address(found_inf), beta=beta.data_ptr(), flag=flag.data_ptr(), skipped=_address(skipped),
                   rule=-1 if rule is None else rule.code, tensors=_address(tensors),
                   num_tensors=0 if tensors is None else tensors.shape[0],

@@ -176,7 +176,7 @@ def _spec_floats(floats: tuple[float, ...], device: torch.device) -> torch.Tenso
 
 
 def solve(gram, spec, counter, state, weights, grad_scale, found_inf, skipped, rule=None, tensors=None,
-          group_hyper=None, tensor_state=None, touched=None, tensor_rows=None):
+          group_hyper=None, tensor_state=None, touched=None, tensor_rows=None, unscale_gram=False):
     """One single-program launch: coefficients, skip flag and the rule's per-tensor rows (see base.py)."""
     num_segments, k = gram.shape[0], gram.shape[-1]
     kernels = _kernels()  # registers the kernels package its aggregator modules are imported from
@@ -199,7 +199,8 @@ def solve(gram, spec, counter, state, weights, grad_scale, found_inf, skipped, r
             gram if tensor_state is None or tensor_state.numel() == 0 else tensor_state,
             gram if touched is None else touched, gram if tensor_rows is None else tensor_rows,
             K=k, KP=_padded(k), SEGMENT=segment, HAS_COUNTER=counter is not None, HAS_WEIGHTS=weights is not None,
-            HAS_SCALE=grad_scale is not None, HAS_FOUND_INF=found_inf is not None, HAS_SKIPPED=skipped is not None,
+            HAS_SCALE=grad_scale is not None,
+            UNSCALE=unscale_gram and grad_scale is not None, HAS_FOUND_INF=found_inf is not None, HAS_SKIPPED=skipped is not None,
             HAS_TOUCHED=touched is not None, BLOCK_L=SOLVE_BLOCK_L, BLOCK_T=SOLVE_BLOCK_T, **epilogue)
     return beta, flag
 

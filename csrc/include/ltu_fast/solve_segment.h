@@ -15,9 +15,10 @@ namespace ltu_fast {
 
 // Coefficients of one segment into beta[0 .. k-1]; returns false when G or beta is not finite (or
 // the kind is unknown). `gram` is the segment's [k, k] block, `weights` may be null (all ones),
-// `state` this segment's row of the aggregator's float64 state (null: none).
-LTU_HD bool solve_segment(const float* gram, const float* weights, const SolveSpec& s, uint64_t step, double* state,
-                          double* beta) {
+// `state` this segment's row of the aggregator's float64 state (null: none). The aggregator sees the
+// Gram divided by `divisor` (a loss scale squared for one that is not scale invariant, else 1).
+LTU_HD bool solve_segment(const float* gram, const float* weights, double divisor, const SolveSpec& s, uint64_t step,
+                          double* state, double* beta) {
   const int k = s.k;
   Gram g;
   bool ok = true;
@@ -25,7 +26,7 @@ LTU_HD bool solve_segment(const float* gram, const float* weights, const SolveSp
     for (int b = 0; b < k; ++b) {
       const double wa = weights ? weights[a] : 1.0, wb = weights ? weights[b] : 1.0;
       ok = ok && is_finite(gram[a * k + b]);
-      g[a][b] = wa * double(gram[a * k + b]) * wb;
+      g[a][b] = wa * (double(gram[a * k + b]) / divisor) * wb;
     }
   switch (s.kind) {
 #define LTU_FAST_SOLVE_CASE(code, name)      \
