@@ -1,4 +1,4 @@
-// kernels.h's Gram, combine and axpy: templated on the row format and on K (1..4; 0 = any K at run time).
+// kernels.h's Gram, combine and axpy: templated on the row format and on K (1..8; 0 = any K at run time).
 #include "kernels.h"
 
 #include <cstring>

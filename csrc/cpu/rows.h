@@ -23,6 +23,10 @@ void dispatch(int dtype, int64_t k, F&& f) {
       case 2: return f(fmt, IntC<2>{});
       case 3: return f(fmt, IntC<3>{});
       case 4: return f(fmt, IntC<4>{});
+      case 5: return f(fmt, IntC<5>{});
+      case 6: return f(fmt, IntC<6>{});
+      case 7: return f(fmt, IntC<7>{});
+      case 8: return f(fmt, IntC<8>{});
       default: return f(fmt, IntC<0>{});
     }
   };
