@@ -13,7 +13,7 @@ One step = forward of a forget and a retain batch, then the update, per contende
   h-adamw      ``HarmonizedAdamW``, PCGrad                                          (vs adamw)
   adamw-fused  one backward per loss into ``.grad``, ``torch.optim.AdamW(fused=True)``
   wrapped      ``Harmonized(AdamW(fused=True))``, PCGrad                       (vs adamw-fused)
-  upgrad       ``HarmonizedSGD`` with UPGrad (its solve runs in torch)                (vs sgd)
+  upgrad       ``HarmonizedSGD`` with UPGrad (its compiled active-set solve)     (vs sgd)
   jd-upgrad, jd-pcgrad   torchjd (where installed): ``autojac.backward`` of both losses, then
                ``jac_to_grad`` per parameter with its own aggregator (per-layer grouping), the same
                SGD                                                                    (vs sgd)
