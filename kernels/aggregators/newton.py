@@ -12,7 +12,7 @@ repeat) are ``while`` loops here, so a block does the work its slowest segment n
 import triton
 import triton.language as tl
 
-from ..rules.adamw import _pow
+from ..libm import pow as _pow
 from .common import diagonal
 from .qp import cholesky_solve, masked_cholesky, matvec
 

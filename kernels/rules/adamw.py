@@ -1,13 +1,9 @@
 """AdamW's Triton math (semantics: ``ltu_fast/rules/adamw.py``; C++/CUDA: ``csrc/include/ltu_fast/rules/adamw.h``)."""
 
-import math
-import os
-
-import numpy as np
 import triton
 import triton.language as tl
-from triton.language.extra import libdevice
 
+from ..libm import pow as _pow
 from . import column
 
 GROUP = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
@@ -20,21 +16,6 @@ STEP = column(STATE, "step")
 STEP_SIZE, BC2_SQRT, DECAY, W1 = column(ROW, "step_size"), column(ROW, "bc2_sqrt"), column(ROW, "decay"), column(ROW, "w1")
 BETA2, ONE_MINUS_BETA2, EPS = column(ROW, "beta2"), column(ROW, "one_minus_beta2"), column(ROW, "eps")
 AMSGRAD, MAXIMIZE = column(ROW, "amsgrad"), column(ROW, "maximize")
-
-if os.environ.get("TRITON_INTERPRET", "0") == "1":
-    _libm_pow = np.frompyfunc(math.pow, 2, 1)
-
-    def _pow(x, y):
-        """The interpreter has no libdevice: the C library's pow (as the C++ backend's), element by element."""
-        from triton.runtime.interpreter import TensorHandle
-
-        return tl.tensor(TensorHandle(_libm_pow(x.handle.data, y.handle.data).astype(np.float64), x.handle.dtype),
-                         x.type)
-else:
-    @triton.jit
-    def _pow(x, y):
-        return libdevice.pow(x, y)
-
 
 @triton.jit
 def prepare(group, state, active):
