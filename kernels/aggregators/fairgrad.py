@@ -4,7 +4,7 @@ import triton
 import triton.language as tl
 
 from .common import ones
-from .newton import power_equation
+from .newton import nearest_psd, power_equation
 
 
 @triton.jit
@@ -13,5 +13,5 @@ def segment(g, ks, step, I0, I1, I2, I3, floats_ptr, state_ptr, ls, lmask, K: tl
     if alpha == 0.0:
         beta = ones(g, ks, K) / K
     else:
-        beta = power_equation(g, ks, 1.0 / alpha, I0, K, False)
+        beta = power_equation(nearest_psd(g, ks, K), ks, 1.0 / alpha, I0, K, False)
     return beta

@@ -4,13 +4,14 @@ max_norm (0: no clipping); state ``[L, K]``: the last solved weights, before cli
 import triton
 import triton.language as tl
 
-from .newton import power_equation
+from .newton import nearest_psd, power_equation
 from .qp import matvec
 
 
 @triton.jit
 def segment(g, ks, step, I0, I1, I2, I3, floats_ptr, state_ptr, ls, lmask, K: tl.constexpr, KP: tl.constexpr):
     rows = lmask[:, None] & (ks < K)[None, :]
+    g = nearest_psd(g, ks, K)  # the Gram the weights solve and the clip measure
     at = state_ptr + ls.to(tl.int64)[:, None] * K + ks[None, :]
     if (I0 <= 1) | (step % I0 == 0):
         alpha = power_equation(g, ks, 1.0, I1, K, True)

@@ -14,12 +14,14 @@ import triton.language as tl
 
 from ..libm import pow as _pow
 from .common import diagonal
+from .jacobi import symmetric_eigen
 from .qp import cholesky_solve, masked_cholesky, matvec
 
 RIDGE = tl.constexpr(1e-10)  # _newton.RIDGE
 SHARE = tl.constexpr(1e-2)  # _newton.SHARE
 POLISH = tl.constexpr(4)  # _newton.POLISH
 HALVINGS = tl.constexpr(30)  # _newton._HALVINGS
+PSD_SWEEPS = tl.constexpr(10)  # _eigen.DEFAULT_SWEEPS, as _newton.nearest_psd
 TINY = tl.constexpr(2.2250738585072014e-308)  # the smallest normal double (torch.finfo(float64).tiny)
 
 
@@ -108,8 +110,27 @@ def _phase(g, w, p, count, valid, ks, K: tl.constexpr, ONE: tl.constexpr):
 
 
 @triton.jit
+def nearest_psd(gram, ks, K: tl.constexpr):
+    """``G + s diag(G)``, ``s = max(0, -lambda_min)`` of the correlation matrix (rows with ``G_ii = 0``
+    as identity rows; 0 stays 0 in the padding): float32 rounding of a rank-deficient Gram made PSD again."""
+    valid = (ks < K)[None, :]
+    eye = ks[None, :, None] == ks[None, None, :]
+    diag = diagonal(gram, ks)
+    active = valid & (diag > 0.0)
+    root = tl.sqrt(tl.where(active, diag, 1.0))
+    both = active[:, :, None] & active[:, None, :]
+    inside = valid[:, :, None] & valid[:, None, :]
+    correlation = tl.where(both, gram / (root[:, :, None] * root[:, None, :]), tl.where(eye & inside, 1.0, 0.0))
+    values, _ = symmetric_eigen(correlation, ks, PSD_SWEEPS, K)
+    lowest = tl.min(tl.where(valid, values, float("inf")), axis=1)
+    shift = tl.where(-lowest < 0.0, 0.0, -lowest)  # NaN stays NaN
+    return gram + tl.where(eye, (shift[:, None] * diag)[:, :, None], 0.0)
+
+
+@triton.jit
 def power_equation(gram, ks, p, iterations, K: tl.constexpr, ONE: tl.constexpr):
-    """``w > 0`` with ``G w = w^(-p)`` per segment (``ONE``: p is 1), 0 where ``G_ii = 0``: ``[BLOCK_L, KP]``."""
+    """``w > 0`` with ``G w = w^(-p)`` per segment (``ONE``: p is 1) for a PSD ``gram`` (``nearest_psd``'s),
+    0 where ``G_ii = 0``: ``[BLOCK_L, KP]``."""
     valid = (ks < K)[None, :]
     eye = ks[None, :, None] == ks[None, None, :]
     active = valid & (diagonal(gram, ks) > 0.0)

@@ -7,7 +7,11 @@ has one solution unless some ``u >= 0, u != 0`` has ``G u = 0`` (a non-negative 
 the gradients vanishes: f is unbounded below, the weights run off to infinity along u).
 Steps (the loop a C++/CUDA or Triton port repeats):
 
-0. objectives with a zero gradient (``G_ii = 0``) leave the system (identity row; weight 0 at the
+0. the Gram is first moved to the nearest PSD matrix along its diagonal scaling (:func:`nearest_psd`):
+   float32 rounding leaves the Gram of linearly dependent gradients slightly indefinite, and on an
+   indefinite Gram f is unbounded below whatever the ridge, so the weights would run off past what a
+   float32 update can hold;
+   objectives with a zero gradient (``G_ii = 0``) leave the system (identity row; weight 0 at the
    end: they move nothing); start at the diagonal solution ``w_i = G_ii^(-1/(1+p))``, rescaled by
    the best factor along that ray;
 1. ``iterations`` Newton steps on ``f`` with the ridge ``RIDGE diag(G)`` added to ``G`` (bounded
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DEFAULT_NEWTON_ITERATIONS", "POLISH", "RIDGE", "power_equation"]
+from ._eigen import DEFAULT_SWEEPS, symmetric_eigen
+
+__all__ = ["DEFAULT_NEWTON_ITERATIONS", "POLISH", "RIDGE", "nearest_psd", "power_equation"]
 
 DEFAULT_NEWTON_ITERATIONS = 26
 POLISH = 4
@@ -69,8 +75,28 @@ def _newton_step(g: torch.Tensor, w: torch.Tensor, p: float, halvings: torch.Ten
     return w + t[..., None] * d
 
 
+def nearest_psd(gram: torch.Tensor) -> torch.Tensor:
+    """``G + s diag(G)``, ``s = max(0, -lambda_min(C))`` for the correlation matrix
+    ``C = D^-1/2 G D^-1/2`` (``D = diag(G)``; objectives with ``G_ii = 0`` left out), ``[B, K, K]`` float64.
+
+    Why the correlation scale: the rounding of a float32 Gram is relative to each entry
+    (``~eps |g_i| |g_j|``), so in C it is uniform and one shift covers objectives of any size; and
+    ``s = 0`` (a PSD Gram) leaves G bit for bit. The smallest eigenvalue comes from the Jacobi sweeps of
+    :mod:`._eigen` (no host synchronisation; the compiled solves run the same sweeps)."""
+    diag = gram.diagonal(dim1=-2, dim2=-1)
+    active = diag > 0
+    root = torch.where(active, diag, 1.0).sqrt()
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    both = active[..., :, None] & active[..., None, :]
+    correlation = torch.where(both, gram / (root[..., :, None] * root[..., None, :]), eye)
+    values, _ = symmetric_eigen(correlation, DEFAULT_SWEEPS)
+    shift = (-values.amin(-1)).clamp_min(0.0)
+    return gram + torch.diag_embed(shift[..., None] * diag)
+
+
 def power_equation(gram: torch.Tensor, p: float, iterations: int = DEFAULT_NEWTON_ITERATIONS) -> torch.Tensor:
-    """``w > 0`` with ``G w = w^(-p)`` for PSD ``gram [B, K, K]`` (float64); 0 where ``G_ii = 0``."""
+    """``w > 0`` with ``G w = w^(-p)`` for PSD ``gram [B, K, K]`` (float64, :func:`nearest_psd`'s
+    output); 0 where ``G_ii = 0``."""
     k = gram.shape[-1]
     eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
     active = gram.diagonal(dim1=-2, dim2=-1) > 0

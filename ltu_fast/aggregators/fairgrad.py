@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._newton import DEFAULT_NEWTON_ITERATIONS, power_equation
+from ._newton import DEFAULT_NEWTON_ITERATIONS, nearest_psd, power_equation
 from .base import SOLVER_KINDS, Aggregator, SolverSpec, check_iterations
 
 __all__ = ["FairGrad"]
@@ -36,7 +36,7 @@ class FairGrad(Aggregator):
         k = gram.shape[-1]
         if self.alpha == 0:
             return torch.full(gram.shape[:2], 1.0 / k, dtype=gram.dtype, device=gram.device)
-        return power_equation(gram.to(torch.float64), 1.0 / self.alpha, self.iterations).to(gram.dtype)
+        return power_equation(nearest_psd(gram.to(torch.float64)), 1.0 / self.alpha, self.iterations).to(gram.dtype)
 
     def __repr__(self) -> str:
         return f"FairGrad(alpha={self.alpha}, iterations={self.iterations})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._newton import DEFAULT_NEWTON_ITERATIONS, power_equation
+from ._newton import DEFAULT_NEWTON_ITERATIONS, nearest_psd, power_equation
 from .base import SOLVER_KINDS, SolverSpec, check_iterations
 from .stateful import StatefulAggregator, StateSpec
 
@@ -50,7 +50,7 @@ class NashMTL(StatefulAggregator):
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
         state = self.state(gram)
         last, counter = state["weights"], state["step"]
-        g = gram.to(torch.float64)
+        g = nearest_psd(gram.to(torch.float64))
         alpha = power_equation(g, 1.0, self.iterations)
         if self.update_weights_every > 1:
             alpha = torch.where(counter % self.update_weights_every == 0, alpha, last)

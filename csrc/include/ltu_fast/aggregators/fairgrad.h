@@ -15,7 +15,9 @@ LTU_HD void fairgrad_segment(const SolveSpec& s, const Gram& g, uint64_t /*step*
     for (int i = 0; i < k; ++i) beta[i] = 1.0 / k;
     return;
   }
-  power_equation(g, k, 1.0 / alpha, s.ints[0], beta);
+  Gram psd;
+  nearest_psd(g, k, psd);
+  power_equation(psd, k, 1.0 / alpha, s.ints[0], beta);
 }
 
 }  // namespace ltu_fast

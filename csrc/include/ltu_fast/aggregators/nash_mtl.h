@@ -13,8 +13,10 @@ namespace ltu_fast {
 LTU_HD void nash_mtl_segment(const SolveSpec& s, const Gram& g, uint64_t step, double* state, double* beta) {
   const int k = s.k;
   const int64_t every = s.ints[0];
+  Gram psd;  // the Gram the weights solve and the clip measure (float32 rounding made PSD again)
+  nearest_psd(g, k, psd);
   if (every <= 1 || step % static_cast<uint64_t>(every) == 0) {
-    power_equation(g, k, 1.0, s.ints[1], beta);
+    power_equation(psd, k, 1.0, s.ints[1], beta);
   } else {
     for (int i = 0; i < k; ++i) beta[i] = state[i];
   }
@@ -22,7 +24,7 @@ LTU_HD void nash_mtl_segment(const SolveSpec& s, const Gram& g, uint64_t step, d
   const double max_norm = s.floats[0];
   if (max_norm > 0.0) {
     double gb[kMaxSolveK];
-    qp_matvec(g, beta, k, gb);
+    qp_matvec(psd, beta, k, gb);
     double squared = 0.0;
     for (int i = 0; i < k; ++i) squared += beta[i] * gb[i];
     const double norm = sqrt(squared < 0.0 ? 0.0 : squared);

@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "ltu_fast/aggregators/common.h"
+#include "ltu_fast/aggregators/jacobi.h"
 #include "ltu_fast/aggregators/qp.h"
 
 namespace ltu_fast {
@@ -22,6 +23,7 @@ constexpr int kNewtonPolish = 4;       // _newton.POLISH
 constexpr int kNewtonHalvings = 30;    // _newton._HALVINGS
 constexpr double kNewtonRidge = 1e-10;  // _newton.RIDGE
 constexpr double kNewtonShare = 1e-2;   // _newton.SHARE
+constexpr int64_t kNewtonPsdSweeps = 10;  // _eigen.DEFAULT_SWEEPS, as _newton.nearest_psd
 
 // x ** e as torch's pow(Tensor, Scalar) computes it.
 LTU_HD double torch_pow(double x, double e) {
@@ -114,7 +116,27 @@ LTU_HD void newton_phase(const Gram& g, int k, double p, int64_t count, double* 
   }
 }
 
-// w > 0 with G w = w^(-p) for the PSD gram (power_equation); 0 where G_ii = 0.
+// psd = G + s diag(G), s = max(0, -lambda_min) of the correlation matrix D^-1/2 G D^-1/2 (rows with
+// G_ii = 0 left out as identity rows): the float32 rounding of a rank-deficient Gram made PSD again
+// (_newton.nearest_psd). s = 0 leaves G bit for bit.
+LTU_HD void nearest_psd(const Gram& gram, int k, Gram& psd) {
+  Gram correlation, vectors;
+  double root[kMaxSolveK], values[kMaxSolveK];
+  for (int i = 0; i < k; ++i) root[i] = sqrt(gram[i][i] > 0.0 ? gram[i][i] : 1.0);
+  for (int i = 0; i < k; ++i)
+    for (int j = 0; j < k; ++j)
+      correlation[i][j] = gram[i][i] > 0.0 && gram[j][j] > 0.0 ? gram[i][j] / (root[i] * root[j])
+                                                               : (i == j ? 1.0 : 0.0);
+  symmetric_eigen(correlation, k, kNewtonPsdSweeps, values, vectors);
+  double lowest = INFINITY;
+  for (int i = 0; i < k; ++i)
+    if (values[i] < lowest || values[i] != values[i]) lowest = values[i];  // amin propagates NaN
+  const double shift = -lowest < 0.0 ? 0.0 : -lowest;  // clamp_min(0) keeps NaN
+  for (int i = 0; i < k; ++i)
+    for (int j = 0; j < k; ++j) psd[i][j] = gram[i][j] + (i == j ? shift * gram[i][i] : 0.0);
+}
+
+// w > 0 with G w = w^(-p) for the PSD gram (nearest_psd's output) (power_equation); 0 where G_ii = 0.
 LTU_HD void power_equation(const Gram& gram, int k, double p, int64_t iterations, double* out) {
   Gram g, ridged;
   bool active[kMaxSolveK];
