@@ -12,6 +12,9 @@ import torch
 from hypothesis import settings
 
 settings.register_profile("fast", max_examples=20, deadline=None, derandomize=True)
+# `pytest --hypothesis-profile thorough`: fresh random examples, 25 times as many (minutes per file),
+# to look for inputs the fixed CI draw misses (another CPU's last bits drew one in CI on 2026-12-05)
+settings.register_profile("thorough", max_examples=500, deadline=None)
 settings.load_profile("fast")
 torch.set_num_threads(1)  # the CI machine is shared; threads only add noise at these sizes
 
