@@ -69,7 +69,12 @@ def test_every_registered_aggregator_is_compared():
 def test_equals_torchjd_on_its_inputs(name, kind, index, identity_orders):
     ours, theirs, tol = EXACT[name]
     j = INPUTS[kind][index]
-    got, want = _ours(ours(), j), theirs(j.shape[0])(j)
+    reference = theirs(j.shape[0])
+    got, want = _ours(ours(), j), reference(j)
+    if name == "gradvac" and reference.gramian_weighting._phi_t.abs().max() > 1:
+        # torchjd's cosine left [-1, 1] by rounding (parallel gradients); ours is clamped there, and the
+        # near-cancelling sum it feeds moves by ~1e-10 of J, not by the last bits
+        tol = 1e-8
     assert (got - want).abs().max() <= tol * _scale(j, want), f"{name} on {kind} {tuple(j.shape)}"
 
 

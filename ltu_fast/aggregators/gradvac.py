@@ -18,7 +18,9 @@ class GradVac(StatefulAggregator):
     the original ``g_j`` (denominators ``+ eps``) and ``phi_hat`` the segment's EMA target for (i, j):
     if ``phi < phi_hat``, ``g_i += |g_i| (phi_hat sqrt(1-phi^2) - phi sqrt(1-phi_hat^2)) /
     (|g_j| sqrt(1-phi_hat^2) + eps) g_j``; then ``phi_hat <- (1-beta) phi_hat + beta phi``. The result is
-    the sum of the modified gradients. State: the targets ``[L, K, K]`` (start at 0, so the first
+    the sum of the modified gradients. ``phi`` is clamped to [-1, 1]: from the Gram, ``|g_i|`` of a
+    modified gradient that (nearly) cancels is lost to rounding and the ratio ran to 1e16 for parallel
+    gradients (torchjd's too), and the EMA kept it. State: the targets ``[L, K, K]`` (start at 0, so the first
     step is PCGrad) and the step counter, in ``state_dict``; ``reset()`` clears them.
     """
 
@@ -60,7 +62,7 @@ class GradVac(StatefulAggregator):
                 j = orders[i, t:t + 1]  # a [1] device index: no host sync under a random order
                 norm_i = (c * cg).sum(-1).clamp_min(0).sqrt()
                 norm_j = norms.index_select(1, j)[:, 0]
-                phi = cg.index_select(1, j)[:, 0] / (norm_i * norm_j + self.eps)
+                phi = (cg.index_select(1, j)[:, 0] / (norm_i * norm_j + self.eps)).clamp(-1.0, 1.0)
                 hat = row.index_select(1, j)[:, 0]
                 root_hat = (1 - hat * hat).clamp_min(0).sqrt()
                 step = norm_i * (hat * (1 - phi * phi).clamp_min(0).sqrt() - phi * root_hat) / (norm_j * root_hat + self.eps)

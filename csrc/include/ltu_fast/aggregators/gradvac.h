@@ -1,7 +1,7 @@
 // GradVac for one segment: ltu_fast/aggregators/gradvac.py step for step. PCGrad's pass in
 // coefficient space towards the EMA target cosines phi_hat (this segment's state row, [k, k]
 // row-major): objective i visits the others j (PCGrad's fixed or hashed random order) and, with phi
-// the cosine of the modified g_i and g_j (denominators + eps), when phi < phi_hat adds
+// the cosine of the modified g_i and g_j (denominators + eps, clamped to [-1, 1]), when phi < phi_hat adds
 // |g_i| (phi_hat sqrt(1 - phi^2) - phi sqrt(1 - phi_hat^2)) / (|g_j| sqrt(1 - phi_hat^2) + eps) g_j;
 // every visit moves the target: phi_hat <- (1 - b) phi_hat + b phi. beta = sum of the modified g_i.
 #pragma once
@@ -36,7 +36,8 @@ LTU_HD void gradvac_segment(const SolveSpec& s, const Gram& g, uint64_t step, do
       double norm2 = 0.0;
       for (int m = 0; m < k; ++m) norm2 += c[m] * cg[m];
       const double norm_i = sqrt(norm2 < 0.0 ? 0.0 : norm2);
-      const double phi = cg[j] / (norm_i * norms[j] + eps);
+      const double ratio = cg[j] / (norm_i * norms[j] + eps);
+      const double phi = ratio < -1.0 ? -1.0 : (ratio > 1.0 ? 1.0 : ratio);  // a cosine (clamp keeps NaN)
       const double hat = target[j];
       const double root_hat = sqrt(1.0 - hat * hat < 0.0 ? 0.0 : 1.0 - hat * hat);
       const double root_phi = sqrt(1.0 - phi * phi < 0.0 ? 0.0 : 1.0 - phi * phi);
