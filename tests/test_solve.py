@@ -179,8 +179,11 @@ def _check_case(backend_name, device, case, k, segments, seed, zero, rank, scale
         # the Newton solvers' bounded limit on a rank-deficient Gram is conditioned like their ridge
         # (1 / RIDGE = 1e10): last-bit differences grow to ~1e10 float64 eps there
         rtol = 1e-4 if case in NOT_UNIQUE and 0 < rank < k else 1e-6
+        # GradVac's targets are cosines; on linearly dependent gradients a modified gradient may cancel,
+        # and its length, so that pair's cosine, is float64 rounding noise in either summation order
+        atol = 1e-4 if case == "gradvac" and 0 < rank < k else 1e-9
         for t, w_t in zip(state, w_state):
-            torch.testing.assert_close(t, w_t, rtol=rtol, atol=1e-9)
+            torch.testing.assert_close(t, w_t, rtol=rtol, atol=atol)
 
 
 @pytest.mark.skipif(not SOLVERS, reason="no compiled backend with a solver is available")

@@ -86,6 +86,9 @@ def _check(backend_name: str, device: str, name: str, case: str, k: int, segment
         finite = w_beta[w_beta.isfinite()]
         tolerance = 1e-5 * (finite.abs().amax().item() if finite.numel() else 0.0) + 1e-7
         torch.testing.assert_close(beta.cpu(), w_beta.cpu(), rtol=1e-5, atol=tolerance, equal_nan=True)
+        # GradVac's targets are cosines; where a modified gradient cancels (parallel gradients), its
+        # length is float64 rounding noise in either order of summation, and so is that pair's cosine
+        atol = 1e-4 if name.startswith("gradvac") and case in ("proportional", "low_rank", "duplicates") else 1e-9
         for t, w_t in zip(compiled.solver_tensors(gram), reference.solver_tensors(gram)):
             if t is not None:
-                torch.testing.assert_close(t.cpu(), w_t.cpu(), rtol=1e-6, atol=1e-9)
+                torch.testing.assert_close(t.cpu(), w_t.cpu(), rtol=1e-6, atol=atol)
