@@ -138,8 +138,13 @@ def test_weights_act_as_scaled_losses(name, plan, seed, w):
     out, _ = _harmonize(rows, plan, AGGREGATORS[name](), weights=w)
     weighted = rows * torch.tensor(w, dtype=rows.dtype)[:, None]
     scaled, _ = _harmonize(weighted, plan, AGGREGATORS[name]())
-    # the iterative solves (Nash-MTL, FairGrad) stop at ~1e-12 of the rows' scale, not at an exact 0
-    np.testing.assert_allclose(out, scaled, rtol=1e-9, atol=1e-10 * max(float(weighted.abs().max()), 1e-2))
+    # the iterative solves (Nash-MTL, FairGrad) stop at ~1e-12 of the rows' scale, not at an exact 0;
+    # on one-element segments (rank 1) ConFIG's pseudo-inverse of the cosine matrix and GradVac's
+    # cancelling lengths turn last-bit differences of the two inputs into ~1e-8 of that scale
+    sizes = torch.zeros(plan.num_segments).index_add_(0, torch.tensor(plan.segments), torch.tensor(plan.numels, dtype=torch.float32))
+    ill_conditioned = name in ("config", "gradvac") and sizes.min().item() < 3  # fewer elements than objectives
+    atol = (1e-7 if ill_conditioned else 1e-10) * max(float(weighted.abs().max()), 1e-2)
+    np.testing.assert_allclose(out, scaled, rtol=1e-9, atol=atol)
 
 
 @pytest.mark.parametrize("name", ALL)
