@@ -59,6 +59,7 @@ def solve_kernel(gram_ptr, num_segments, I0, I1, I2, I3, floats_ptr, counter_ptr
         w = tl.load(weights_ptr + ks, mask=kmask, other=0.0).to(tl.float64)
     else:
         w = tl.where(kmask, 1.0, 0.0).to(tl.float64)
+    scale = tl.load(grad_scale_ptr).to(tl.float64) if HAS_SCALE else 1.0
     tile = kmask[:, None] & kmask[None, :]
     bad = tl.zeros((BLOCK_L,), dtype=tl.int32)
     for s0 in range(0, num_segments, BLOCK_L):
@@ -68,7 +69,6 @@ def solve_kernel(gram_ptr, num_segments, I0, I1, I2, I3, floats_ptr, counter_ptr
         raw = tl.load(gram_ptr + ls.to(tl.int64)[:, None, None] * (K * K) + ks[None, :, None] * K + ks[None, None, :],
                       mask=m3, other=0.0).to(tl.float64)
         if UNSCALE:  # an aggregator that is not scale invariant sees G / grad_scale^2
-            scale = tl.load(grad_scale_ptr).to(tl.float64)
             g = raw / (scale * scale) * w[None, :, None] * w[None, None, :]
         else:
             g = raw * w[None, :, None] * w[None, None, :]
@@ -78,7 +78,7 @@ def solve_kernel(gram_ptr, num_segments, I0, I1, I2, I3, floats_ptr, counter_ptr
         stored = beta.to(tl.float32)  # as stored: a double beyond float32 is inf
         bad += tl.sum(tl.where(m2 & (stored - stored != 0.0), 1, 0), axis=1)
         if HAS_SCALE:
-            beta = beta / tl.load(grad_scale_ptr).to(tl.float64)
+            beta = beta / scale
         tl.store(beta_ptr + ls.to(tl.int64)[:, None] * K + ks[None, :], beta.to(tl.float32), mask=m2)
     skip = tl.sum(bad, axis=0) > 0
     if HAS_FOUND_INF:
